@@ -1,0 +1,5 @@
+import sys
+
+from recsys_impls.cli import main
+
+sys.exit(main())
