@@ -7,6 +7,7 @@ its axes (framework, data, compression, parallel, device settings) are what asv 
 from __future__ import annotations
 
 import json
+import re
 import tomllib
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -131,6 +132,8 @@ class DeviceConfig:
     threads: int = 0  # 0: framework default
 
     def validate(self) -> None:
+        if not re.fullmatch(r"cpu|cuda(:\d+)?|GPU:\d+", self.device):
+            raise UsageError(f"--device {self.device}: accepted: cpu, cuda, cuda:N (PyTorch), GPU:N (TensorFlow)")
         if self.precision not in PRECISIONS:
             raise UsageError(f"--precision {self.precision}: accepted: {', '.join(PRECISIONS)}")
         if self.compile not in COMPILE_MODES:
@@ -167,7 +170,9 @@ class Scenario:
 
 
 # Keys a --config file may set, and which dataclass each belongs to.
-_CONFIG_SECTIONS: dict[str, type] = {"model": ModelConfig, "train": TrainConfig, "data": DataConfig, "device": DeviceConfig}
+_CONFIG_SECTIONS: dict[str, type] = {
+    "model": ModelConfig, "train": TrainConfig, "data": DataConfig, "device": DeviceConfig,
+}
 
 
 def _field_names(cls: type) -> list[str]:
@@ -187,7 +192,8 @@ def load_config_file(path: str | Path) -> dict[str, dict[str, Any]]:
     try:
         raw = json.loads(text) if p.suffix.lower() == ".json" else tomllib.loads(text)
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise UsageError(f"--config {path}: not valid {'JSON' if p.suffix.lower() == '.json' else 'TOML'}: {exc}") from None
+        kind = "JSON" if p.suffix.lower() == ".json" else "TOML"
+        raise UsageError(f"--config {path}: not valid {kind}: {exc}") from None
     if not isinstance(raw, dict):
         raise UsageError(f"--config {path}: the top level must be a table/object of keys")
     out: dict[str, dict[str, Any]] = {s: {} for s in _CONFIG_SECTIONS}

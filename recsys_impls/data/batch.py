@@ -56,15 +56,10 @@ class Batch:
     def slice(self, start: int, stop: int) -> Batch:
         """Samples [start, stop) as a new Batch (ids copied, so the result is contiguous)."""
         stop = min(stop, self.batch_size)
-        bag = self.bag_offsets().reshape(-1)
         f, b = self.lengths.shape
-        starts = bag[:-1].reshape(f, b)[:, start] if stop > start else np.zeros(f, np.int64)
-        ends = np.where(
-            stop < b,
-            bag[:-1].reshape(f, b)[:, min(stop, b - 1)],
-            bag[1:].reshape(f, b)[:, b - 1],
-        )
-        ids = np.concatenate([self.ids[s:e] for s, e in zip(starts, ends)]) if f else self.ids[:0]
+        bag = self.bag_offsets()
+        rows = np.arange(f) * b
+        ids = np.concatenate([self.ids[bag[r + start] : bag[r + stop]] for r in rows]) if f else self.ids[:0]
         return Batch(
             dense=np.ascontiguousarray(self.dense[start:stop]),
             ids=ids,
