@@ -1,0 +1,133 @@
+"""Core suite: the DLRM in PyTorch vs TensorFlow on built-in and real data.
+
+asv imports this module to discover benchmarks: nothing heavy at module level; torch and TensorFlow
+are imported in setup. asv regressions assume lower is better, so quality is published as 1-AUC and
+logloss, and speed as seconds per sample.
+"""
+
+from recsys_impls import benchsupport as bs
+
+FRAMEWORKS = ["torch", "tf"]
+DATASETS = ["synthetic", "movielens"]
+
+
+class Quality:
+    """Train, evaluate and measure each scenario once (setup_cache), then publish its figures."""
+
+    params = [FRAMEWORKS, DATASETS]
+    param_names = ["framework", "data"]
+    timeout = 1800
+
+    def setup_cache(self):
+        records = {}
+        for framework in FRAMEWORKS:
+            for data in DATASETS:
+                params = {"framework": framework, "data": data}
+                try:
+                    bs.framework_or_skip(framework)
+                    scenario = bs.scenario_for(framework, data)
+                except NotImplementedError as exc:
+                    records[(framework, data)] = {"status": "skipped", "error": str(exc)}
+                    continue
+                records[(framework, data)] = bs.run_and_record("core", params, scenario)
+        return records
+
+    setup_cache.timeout = 1800
+
+    def setup(self, records, framework, data):
+        self.r = bs.require_ok(records.get((framework, data)))
+
+    def track_auc_gap(self, records, framework, data):
+        return 1.0 - self.r["quality"]["auc"]
+
+    track_auc_gap.unit = "1-AUC"
+
+    def track_logloss(self, records, framework, data):
+        return self.r["quality"]["logloss"]
+
+    track_logloss.unit = "nats"
+
+    def track_normalized_entropy(self, records, framework, data):
+        return self.r["quality"]["ne"]
+
+    track_normalized_entropy.unit = "NE"
+
+    def track_train_seconds_per_sample(self, records, framework, data):
+        return 1.0 / self.r["throughput"]["train_samples_per_s"]
+
+    track_train_seconds_per_sample.unit = "seconds"
+
+    def track_infer_seconds_per_sample(self, records, framework, data):
+        return 1.0 / self.r["throughput"]["infer_samples_per_s"]
+
+    track_infer_seconds_per_sample.unit = "seconds"
+
+    def track_latency_p99(self, records, framework, data):
+        return self.r["latency_ms"]["p99"] / 1e3
+
+    track_latency_p99.unit = "seconds"
+
+    def track_model_bytes(self, records, framework, data):
+        return self.r["size"]["model_bytes"]
+
+    track_model_bytes.unit = "bytes"
+
+    def track_embedding_bytes(self, records, framework, data):
+        return self.r["size"]["embedding_bytes"]
+
+    track_embedding_bytes.unit = "bytes"
+
+
+class TrainStep:
+    """One optimizer step, rotating through distinct pre-staged batches."""
+
+    params = [FRAMEWORKS, ["tiny", "dlrm-ref"]]
+    param_names = ["framework", "preset"]
+    timeout = 600
+    warmup_time = 1.0
+
+    def setup(self, framework, preset):
+        self.impl, self.staged, _ = bs.timing_fixture(framework, preset)
+        for s in self.staged[:2]:
+            self.impl.train_step(s)
+        self.impl.synchronize()
+        self.i = 0
+
+    def time_train_step(self, framework, preset):
+        self.impl.train_step(self.staged[self.i % len(self.staged)])
+        self.impl.synchronize()
+        self.i += 1
+
+
+class InferBatch:
+    """Inference on one batch (result brought to the host), rotating distinct batches."""
+
+    params = [FRAMEWORKS, ["tiny", "dlrm-ref"]]
+    param_names = ["framework", "preset"]
+    timeout = 600
+
+    def setup(self, framework, preset):
+        self.impl, self.staged, _ = bs.timing_fixture(framework, preset)
+        self.impl.to_numpy(self.impl.infer(self.staged[0]))
+        self.i = 0
+
+    def time_infer_batch(self, framework, preset):
+        self.impl.to_numpy(self.impl.infer(self.staged[self.i % len(self.staged)]))
+        self.i += 1
+
+
+class Memory:
+    """Peak resident memory of building the model and training a few steps."""
+
+    params = [FRAMEWORKS, ["tiny", "dlrm-ref"]]
+    param_names = ["framework", "preset"]
+    timeout = 600
+
+    def setup(self, framework, preset):
+        bs.framework_or_skip(framework)
+
+    def peakmem_train(self, framework, preset):
+        impl, staged, _ = bs.timing_fixture(framework, preset, n_batches=4)
+        for s in staged:
+            impl.train_step(s)
+        impl.synchronize()

@@ -1,0 +1,55 @@
+"""`python -m recsys_impls bench`: asv in the current environment, then the HTML report.
+
+Does what a user would otherwise type by hand: register the machine (asv needs a machine record
+before the first run; its record has no GPU field, so the name carries the GPU), run the suite
+against HEAD with ``--python=same`` (results are saved only when asv knows the commit, hence
+``--set-commit-hash``), keep the environment fingerprint beside the results, build the report.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from recsys_impls.benchsupport import repo_root
+from recsys_impls.errors import UsageError
+
+
+def _git_head(root: Path) -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        raise UsageError(f"bench: {root} is not a git checkout with a commit; asv needs one") from None
+    return out.stdout.strip()
+
+
+def run(quick: bool = True, machine: str | None = None, bench: str | None = None, report: bool = True) -> int:
+    from recsys_impls.measure.fingerprint import environment_fingerprint, machine_name
+
+    root = repo_root()
+    if not (root / "asv.conf.json").is_file():
+        raise UsageError(f"bench: no asv.conf.json in {root}; run from the project checkout")
+    machine = machine or machine_name()
+    commit = _git_head(root)
+    env = dict(os.environ, RECSYS_MACHINE=machine)
+    asv = [sys.executable, "-m", "asv"]
+    subprocess.run([*asv, "machine", "--yes", "--machine", machine], cwd=root, env=env, check=True,
+                   stdout=subprocess.DEVNULL)
+    fp_dir = root / ".asv" / "records" / machine
+    fp_dir.mkdir(parents=True, exist_ok=True)
+    (fp_dir / "fingerprint.json").write_text(json.dumps(environment_fingerprint(), indent=1, sort_keys=True))
+    cmd = [*asv, "run", "--python=same", "--set-commit-hash", commit, "--machine", machine, "--show-stderr"]
+    if quick:
+        cmd.append("--quick")
+    if bench:
+        cmd += ["--bench", bench]
+    print("$", " ".join(cmd[2:]), flush=True)
+    # asv exits non-zero when a benchmark fails; the others are still saved. Report either way.
+    status = subprocess.run(cmd, cwd=root, env=env).returncode
+    if report:
+        built = subprocess.run([sys.executable, "-m", "reports", "build"], cwd=root, env=env).returncode
+        status = status or built
+    return status

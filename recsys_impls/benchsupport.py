@@ -1,0 +1,131 @@
+"""Helpers the asv benchmarks share: per-process caches, record files, skip reasons.
+
+Kept in the library (not benchmarks/) so asv discovery stays cheap and the logic is testable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from recsys_impls.config import PRESETS, Scenario, build_scenario
+from recsys_impls.errors import ScenarioUnsupported, UsageError
+
+# asv's scenario size for quick runs: the "tiny" preset, shortened. Small on purpose: the whole
+# suite must finish in minutes on two cores. Bigger shapes come from the "dlrm-ref" timing params.
+QUICK_TRAIN = {"steps": 120, "batch_size": 256, "eval_samples": 20000, "latency_batches": 30}
+
+
+def repo_root() -> Path:
+    """The asv config directory (asv sets ASV_CONF_DIR), else this checkout's root."""
+    return Path(os.environ.get("ASV_CONF_DIR") or Path(__file__).resolve().parents[1])
+
+
+def machine_name() -> str:
+    if os.environ.get("RECSYS_MACHINE"):
+        return os.environ["RECSYS_MACHINE"]
+    from recsys_impls.measure.fingerprint import machine_name as suggested
+
+    return suggested()
+
+
+def records_dir() -> Path:
+    """Where full records are stored beside asv's results: .asv/records/<machine>/<commit>/."""
+    commit = os.environ.get("ASV_COMMIT", "uncommitted")
+    return repo_root() / ".asv" / "records" / machine_name() / commit
+
+
+def slug(parts: dict[str, Any]) -> str:
+    text = "-".join(f"{k}={v}" for k, v in parts.items())
+    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", text)
+
+
+def save_record(record: dict[str, Any], suite: str, params: dict[str, Any]) -> Path:
+    """Write one record (with the asv benchmark it feeds) for the report to read."""
+    out = records_dir()
+    out.mkdir(parents=True, exist_ok=True)
+    record = dict(record, asv={"suite": suite, "params": {k: str(v) for k, v in params.items()},
+                               "machine": machine_name(), "commit": os.environ.get("ASV_COMMIT")})
+    path = out / f"{suite}--{slug(params)}.json"
+    path.write_text(json.dumps(record, indent=1, sort_keys=True))
+    return path
+
+
+def scenario_for(framework: str, data: str = "synthetic", preset: str = "tiny", **axes: Any) -> Scenario:
+    """A benchmark scenario: preset shape, quick training length, given axes."""
+    layers = {k: dict(v) for k, v in PRESETS[preset].items()}
+    layers.setdefault("train", {}).update(QUICK_TRAIN if preset == "tiny" else {})
+    layers.setdefault("data", {})["source"] = data
+    layers["scenario"] = {"framework": framework, **{k: str(v) for k, v in axes.items()}}
+    return build_scenario(layers)
+
+
+def run_and_record(suite: str, params: dict[str, Any], scenario: Scenario) -> dict[str, Any]:
+    """Run a scenario for a track_ benchmark; a failure becomes a record with its reason.
+
+    One scenario failing never loses the others: the caller stores every record it gets.
+    """
+    from recsys_impls.runner import failed_record, run_scenario
+
+    try:
+        record = run_scenario(scenario)
+    except (ScenarioUnsupported, UsageError) as exc:
+        record = failed_record(scenario, exc)
+    except Exception as exc:  # noqa: BLE001 - recorded with its reason, the suite goes on
+        record = failed_record(scenario, exc)
+    save_record(record, suite, params)
+    return record
+
+
+def require_ok(record: dict[str, Any] | None) -> dict[str, Any]:
+    """asv skips a benchmark whose setup raises NotImplementedError: do that for failed scenarios."""
+    if record is None:
+        raise NotImplementedError("scenario was not run")
+    if record.get("status") != "ok":
+        raise NotImplementedError(record.get("error", "scenario failed"))
+    return record
+
+
+def framework_or_skip(framework: str) -> None:
+    from recsys_impls.registry import framework_available
+
+    if not framework_available(framework):
+        raise NotImplementedError(f"framework {framework} is not installed")
+
+
+_TIMING_CACHE: dict[Any, Any] = {}
+
+
+def timing_fixture(framework: str, preset: str, n_batches: int = 8, batch_size: int | None = None,
+                   **device: Any) -> tuple[Any, list[Any], list[Any]]:
+    """(model, staged batches) built once per process for time_* benchmarks.
+
+    Several distinct batches are rotated: re-using one batch keeps embedding rows in cache and made
+    lookups look about 2x faster (DESIGN.md section 3).
+    """
+    key = (framework, preset, n_batches, batch_size, tuple(sorted(device.items())))
+    if key not in _TIMING_CACHE:
+        framework_or_skip(framework)
+        from dataclasses import replace
+
+        from recsys_impls import registry
+        from recsys_impls.data.synthetic import generate
+
+        scenario = scenario_for(framework, "synthetic", preset)
+        if batch_size:
+            scenario = replace(scenario, train=replace(scenario.train, batch_size=batch_size))
+        if device:
+            scenario = replace(scenario, device=replace(scenario.device, **device)).validate()
+        try:
+            impl = registry.build(scenario)
+        except ScenarioUnsupported as exc:
+            raise NotImplementedError(str(exc)) from None
+        bs = scenario.train.batch_size
+        data = generate(scenario, num_samples=bs * n_batches, seed=scenario.train.seed)
+        batches = data.split(bs)
+        staged = [impl.stage(b) for b in batches]
+        _TIMING_CACHE[key] = (impl, staged, batches)
+    return _TIMING_CACHE[key]

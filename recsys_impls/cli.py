@@ -1,0 +1,210 @@
+"""`python -m recsys_impls run|list|profile|bench ...`: one scenario from the command line.
+
+Every user error ends as one line on stderr and exit code 2; never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from recsys_impls.config import (
+    COMPILE_MODES,
+    FRAMEWORKS,
+    OPTIMIZERS,
+    PRECISIONS,
+    PRESETS,
+    Scenario,
+    build_scenario,
+    load_config_file,
+)
+from recsys_impls.errors import ScenarioUnsupported, UsageError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad option in one line (not the whole usage block)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message} (see --help)")
+
+
+def _add_scenario_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--framework", default=None, help=f"one of: {', '.join(FRAMEWORKS)} (default torch)")
+    p.add_argument("--data", default=None, help="synthetic (default), movielens, or a path to a Criteo TSV (.gz ok)")
+    p.add_argument("--config", default=None, help="TOML or JSON file with model/data/train keys; flags override it")
+    p.add_argument("--preset", default=None, choices=sorted(PRESETS), help="a named model shape (see `list`)")
+    p.add_argument("--steps", type=int, default=None, help="training steps (one fresh batch each)")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--eval-samples", type=int, default=None)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--optimizer", default=None, help=f"one of: {', '.join(OPTIMIZERS)}")
+    p.add_argument("--lr", type=float, default=None, help="learning rate")
+    p.add_argument("--skip-bad-lines", action="store_true", help="TSV: count and skip malformed lines")
+    p.add_argument("--compression", default=None, help="e.g. int8, hash:0.1, qr:4, prune:0.8 (see `list`)")
+    p.add_argument("--parallel", default=None, help="e.g. threads:2, ddp:2, sharded:2:table-wise (see `list`)")
+    p.add_argument("--device", default=None, help="cpu (default), cuda, cuda:N (PyTorch), GPU:N (TensorFlow)")
+    p.add_argument("--precision", default=None, help=f"one of: {', '.join(PRECISIONS)}")
+    p.add_argument("--compile", default=None, help=f"one of: {', '.join(COMPILE_MODES)}")
+    p.add_argument("--pinned-memory", action="store_true", default=None, help="pinned host buffers, async copies")
+    p.add_argument("--threads", type=int, default=None, help="intra-op threads (0 = framework default)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m recsys_impls", allow_abbrev=False,
+                     description="Benchmark a DLRM-style recommender in PyTorch and TensorFlow.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    run = sub.add_parser("run", allow_abbrev=False, help="train, evaluate and measure one scenario")
+    _add_scenario_options(run)
+    run.add_argument("--json", default=None, help="write the record to this file")
+    run.add_argument("--quiet", action="store_true", help="no progress bar or summary table")
+    sub.add_parser("list", allow_abbrev=False, help="print the scenarios and axes")
+    prof = sub.add_parser("profile", allow_abbrev=False, help="profile one scenario (py-spy, torch/TF profiler)")
+    _add_scenario_options(prof)
+    prof.add_argument("--pyspy", action="store_true", help="py-spy flame graph (SVG) and speedscope JSON")
+    prof.add_argument("--torch-profiler", action="store_true", help="PyTorch profiler Chrome trace")
+    prof.add_argument("--tf-profiler", action="store_true", help="TensorFlow profiler trace")
+    prof.add_argument("--out", default="runs/profile", help="output folder (default runs/profile)")
+    bench = sub.add_parser("bench", allow_abbrev=False, help="run the asv suite into .asv/results, then the report")
+    bench.add_argument("--quick", action="store_true", help="each benchmark once (asv --quick)")
+    bench.add_argument("--machine", default=None, help="asv machine name (default: host name + GPU)")
+    bench.add_argument("--bench", default=None, help="regex of benchmarks to run (asv --bench)")
+    bench.add_argument("--no-report", action="store_true", help="skip building the HTML report")
+    return parser
+
+
+_FLAG_TO_KEY = {
+    "steps": ("train", "steps"),
+    "batch_size": ("train", "batch_size"),
+    "eval_samples": ("train", "eval_samples"),
+    "seed": ("train", "seed"),
+    "optimizer": ("train", "optimizer"),
+    "lr": ("train", "learning_rate"),
+    "data": ("data", "source"),
+    "skip_bad_lines": ("data", "skip_bad_lines"),
+    "device": ("device", "device"),
+    "precision": ("device", "precision"),
+    "compile": ("device", "compile"),
+    "pinned_memory": ("device", "pinned_memory"),
+    "threads": ("device", "threads"),
+    "framework": ("scenario", "framework"),
+    "compression": ("scenario", "compression"),
+    "parallel": ("scenario", "parallel"),
+}
+
+
+def scenario_from_args(args: argparse.Namespace) -> Scenario:
+    """Preset, then --config file, then flags: later ones win."""
+    layers: list[dict[str, dict[str, Any]]] = []
+    if args.preset:
+        layers.append(PRESETS[args.preset])
+    if args.config:
+        layers.append(load_config_file(args.config))
+    flags: dict[str, dict[str, Any]] = {}
+    for flag, (section, key) in _FLAG_TO_KEY.items():
+        value = getattr(args, flag, None)
+        if value is not None and value is not False:
+            flags.setdefault(section, {})[key] = value
+    layers.append(flags)
+    merged: dict[str, dict[str, Any]] = {}
+    for layer in layers:
+        for section, values in layer.items():
+            merged.setdefault(section, {}).update(values)
+    return build_scenario(merged)
+
+
+def _fmt(value: Any, fmt: str = "{:.4f}") -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return fmt.format(value)
+    return str(value)
+
+
+def summary_table(record: dict[str, Any]) -> str:
+    """A readable, aligned summary of one record."""
+    q, t, lat, size, mem = (record.get(k) or {} for k in ("quality", "throughput", "latency_ms", "size", "memory"))
+    rows = [
+        ("framework", record["framework"]),
+        ("data", record.get("data", {}).get("name")),
+        ("compression / parallel", f"{record['scenario']['compression']} / {record['scenario']['parallel']}"),
+        ("AUC (data's own reference)", f"{_fmt(q.get('auc'))} ({_fmt(q.get('reference_auc'))})"),
+        ("logloss / NE", f"{_fmt(q.get('logloss'))} / {_fmt(q.get('ne'))}"),
+        ("accuracy / precision / recall / F1",
+         " / ".join(_fmt(q.get(k), "{:.3f}") for k in ("accuracy", "precision", "recall", "f1"))),
+        ("train throughput (samples/s)", _fmt(t.get("train_samples_per_s"), "{:,.0f}")),
+        ("inference throughput (samples/s)", _fmt(t.get("infer_samples_per_s"), "{:,.0f}")),
+        (f"latency p50/p95/p99 ms (batch {lat.get('batch_size')})",
+         " / ".join(_fmt(lat.get(k), "{:.3f}") for k in ("p50", "p95", "p99"))),
+        ("model / embedding bytes", f"{_fmt(size.get('model_bytes'), '{:,}')} / {_fmt(size.get('embedding_bytes'))}"),
+        ("peak host RSS (MiB)", _fmt((mem.get("peak_host_rss_bytes") or 0) / 2**20, "{:,.0f}")),
+    ]
+    energy = record.get("energy") or {}
+    if "train" in energy:
+        rows.append(("train energy J/1k samples", _fmt(energy["train"].get("joules_per_1k_samples"))))
+    else:
+        rows.append(("energy", f"n/a ({energy.get('reason')})"))
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from recsys_impls.runner import run_scenario
+
+    scenario = scenario_from_args(args)
+    if args.json:
+        _check_writable(args.json)
+    record = run_scenario(scenario, progress=not args.quiet and sys.stderr.isatty())
+    if args.json:
+        Path(args.json).write_text(json.dumps(record, indent=2, sort_keys=True))
+    if not args.quiet:
+        print(summary_table(record))
+        if args.json:
+            print(f"record written to {args.json}")
+    return 0
+
+
+def _check_writable(path: str) -> None:
+    parent = Path(path).resolve().parent
+    if not parent.is_dir():
+        raise UsageError(f"--json {path}: folder {parent} does not exist")
+
+
+def cmd_list(_: argparse.Namespace) -> int:
+    from recsys_impls import listing
+
+    print(listing.render())
+    return 0
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    from recsys_impls import profiling
+
+    scenario = scenario_from_args(args)
+    if not (args.pyspy or args.torch_profiler or args.tf_profiler):
+        raise UsageError("profile: choose at least one of --pyspy, --torch-profiler, --tf-profiler")
+    written = profiling.profile_scenario(scenario, Path(args.out), pyspy=args.pyspy,
+                                         torch_profiler=args.torch_profiler, tf_profiler=args.tf_profiler)
+    for path in written:
+        print(path)
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from recsys_impls import asv_driver
+
+    return asv_driver.run(quick=args.quick, machine=args.machine, bench=args.bench, report=not args.no_report)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return {"run": cmd_run, "list": cmd_list, "profile": cmd_profile, "bench": cmd_bench}[args.command](args)
+    except (UsageError, ScenarioUnsupported) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
