@@ -1,0 +1,62 @@
+"""`python -m reports build|regressions`: one-line errors and exit code 2 on bad input."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from recsys_impls.errors import UsageError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m reports", allow_abbrev=False,
+                description="HTML reports and regression checks from asv results")
+    sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
+    b = sub.add_parser("build", allow_abbrev=False, help="write the static HTML report")
+    b.add_argument("--results", default=".asv/results", help="asv results_dir (default .asv/results)")
+    b.add_argument("--records", default=None, help="run records folder (default: records/ beside --results)")
+    b.add_argument("--profiles", default=None, help="profiles folder (default: profiles/ beside --results)")
+    b.add_argument("--out", default="reports/html", help="output folder (default reports/html)")
+    b.add_argument("--baseline-machine", default=None, help="hardware page baseline (default: first machine)")
+    b.add_argument("--factor", type=float, default=1.1, help="history regressions: slowdown factor (default 1.1)")
+    r = sub.add_parser("regressions", allow_abbrev=False, help="compare two runs; exit 1 on regressions")
+    r.add_argument("--base", required=True, help="commit (prefix ok) with results, or a results .json file")
+    r.add_argument("--head", required=True, help="commit (prefix ok) with results, or a results .json file")
+    r.add_argument("--results", default=".asv/results", help="asv results_dir (default .asv/results)")
+    r.add_argument("--machine", default=None, help="machine name (needed when several have results)")
+    r.add_argument("--factor", type=float, default=1.1, help="time/size factor threshold (default 1.1)")
+    r.add_argument("--auc-drop", type=float, default=0.001, help="absolute AUC drop threshold (default 0.001)")
+    r.add_argument("--logloss-rise", type=float, default=0.001, help="absolute logloss/NE rise (default 0.001)")
+    r.add_argument("--no-stats", action="store_true", help="factor only; ignore asv's samples/CI test")
+    r.add_argument("--only-changed", action="store_true", help="print only changed benchmarks")
+    r.add_argument("--markdown", default=None, help="write a Markdown summary to this file")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        if args.cmd == "build":
+            from reports.build import build
+
+            out = build(results=args.results, records=args.records, out=args.out, profiles=args.profiles,
+                        baseline_machine=args.baseline_machine, factor=args.factor)
+            print(f"report written to {out / 'index.html'}")
+            return 0
+        from reports.regressions import Thresholds, run_cli
+
+        th = Thresholds(factor=args.factor, auc_drop=args.auc_drop, logloss_rise=args.logloss_rise,
+                        use_stats=not args.no_stats)
+        return run_cli(args.base, args.head, args.results, args.machine, th, args.markdown, args.only_changed)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
