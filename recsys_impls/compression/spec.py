@@ -1,0 +1,197 @@
+"""Parse a scenario's ``compression`` string into a CompressionPlan (framework-neutral, numpy-free).
+
+A spec is a comma-separated list of methods, each ``name`` or ``name:arg[:arg]``::
+
+    none | fp16 | bf16 | int8 | int4            embedding storage precision (post-training)
+    hash:FRACTION                               hashing trick, K = ceil(FRACTION * rows) buckets
+    qr:COLLISIONS[:mult|add|concat]             quotient-remainder embeddings (Shi et al. 2020)
+    mixed-dim:ALPHA                             mixed-dimension embeddings (Ginart et al. 2021)
+    freq-prune:MIN_COUNT                        ids seen < MIN_COUNT times in training share one row
+    prune:SPARSITY                              MLP magnitude pruning + short fine-tune, stored sparse
+    mlp-int8                                    dynamic int8 quantization of the MLP linear layers
+
+Methods are grouped into slots (precision, id-mapping, MLP weights); two methods in one slot are a
+conflict, reported as one UsageError line naming both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from recsys_impls.errors import UsageError
+
+PRECISIONS = ("fp32", "fp16", "bf16", "int8", "int4")
+QR_OPS = ("mult", "add", "concat")
+LAYOUTS = ("plain", "hash", "qr", "mixed-dim", "freq-prune")
+
+
+@dataclass(frozen=True)
+class CompressionPlan:
+    """What to do to each part of the model. The default is the uncompressed fp32 baseline."""
+
+    spec: str = "none"
+    # Embedding storage precision, applied after training (row-wise scale and bias for int8/int4).
+    precision: str = "fp32"
+    # How ids map to stored rows (applied at training time).
+    layout: str = "plain"
+    hash_fraction: float = 0.0
+    qr_collisions: int = 0
+    qr_op: str = "mult"
+    md_alpha: float = 0.0
+    freq_min_count: int = 0
+    # MLP weights.
+    prune_sparsity: float = 0.0
+    mlp_int8: bool = False
+
+    @property
+    def is_baseline(self) -> bool:
+        return self == CompressionPlan(spec=self.spec)
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        """Method names in canonical order (for records and support checks)."""
+        out = []
+        if self.layout != "plain":
+            out.append(self.layout)
+        if self.precision != "fp32":
+            out.append(self.precision)
+        if self.prune_sparsity > 0:
+            out.append("prune")
+        if self.mlp_int8:
+            out.append("mlp-int8")
+        return tuple(out)
+
+    @property
+    def needs_training_change(self) -> bool:
+        """Methods that change the trained model itself (not only post-training storage)."""
+        return self.layout != "plain"
+
+
+# (method, parameters, description, frameworks) for `python -m recsys_impls list`.
+_METHODS: list[tuple[str, str, str, str]] = [
+    ("none", "", "fp32 baseline, no compression", "torch, tf"),
+    ("fp16", "", "embedding tables stored in float16 (post-training)", "torch, tf"),
+    ("bf16", "", "embedding tables stored in bfloat16 (post-training)", "torch, tf"),
+    ("int8", "", "row-wise int8 tables, fp32 scale+bias per row (FBGEMM byte-rowwise in torch)", "torch, tf"),
+    ("int4", "", "row-wise int4 tables, fp16 scale+bias per row (FBGEMM 4bit-rowwise in torch)", "torch, tf"),
+    ("hash", "FRACTION in (0,1]", "hashing trick: ids folded into ceil(FRACTION*rows) buckets by a fixed "
+     "integer hash (trained that way)", "torch, tf"),
+    ("qr", "COLLISIONS>=2[:mult|add|concat]", "quotient-remainder compositional embeddings, "
+     "rows/COLLISIONS + COLLISIONS rows per table (trained that way)", "torch, tf"),
+    ("mixed-dim", "ALPHA in (0,1]", "mixed-dimension tables: dim_f = D*(rows_min/rows_f)^ALPHA, "
+     "projected to D (trained that way)", "torch, tf"),
+    ("freq-prune", "MIN_COUNT>=2", "embedding rows of ids seen fewer than MIN_COUNT times in the training "
+     "data are dropped; those ids share one fallback row per table", "torch, tf"),
+    ("prune", "SPARSITY in (0,1)", "MLP magnitude pruning at exactly SPARSITY per layer, short masked "
+     "fine-tune, weights stored sparse", "torch, tf"),
+    ("mlp-int8", "", "dynamic int8 quantization of the MLP linear layers for inference", "torch, tf"),
+]
+
+
+def describe_methods() -> list[tuple[str, str, str, str]]:
+    """Every compression method: (method, parameters, description, frameworks)."""
+    return list(_METHODS)
+
+
+def _where(spec: str) -> str:
+    return f"--compression {spec}"
+
+
+def _float_arg(spec: str, part: str, arg: str, lo: float, hi: float, hi_inclusive: bool, what: str) -> float:
+    try:
+        v = float(arg)
+    except ValueError:
+        v = float("nan")
+    ok = lo < v < hi or (hi_inclusive and v == hi)
+    if not ok:
+        bound = "]" if hi_inclusive else ")"
+        raise UsageError(f"{_where(spec)}: '{part}' needs {what} in ({lo:g}, {hi:g}{bound}, got {arg!r}")
+    return v
+
+
+def _int_arg(spec: str, part: str, arg: str, lo: int, what: str) -> int:
+    try:
+        v = int(arg)
+    except ValueError:
+        v = lo - 1
+    if v < lo:
+        raise UsageError(f"{_where(spec)}: '{part}' needs {what} as an integer >= {lo}, got {arg!r}")
+    return v
+
+
+def _accepted() -> str:
+    return "none, fp16, bf16, int8, int4, hash:F, qr:C[:mult|add|concat], mixed-dim:A, freq-prune:N, prune:S, mlp-int8"
+
+
+def parse_compression(spec: str) -> CompressionPlan:
+    """Parse and validate a compression spec; raise UsageError (one line) on bad or conflicting input."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise UsageError(f"{_where(spec)}: empty; accepted: {_accepted()} (comma-separated to combine)")
+    text = spec.strip().lower()
+    parts = [p.strip() for p in text.split(",")]
+    if text == "none":
+        return CompressionPlan(spec="none")
+    fields: dict[str, object] = {}
+    slot_owner: dict[str, str] = {}
+
+    def claim(slot: str, part: str) -> None:
+        if slot in slot_owner:
+            raise UsageError(
+                f"{_where(spec)}: '{slot_owner[slot]}' and '{part}' conflict (both set the {slot}); "
+                "choose one of them"
+            )
+        slot_owner[slot] = part
+
+    for part in parts:
+        if not part:
+            raise UsageError(f"{_where(spec)}: empty item between commas; accepted: {_accepted()}")
+        name, *args = part.split(":")
+        if name == "none":
+            raise UsageError(f"{_where(spec)}: 'none' cannot be combined with other methods")
+        if name in ("fp16", "bf16", "int8", "int4"):
+            if args:
+                raise UsageError(f"{_where(spec)}: '{name}' takes no parameter, got '{part}'")
+            claim("embedding precision", part)
+            fields["precision"] = name
+        elif name == "hash":
+            if len(args) != 1:
+                raise UsageError(f"{_where(spec)}: '{part}' must be hash:FRACTION, e.g. hash:0.1")
+            claim("embedding id mapping", part)
+            fields["layout"] = "hash"
+            fields["hash_fraction"] = _float_arg(spec, part, args[0], 0.0, 1.0, True, "a table fraction")
+        elif name == "qr":
+            if len(args) not in (1, 2):
+                raise UsageError(f"{_where(spec)}: '{part}' must be qr:COLLISIONS[:mult|add|concat], e.g. qr:4")
+            claim("embedding id mapping", part)
+            fields["layout"] = "qr"
+            fields["qr_collisions"] = _int_arg(spec, part, args[0], 2, "collisions per quotient")
+            if len(args) == 2:
+                if args[1] not in QR_OPS:
+                    raise UsageError(f"{_where(spec)}: '{part}' operation {args[1]!r}; accepted: {', '.join(QR_OPS)}")
+                fields["qr_op"] = args[1]
+        elif name in ("mixed-dim", "md"):
+            if len(args) != 1:
+                raise UsageError(f"{_where(spec)}: '{part}' must be mixed-dim:ALPHA, e.g. mixed-dim:0.3")
+            claim("embedding id mapping", part)
+            fields["layout"] = "mixed-dim"
+            fields["md_alpha"] = _float_arg(spec, part, args[0], 0.0, 1.0, True, "an exponent ALPHA")
+        elif name == "freq-prune":
+            if len(args) != 1:
+                raise UsageError(f"{_where(spec)}: '{part}' must be freq-prune:MIN_COUNT, e.g. freq-prune:3")
+            claim("embedding id mapping", part)
+            fields["layout"] = "freq-prune"
+            fields["freq_min_count"] = _int_arg(spec, part, args[0], 2, "a minimum id count")
+        elif name == "prune":
+            if len(args) != 1:
+                raise UsageError(f"{_where(spec)}: '{part}' must be prune:SPARSITY, e.g. prune:0.8")
+            claim("MLP weight format", part)
+            fields["prune_sparsity"] = _float_arg(spec, part, args[0], 0.0, 1.0, False, "a sparsity")
+        elif name == "mlp-int8":
+            if args:
+                raise UsageError(f"{_where(spec)}: 'mlp-int8' takes no parameter, got '{part}'")
+            claim("MLP weight format", part)
+            fields["mlp_int8"] = True
+        else:
+            raise UsageError(f"{_where(spec)}: unknown method {name!r}; accepted: {_accepted()}")
+    canonical = ",".join(parts)
+    return CompressionPlan(spec=canonical, **fields)  # type: ignore[arg-type]
