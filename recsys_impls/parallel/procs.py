@@ -1,0 +1,75 @@
+"""Process-tree bookkeeping on Linux: find every descendant of a launched process and end them all.
+
+torchrun starts its workers in new sessions, so killing a process group is not enough: we record the
+whole tree while it runs (pid + start time, so a recycled pid is never hit) and end each by its id.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+_PROC = Path("/proc")
+
+
+def _stat(pid: int) -> tuple[int, int] | None:
+    """(parent pid, start time in clock ticks) of a live process, or None."""
+    try:
+        raw = (_PROC / str(pid) / "stat").read_text()
+    except OSError:
+        return None
+    rest = raw[raw.rfind(")") + 2 :].split()
+    # fields after the command: state ppid pgrp session ... starttime is field 22 overall (index 19 here)
+    return int(rest[1]), int(rest[19])
+
+
+def descendants(root: int) -> dict[int, int]:
+    """{pid: start_time} of every live descendant of ``root`` (not root itself)."""
+    if not _PROC.is_dir():
+        return {}
+    children: dict[int, list[tuple[int, int]]] = {}
+    for entry in _PROC.iterdir():
+        if not entry.name.isdigit():
+            continue
+        st = _stat(int(entry.name))
+        if st is not None:
+            children.setdefault(st[0], []).append((int(entry.name), st[1]))
+    out: dict[int, int] = {}
+    todo = [root]
+    while todo:
+        for pid, start in children.get(todo.pop(), []):
+            if pid not in out:
+                out[pid] = start
+                todo.append(pid)
+    return out
+
+
+def alive(pid: int, start_time: int | None = None) -> bool:
+    """Whether ``pid`` still runs (and, if given, is the same process that started at ``start_time``)."""
+    st = _stat(pid)
+    if st is None:
+        return False
+    try:
+        state = (_PROC / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    if state == "Z":
+        return False
+    return start_time is None or st[1] == start_time
+
+
+def terminate(pids: dict[int, int], grace_s: float = 3.0) -> list[int]:
+    """SIGTERM each recorded process, wait up to ``grace_s``, SIGKILL the rest. Returns pids still alive."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        live = [p for p, t in pids.items() if alive(p, t)]
+        for p in live:
+            try:
+                os.kill(p, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + (grace_s if sig == signal.SIGTERM else 2.0)
+        while time.monotonic() < deadline and any(alive(p, pids[p]) for p in live):
+            time.sleep(0.05)
+    return [p for p, t in pids.items() if alive(p, t)]

@@ -1,0 +1,158 @@
+"""``run_parallel(scenario) -> record``: the runner's entry for every ``--parallel`` value but ``none``.
+
+threads:N runs in this process (the implementation honours DeviceConfig.threads). Distributed modes
+write a job file, launch the workers (torchrun for PyTorch; TF_CONFIG processes for TensorFlow), and
+fold the per-rank JSON results into one record whose ``parallel`` section carries the mode, world size,
+sharding, per-rank figures, imbalance, scaling efficiency and communication volumes. A failed or timed
+out run raises WorkerFailed (the runner records it as failed; other scenarios are unaffected).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from recsys_impls.config import Scenario
+from recsys_impls.parallel import comm, launch
+from recsys_impls.parallel.spec import ParallelPlan, check_supported, parse_parallel
+from recsys_impls.parallel.worker import read_results, write_job
+
+DEFAULT_TIMEOUT_S = float(os.environ.get("RECSYS_PARALLEL_TIMEOUT", "600"))
+
+
+def threads_scenario(scenario: Scenario) -> Scenario:
+    """threads:N as a single-process scenario with DeviceConfig.threads = N."""
+    plan = parse_parallel(scenario.parallel)
+    if plan.mode != "threads":
+        return scenario
+    return replace(scenario, parallel="none", device=replace(scenario.device, threads=plan.threads))
+
+
+def _launch(scenario: Scenario, plan: ParallelPlan, run_dir: Path, timeout_s: float, job_extra: dict[str, Any],
+            env: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    threads = scenario.device.threads or 1
+    write_job(run_dir, scenario, {"plan": plan.to_dict(), "threads_per_process": threads,
+                                  "collective_timeout_s": max(30.0, timeout_s), **job_extra})
+    env = {"OMP_NUM_THREADS": str(threads), "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1",
+           **(env or {})}
+    if scenario.framework == "torch":
+        argv = launch.torchrun_argv(plan.world_size, "recsys_impls.torch_impl.distributed_worker", [str(run_dir)])
+        procs = [launch.Proc("torchrun", argv, env)]
+        workers = plan.world_size
+    else:
+        from recsys_impls.parallel.tf_launch import tf_processes
+
+        procs, workers = tf_processes(plan, run_dir, env)
+    launch.run_group(procs, run_dir, timeout_s)
+    return read_results(run_dir, workers)
+
+
+def run_distributed(scenario: Scenario, timeout_s: float | None = None, run_dir: Path | None = None,
+                    job_extra: dict[str, Any] | None = None, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Launch one distributed scenario and return its ``parallel`` section plus quality and size."""
+    plan = parse_parallel(scenario.parallel)
+    check_supported(plan, scenario.framework, scenario.device.device)
+    own_dir = run_dir is None
+    run_dir = Path(tempfile.mkdtemp(prefix="recsys-parallel-")) if own_dir else run_dir
+    try:
+        results = _launch(scenario, plan, run_dir, timeout_s or DEFAULT_TIMEOUT_S, job_extra or {}, env)
+    finally:
+        if own_dir and not os.environ.get("RECSYS_KEEP_RUN_DIR"):
+            shutil.rmtree(run_dir, ignore_errors=True)
+    return summarize(scenario, plan, results)
+
+
+def summarize(scenario: Scenario, plan: ParallelPlan, results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Fold per-rank results into the record's figures."""
+    r0 = next(r for r in results if "quality" in r)
+    global_batch = scenario.train.batch_size
+    seconds = max(r["seconds"] for r in results)
+    timed_steps = r0["timed_steps"]
+    throughput = global_batch * timed_steps / seconds if seconds > 0 else None
+    fps = [r.get("replica_fingerprints") for r in results]
+    section: dict[str, Any] = {
+        "mode": plan.mode, "spec": plan.spec, "world_size": plan.world_size,
+        "sharding": plan.sharding or None, "comm_hook": plan.comm_hook,
+        "global_batch": global_batch, "local_batch": r0["local_batch"],
+        "threads_per_process": r0.get("threads"), "backend": r0.get("backend"),
+        "train_samples_per_s": throughput, "step_ms_mean": 1e3 * seconds / max(timed_steps, 1),
+        "per_rank": [{k: r.get(k) for k in ("rank", "samples_per_s", "step_ms_mean", "step_ms_p50", "seconds",
+                                              "local_bytes", "local_lookups_per_batch", "final_loss")}
+                     for r in results],
+    }
+    if plan.data_parallel and fps[0] and fps[0][0] is not None:
+        section["replicas_identical"] = len(set(fps[0])) == 1
+    measured = r0.get("comm_measured")
+    if measured:
+        section["comm_bytes_per_step_measured"] = measured
+        section["comm_projection"] = comm.project(measured, plan.mode, global_batch, plan.sharding)
+    if "sharding_plan" in r0:
+        section["sharding_plan"] = r0["sharding_plan"]
+        section["imbalance"] = r0["sharding_plan"].get("imbalance")
+    return {"parallel": section, "quality": r0["quality"], "size": r0.get("size", {}),
+            "data": {"name": r0.get("data_name"), **r0.get("data_info", {})}, "final_loss": r0.get("final_loss")}
+
+
+def run_parallel(scenario: Scenario, progress: bool = False, baseline: bool = True,
+                 timeout_s: float | None = None) -> dict[str, Any]:
+    """Record for a parallel scenario. With ``baseline``, the same launcher also runs world size 1 so the
+    scaling efficiency compares like with like (same code path, same threads per process)."""
+    plan = parse_parallel(scenario.parallel)
+    if plan.mode == "none":
+        from recsys_impls.runner import run_scenario
+
+        return run_scenario(scenario, progress=progress)
+    if plan.mode == "threads":
+        from recsys_impls.runner import run_scenario
+
+        record = run_scenario(threads_scenario(scenario), progress=progress)
+        record["scenario"]["parallel"] = scenario.parallel
+        record["parallel"] = {"mode": "threads", "spec": plan.spec, "world_size": 1, "threads": plan.threads,
+                              "train_samples_per_s": record["throughput"]["train_samples_per_s"]}
+        return record
+    from recsys_impls.measure import fingerprint
+
+    started = time.time()
+    out = run_distributed(scenario, timeout_s)
+    par = out["parallel"]
+    if baseline and plan.world_size > 1:
+        one = replace(scenario, parallel=_with_world(plan, 1))
+        base = run_distributed(one, timeout_s)
+        b = base["parallel"]["train_samples_per_s"]
+        par["baseline_1_process"] = {"spec": one.parallel, "train_samples_per_s": b,
+                                     "auc": base["quality"].get("auc"),
+                                     "step_ms_mean": base["parallel"]["step_ms_mean"]}
+        if b and par["train_samples_per_s"]:
+            par["speedup"] = par["train_samples_per_s"] / b
+            par["scaling_efficiency"] = par["train_samples_per_s"] / (plan.world_size * b)
+    else:
+        par.setdefault("scaling_efficiency", None)
+        par["scaling_efficiency_reason"] = "no 1-process baseline run (baseline=False or world size 1)"
+    from recsys_impls.runner import SCHEMA_VERSION, _clean
+
+    record = {
+        "schema_version": SCHEMA_VERSION, "status": "ok", "framework": scenario.framework,
+        "scenario": scenario.to_dict(), "quality": out["quality"], "parallel": par,
+        "throughput": {"train_samples_per_s": par["train_samples_per_s"], "infer_samples_per_s": None,
+                       "infer_samples_per_s_reason": "distributed scenarios time training; inference is single-process",
+                       "input_conversion_in_timed_window": False},
+        "latency_ms": {"p50": None, "reason": "not measured for distributed scenarios"},
+        "size": out["size"], "data": out["data"],
+        "memory": {"peak_host_rss_bytes": None, "reason": "per-process memory not gathered from workers"},
+        "energy": {"joules": None, "reason": "not sampled for distributed scenarios"},
+        "env": fingerprint.environment_fingerprint(),
+        "duration_s": time.time() - started,
+        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+    }
+    return _clean(record)
+
+
+def _with_world(plan: ParallelPlan, n: int) -> str:
+    parts = plan.spec.split(":")
+    parts[1] = str(n)
+    return ":".join(parts)

@@ -1,0 +1,110 @@
+"""Data parallel PyTorch DLRM: the single-process TorchDLRM, its module wrapped in DistributedDataParallel.
+
+Each rank builds the same seeded model, so replicas start identical; DDP averages gradients (dense
+ones in buckets, the embedding tables' sparse ones one by one), so they stay identical. Communication
+hooks (fp16, bf16, PowerSGD) compress the dense buckets only: gloo cannot add fp16 sparse tensors and
+PowerSGD has no sparse path, so sparse buckets fall through to the default all-reduce.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from recsys_impls.config import Scenario
+from recsys_impls.errors import ScenarioUnsupported
+from recsys_impls.torch_impl.model import StagedBatch, TorchDLRM
+
+
+def _allreduce_mean(bucket: dist.GradBucket) -> torch.futures.Future[torch.Tensor]:
+    t = bucket.buffer()
+    t.div_(dist.get_world_size())
+    return dist.all_reduce(t, async_op=True).get_future().then(lambda f: f.value()[0])
+
+
+def _dense_only(hook: Any, state: Any) -> Any:
+    """Apply ``hook`` to dense buckets; sparse buckets (embedding gradients) get the plain mean all-reduce."""
+
+    def dispatch(st: Any, bucket: dist.GradBucket) -> torch.futures.Future[torch.Tensor]:
+        if bucket.buffer().is_sparse:
+            return _allreduce_mean(bucket)
+        return hook(st, bucket)
+
+    return dispatch, state
+
+
+def comm_hook(name: str, device: str) -> tuple[Any, Any] | None:
+    """(hook, state) for a hook name, or None for DDP's default all-reduce."""
+    from torch.distributed.algorithms.ddp_comm_hooks import default_hooks, powerSGD_hook
+
+    if name == "none":
+        return None
+    if name == "fp16":
+        return _dense_only(default_hooks.fp16_compress_hook, None)
+    if name == "bf16":
+        if not device.startswith("cuda"):
+            raise ScenarioUnsupported("ddp bf16 compression hook needs NCCL (GPU); gloo on CPU has no bf16 path")
+        return _dense_only(default_hooks.bf16_compress_hook, None)
+    if name == "powersgd":
+        state = powerSGD_hook.PowerSGDState(process_group=None, matrix_approximation_rank=2,
+                                            start_powerSGD_iter=2, use_error_feedback=True, warm_start=True)
+        return _dense_only(powerSGD_hook.powerSGD_hook, state)
+    raise ScenarioUnsupported(f"ddp hook {name!r}: accepted none, fp16, bf16, powersgd")
+
+
+class DDPTorchDLRM(TorchDLRM):
+    """TorchDLRM whose forward and backward go through DistributedDataParallel."""
+
+    def __init__(self, scenario: Scenario, hook: str = "none") -> None:
+        super().__init__(replace(scenario, parallel="none"))
+        self.hook = hook
+        # One large bucket: PowerSGD on gloo needs every dense gradient in a single bucket.
+        self.ddp = DDP(self.net, device_ids=None if self.device.type == "cpu" else [self.device],
+                       bucket_cap_mb=1024 if hook == "powersgd" else 25, broadcast_buffers=False)
+        registered = comm_hook(hook, str(self.device))
+        if registered is not None:
+            fn, state = registered
+            self.ddp.register_comm_hook(state, fn)
+
+    def _logits(self, staged: StagedBatch) -> torch.Tensor:
+        with self.settings.autocast():
+            return self.ddp(staged.dense, staged.sparse).float()
+
+    def infer(self, staged: StagedBatch) -> torch.Tensor:
+        # Inference needs no gradient sync: use the local replica directly.
+        with self.settings.math_mode(), torch.no_grad(), self.settings.autocast():
+            return torch.sigmoid(self.net(staged.dense, staged.sparse).float())
+
+    def loss(self, staged: StagedBatch) -> float:
+        import torch.nn.functional as F
+
+        with torch.no_grad(), self.settings.autocast():
+            return float(F.binary_cross_entropy_with_logits(self.net(staged.dense, staged.sparse).float(),
+                                                            staged.labels))
+
+    def comm_sizes(self, staged: StagedBatch) -> dict[str, float]:
+        """Measured gradient sizes of one step: dense bytes, and sparse (values + indices) bytes per sample."""
+        for p in self._params:
+            p.grad = None
+        import torch.nn.functional as F
+
+        loss = F.binary_cross_entropy_with_logits(self.net(staged.dense, staged.sparse).float(), staged.labels)
+        loss.backward()
+        dense = sparse = 0
+        for p in self.net.parameters():
+            g = p.grad
+            if g is None:
+                continue
+            if g.is_sparse:
+                g = g.coalesce()
+                sparse += g.values().numel() * g.values().element_size() + g.indices().numel() * 8
+            else:
+                dense += g.numel() * g.element_size()
+        for p in self._params:
+            p.grad = None
+        return {"dense_grad_bytes": float(dense), "sparse_grad_bytes_per_sample": sparse / staged.batch_size,
+                "embeddings_replicated": True}

@@ -1,0 +1,108 @@
+"""Entry point torchrun starts on every rank: ``python -m recsys_impls.torch_impl.distributed_worker RUN_DIR``.
+
+Reads ``RUN_DIR/job.json`` (scenario + plan), trains in the plan's mode (``ddp`` or ``sharded``) on this
+rank's slice of every global batch, evaluates on its slice of the eval split (gathered on rank 0) and
+writes ``RUN_DIR/rank{R}.json``. Any exception lands in ``rank{R}.error`` so the launcher can name the rank.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def _run(run_dir: Path, rank: int, world: int) -> None:
+    from recsys_impls.parallel.worker import WorkerContext
+
+    ctx = WorkerContext(run_dir, rank, world)
+    ctx.phase("init")
+    import torch
+    import torch.distributed as dist
+
+    from recsys_impls.torch_impl import distributed_common as dc
+
+    job = ctx.job
+    threads = int(job.get("threads_per_process", 1))
+    torch.set_num_threads(threads)
+    torch.manual_seed(ctx.scenario.train.seed)
+    dc.init_process_group(ctx.scenario.device.device, float(job.get("collective_timeout_s", 120)))
+    ctx.phase("data")
+    scenario, data = dc.prepare_data(ctx.scenario)
+    device = dc.local_device(scenario.device.device)
+    from dataclasses import replace
+
+    scenario = replace(scenario, device=replace(scenario.device, device=device, threads=threads))
+    batches = dc.local_batches(data.train, scenario.train.batch_size, rank, world)
+    ctx.phase("build")
+    mode = job["plan"]["mode"]
+    extra: dict[str, Any] = {}
+    if mode == "ddp":
+        from recsys_impls.torch_impl.distributed_ddp import DDPTorchDLRM
+
+        impl: Any = DDPTorchDLRM(scenario, job["plan"]["comm_hook"])
+        staged = [impl.stage(b) for b in batches]
+        extra["comm_measured"] = impl.comm_sizes(staged[0])
+    elif mode == "sharded":
+        from recsys_impls.torch_impl.distributed_sharded import ShardedDLRM
+
+        impl = ShardedDLRM(scenario, job["plan"]["sharding"], rank, world)
+        if job.get("load_params"):
+            impl.set_params(dict(np.load(job["load_params"])))
+        staged = [impl.stage(b) for b in batches]
+        extra["comm_measured"] = impl.comm_sizes(staged[0])
+        extra["sharding_plan"] = impl.plan_report()
+    else:
+        raise ValueError(f"unknown distributed mode {mode!r}")
+    ctx.phase("train")
+    timing = dc.timed_loop(impl.train_step, staged, scenario.train.warmup_steps, impl.synchronize)
+    ctx.phase("evaluate")
+    ev = dc.eval_slice(data.eval, rank, world)
+    chunks = ev.split(scenario.train.batch_size // world) or [ev]
+    probs = np.concatenate([impl.to_numpy(impl.infer(impl.stage(c))) for c in chunks])
+    labels = np.concatenate([c.labels for c in chunks])
+    gathered = dc.gather_predictions(probs, labels)
+    params = impl.get_params()  # collective for the sharded model: every rank takes part
+    prints: list[Any] = [None] * world
+    dist.all_gather_object(prints, dc.fingerprint(params) if params is not None else None)
+    if job.get("dump_params") and params is not None:
+        np.savez(run_dir / f"rank{rank}.params.npz", **params)
+    local = batches[0].batch_size
+    result = {
+        "rank": rank, "world_size": world, "mode": mode, "local_batch": local,
+        "threads": torch.get_num_threads(), "backend": dist.get_backend(),
+        **timing,
+        "samples_per_s": local * timing["timed_steps"] / timing["seconds"] if timing["seconds"] > 0 else None,
+        "final_loss": float(impl.loss(staged[-1])),
+        "replica_fingerprints": prints,
+        **extra,
+    }
+    if gathered is not None:
+        result["quality"] = dc.quality(*gathered)
+        result["data_info"] = {k: v for k, v in data.info.items() if isinstance(v, (int, float, str, type(None)))}
+        result["data_name"] = data.name
+        sizes = impl.storage_bytes()
+        result["size"] = {"model_bytes": sizes.get("model"), "embedding_bytes": sizes.get("embedding")}
+    ctx.write_result(result)
+    ctx.phase("done")
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+def main(argv: list[str] | None = None) -> None:
+    from recsys_impls.parallel.worker import guarded, redirect_stdio
+
+    args = sys.argv[1:] if argv is None else argv
+    run_dir = Path(args[0])
+    rank = int(os.environ.get("RANK", "0"))
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    redirect_stdio(run_dir, rank)
+    with guarded(run_dir, rank):
+        _run(run_dir, rank, world)
+
+
+if __name__ == "__main__":
+    main()
