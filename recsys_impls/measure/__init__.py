@@ -7,6 +7,7 @@ numpy-only and cheap to import: torch, TensorFlow and pynvml are imported lazily
 from recsys_impls.measure.fingerprint import environment_fingerprint, machine_name
 from recsys_impls.measure.host import (
     RaplReader,
+    cpu_energy_status,
     cpu_energy_window,
     cpu_time_s,
     host_window,
@@ -19,6 +20,7 @@ __all__ = [
     "NvmlSampler",
     "RaplReader",
     "Stopwatch",
+    "cpu_energy_status",
     "cpu_energy_window",
     "cpu_time_s",
     "environment_fingerprint",

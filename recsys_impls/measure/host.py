@@ -212,3 +212,12 @@ def host_window(reader: RaplReader | None = None) -> Iterator[HostWindow]:
             h.wall_s = time.perf_counter() - t0
             h.cpu_time_s = cpu_time_s() - c0
             h.peak_rss_bytes = peak_rss_bytes()
+
+
+def cpu_energy_status(reader: RaplReader | None = None) -> dict[str, Any]:
+    """Whether CPU energy can be measured here, for the record: {"rapl_available", "cpu_energy_reason"}.
+
+    The figures themselves come from ``cpu_energy_window`` / ``host_window`` around a timed block.
+    """
+    reader = reader or RaplReader()
+    return {"rapl_available": reader.available, "cpu_energy_reason": reader.reason}
