@@ -1,0 +1,30 @@
+"""The TensorFlow DLRM: plain ``tf.Variable``/``tf.Module`` components and compiled ``tf.function`` steps.
+
+Importing this package does not import TensorFlow; ``recsys_impls.tf_impl.model`` does.
+
+Modules, one job each:
+
+* ``runtime``    - process-wide TensorFlow settings from the scenario's DeviceConfig (threads, device,
+                   TF32, GPU memory growth, compute dtype). Must run before TensorFlow initialises.
+* ``embeddings`` - embedding components: pooled (sum) lookups of the categorical features.
+* ``mlp``        - the bottom and top MLPs.
+* ``optim``      - SGD and Adagrad written out with PyTorch's semantics (sparse updates for
+                   ``tf.IndexedSlices`` gradients, dense otherwise).
+* ``loss_scale`` - dynamic loss scaling for fp16 mixed precision.
+* ``model``      - ``TFDLRM``, the Recommender that wires the components together.
+
+Extension points (for compressed embeddings, issue 3, and tf.distribute strategies, issue 4):
+
+* New embedding variants subclass ``embeddings.EmbeddingComponent`` in their own module and register
+  with ``embeddings.register_embedding("name", factory)``; ``embeddings.make_embeddings`` picks the
+  factory by the prefix of ``Scenario.compression`` before the first ':' (``"hash:0.1"`` -> ``"hash"``),
+  and raises ScenarioUnsupported for unknown names. A component owns its variables, implements
+  ``pool(ids, lengths) -> [B, F, D]`` in graph code, ``get_params``/``set_params`` in the shared
+  ``emb.{f}`` layout (or raises ScenarioUnsupported where a lossy format cannot round-trip), and
+  ``storage_bytes``. Its trainable variables get gradients like any other: ``tf.IndexedSlices``
+  (from ``tf.gather``) are applied sparsely, dense tensors densely.
+* MLP variants (pruned, int8) subclass ``mlp.MLP`` and register with ``mlp.register_mlp``.
+* Distribution: ``TFDLRM`` creates every variable inside ``self.variable_scope()`` and exposes the
+  per-replica pieces (``forward``, ``compute_loss``, ``apply_gradients``) so a strategy can create the
+  model under ``strategy.scope()`` and run its own step with ``strategy.run``.
+"""

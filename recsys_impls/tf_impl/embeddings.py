@@ -1,0 +1,157 @@
+"""Embedding components: sum-pooled lookups of every categorical feature, as graph code.
+
+``EmbeddingComponent`` is the interface; ``make_embeddings`` is the factory keyed by the scenario's
+``compression`` string (only ``"none"`` here; compressed variants register themselves from their own
+modules). Two layouts of the plain fp32 tables are provided because their speed differs:
+
+* ``ConcatTables`` - every table stacked into one ``[sum(rows), D]`` variable with row offsets: one
+  gather, one segment-sum and one sparse update per step, whatever the number of features.
+* ``PerTableTables`` - one variable per table: F gathers and F sparse updates per step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from recsys_impls.config import ModelConfig
+from recsys_impls.errors import ScenarioUnsupported
+
+
+def serialized_nbytes(variables: list[tf.Variable]) -> int:
+    """Bytes of the variables as serialized tensors (``tf.io.serialize_tensor``), i.e. as stored."""
+    return int(sum(len(tf.io.serialize_tensor(v).numpy()) for v in variables))
+
+
+class EmbeddingComponent(tf.Module):
+    """Pools the ids of every feature into one vector per (sample, feature)."""
+
+    kind: str = ""
+
+    def __init__(self, config: ModelConfig, name: str = "embeddings") -> None:
+        super().__init__(name=name)
+        self.config = config
+
+    def pool(self, ids: tf.Tensor, lengths: tf.Tensor) -> tf.Tensor:
+        """ids int64 [nnz] feature-major, lengths int32 [F, B] -> float32 [B, F, D] (sum pooling)."""
+        raise NotImplementedError
+
+    def get_params(self) -> dict[str, np.ndarray]:
+        """Tables as ``emb.{f}`` float32 [rows_f, D]."""
+        raise NotImplementedError
+
+    def set_params(self, params: dict[str, np.ndarray]) -> None:
+        raise NotImplementedError
+
+    def storage_bytes(self) -> int:
+        """Serialized bytes of everything this component stores."""
+        return serialized_nbytes(list(self.variables))
+
+    def describe(self) -> dict[str, Any]:
+        return {"embedding": self.kind}
+
+
+def _bag_ids(lengths: tf.Tensor) -> tf.Tensor:
+    """Bag index of every id, feature-major: bag (f, b) has index f * B + b. int32 [nnz]."""
+    flat = tf.reshape(lengths, [-1])
+    return tf.repeat(tf.range(tf.size(flat), dtype=tf.int32), flat)
+
+
+class ConcatTables(EmbeddingComponent):
+    """All tables in one variable; feature f's id i lives at row ``offsets[f] + i``."""
+
+    kind = "fp32-concat"
+
+    def __init__(self, config: ModelConfig, params: dict[str, np.ndarray]) -> None:
+        super().__init__(config)
+        sizes = np.asarray(config.table_sizes, dtype=np.int64)
+        self._row_offsets = np.concatenate([[0], np.cumsum(sizes)])
+        self.offsets = tf.constant(self._row_offsets[:-1], dtype=tf.int64)
+        self.table = tf.Variable(self._stack(params), name="tables")
+
+    def _stack(self, params: dict[str, np.ndarray]) -> np.ndarray:
+        return np.concatenate([np.asarray(params[f"emb.{f}"], np.float32) for f in range(self.config.num_tables)])
+
+    def pool(self, ids: tf.Tensor, lengths: tf.Tensor) -> tf.Tensor:
+        num_f = self.config.num_tables
+        batch = tf.shape(lengths)[1]
+        bag = _bag_ids(lengths)
+        feature = bag // batch
+        rows = tf.gather(self.table, ids + tf.gather(self.offsets, feature))
+        # Sum into sample-major order directly so the result is already [B, F, D].
+        out_index = (bag - feature * batch) * num_f + feature
+        pooled = tf.math.unsorted_segment_sum(rows, out_index, batch * num_f)
+        return tf.reshape(pooled, [batch, num_f, self.config.embedding_dim])
+
+    def get_params(self) -> dict[str, np.ndarray]:
+        table = self.table.numpy()
+        o = self._row_offsets
+        return {f"emb.{f}": table[o[f]:o[f + 1]].copy() for f in range(self.config.num_tables)}
+
+    def set_params(self, params: dict[str, np.ndarray]) -> None:
+        self.table.assign(self._stack(params))
+
+
+class PerTableTables(EmbeddingComponent):
+    """One variable per table, one gather and segment-sum per feature."""
+
+    kind = "fp32-per-table"
+
+    def __init__(self, config: ModelConfig, params: dict[str, np.ndarray]) -> None:
+        super().__init__(config)
+        self.tables = [tf.Variable(np.asarray(params[f"emb.{f}"], np.float32), name=f"emb_{f}")
+                       for f in range(config.num_tables)]
+
+    def pool(self, ids: tf.Tensor, lengths: tf.Tensor) -> tf.Tensor:
+        batch = tf.shape(lengths)[1]
+        per_feature = tf.split(ids, tf.reduce_sum(lengths, axis=1), num=self.config.num_tables)
+        pooled = []
+        for f, table in enumerate(self.tables):
+            sample = tf.repeat(tf.range(batch), lengths[f])
+            pooled.append(tf.math.unsorted_segment_sum(tf.gather(table, per_feature[f]), sample, batch))
+        return tf.stack(pooled, axis=1)
+
+    def get_params(self) -> dict[str, np.ndarray]:
+        return {f"emb.{f}": t.numpy() for f, t in enumerate(self.tables)}
+
+    def set_params(self, params: dict[str, np.ndarray]) -> None:
+        for f, t in enumerate(self.tables):
+            t.assign(np.asarray(params[f"emb.{f}"], np.float32))
+
+
+EmbeddingFactory = Callable[[ModelConfig, dict[str, np.ndarray], str], EmbeddingComponent]
+
+# Layout of the plain tables: "concat" (default, measured faster) or "per-table".
+_LAYOUTS = {"concat": ConcatTables, "per-table": PerTableTables}
+
+
+def _plain(config: ModelConfig, params: dict[str, np.ndarray], argument: str) -> EmbeddingComponent:
+    layout = argument or "concat"
+    if layout not in _LAYOUTS:
+        raise ScenarioUnsupported(f"embedding layout {layout!r}: TensorFlow offers {', '.join(_LAYOUTS)}")
+    return _LAYOUTS[layout](config, params)
+
+
+_FACTORIES: dict[str, EmbeddingFactory] = {"none": _plain}
+
+
+def register_embedding(name: str, factory: EmbeddingFactory) -> None:
+    """Make ``compression=name[:argument]`` build ``factory(config, params, argument)``."""
+    _FACTORIES[name] = factory
+
+
+def make_embeddings(config: ModelConfig, params: dict[str, np.ndarray], compression: str = "none",
+                    layout: str = "") -> EmbeddingComponent:
+    """The embedding component for a scenario's ``compression`` string, from initial ``params``."""
+    name, _, argument = compression.partition(":")
+    if name not in _FACTORIES:
+        accepted = ", ".join(sorted(_FACTORIES))
+        raise ScenarioUnsupported(
+            f"compression {compression!r}: not implemented for TensorFlow (available: {accepted})"
+        )
+    if name == "none" and layout:
+        argument = layout
+    return _FACTORIES[name](config, params, argument)
