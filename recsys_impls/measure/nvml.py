@@ -267,8 +267,7 @@ class NvmlSampler:
         nv = self._nvml
         name = self._call(index, "name", lambda: _text(nv.nvmlDeviceGetName(handle)))
         uuid = self._call(index, "uuid", lambda: _text(nv.nvmlDeviceGetUUID(handle)))
-        mem = self._call(index, "memory_total", lambda: int(nv.nvmlDeviceGetMemoryInfo(handle).total))
-        return {"index": index, "name": name, "uuid": uuid, "memory_total_bytes": mem}
+        return {"index": index, "name": name, "uuid": uuid}
 
     def _read_gpu(self, gpu: int, handle: Any) -> GpuReading:
         nv = self._nvml
@@ -435,7 +434,7 @@ class EnergyWindow:
             joules, method = mj / 1000.0, "counter"
         else:
             joules, method = sampled, "sampled"
-        reason = None if joules is not None else "neither the energy counter nor the power reading is supported"
+        reason = None if joules is not None else "energy counter and power reading both not supported here"
         idle = s.idle_gpu_watts[g] if g < len(s.idle_gpu_watts) else None
         known_powers = [p for p in powers if p is not None]
         utils = [r.utilization_pct for r in rs if r.utilization_pct is not None]
