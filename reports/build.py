@@ -1,0 +1,152 @@
+"""`python -m reports build`: asv results (+ records, profiles) -> a self-contained static site.
+
+Writes index.html, one HTML page per topic, img/*.png (matplotlib Agg), data/*.csv and data/*.json
+for every table, static/style.css, and copies profiles (SVG/JSON) so links work offline.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from recsys_impls.errors import UsageError
+from reports.asv_results import load_store
+from reports.context import Context
+from reports.page import Page, short
+from reports.records import load_records, machine_fingerprints
+
+HERE = Path(__file__).resolve().parent
+PROFILE_SUFFIXES = (".svg", ".json", ".txt", ".html", ".speedscope")
+
+
+def _page_builders() -> list[Any]:
+    from reports.pages import compression, framework, gpu, hardware, history, parallel
+
+    return [framework.build, compression.build, parallel.build, gpu.build, hardware.build, history.build]
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, (dict, list)):
+        return json.loads(json.dumps(v, default=str))
+    if hasattr(v, "item"):
+        return _jsonable(v.item())
+    return v
+
+
+def write_table(frame: pd.DataFrame, data_dir: Path, name: str) -> dict[str, str]:
+    """CSV and JSON twins of a table; returns their paths relative to the site root."""
+    frame = frame.drop(columns=[c for c in ("record", "fingerprint", "samples", "params") if c in frame.columns])
+    frame.to_csv(data_dir / f"{name}.csv", index=False)
+    rows = [{str(k): _jsonable(v) for k, v in r.items()} for r in frame.to_dict(orient="records")]
+    (data_dir / f"{name}.json").write_text(json.dumps(rows, indent=1, default=str))
+    return {"csv": f"data/{name}.csv", "json": f"data/{name}.json"}
+
+
+def _fmt(v: Any) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "n/a"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def table_html(frame: pd.DataFrame) -> str:
+    frame = frame.drop(columns=[c for c in ("record", "fingerprint", "samples", "params") if c in frame.columns])
+    shown = frame.head(500)
+    return shown.to_html(index=False, escape=True, na_rep="n/a", classes="data", border=0,
+                         formatters={c: _fmt for c in shown.columns})
+
+
+def find_profiles(profiles_dir: Path, out: Path) -> list[dict[str, str]]:
+    """Copy profile files (flame-graph SVGs, speedscope/JSON) into the site and list them."""
+    if not profiles_dir.is_dir():
+        return []
+    dest = out / "profiles"
+    found = []
+    for p in sorted(profiles_dir.rglob("*")):
+        if p.is_file() and p.suffix.lower() in PROFILE_SUFFIXES:
+            rel = p.relative_to(profiles_dir)
+            target = dest / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(p, target)
+            found.append({"name": str(rel), "href": "profiles/" + rel.as_posix()})
+    return found
+
+
+def render_site(pages: list[Page], ctx: Context, out: Path, profiles: list[dict[str, str]],
+                sources: dict[str, str]) -> None:
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(HERE / "templates")),
+                             autoescape=jinja2.select_autoescape(["html"]), undefined=jinja2.StrictUndefined)
+    (out / "img").mkdir(parents=True, exist_ok=True)
+    (out / "data").mkdir(parents=True, exist_ok=True)
+    (out / "static").mkdir(parents=True, exist_ok=True)
+    shutil.copy2(HERE / "static" / "style.css", out / "static" / "style.css")
+    nav = [{"href": f"{p.slug}.html", "title": p.title} for p in pages]
+    for page in pages:
+        rendered = []
+        for sec in page.sections:
+            tables = [{"caption": t.caption, "html": table_html(t.frame), "files": write_table(t.frame, out / "data",
+                                                                                                t.name),
+                       "rows": len(t.frame)} for t in sec.tables]
+            images = []
+            for plot in sec.plots:
+                plot.figure.savefig(out / "img" / f"{plot.name}.png")
+                images.append({"src": f"img/{plot.name}.png", "alt": plot.alt})
+            rendered.append({"title": sec.title, "text": sec.text, "tables": tables, "images": images})
+        html = env.get_template("page.html").render(page=page, sections=rendered, nav=nav, active=page.slug)
+        (out / f"{page.slug}.html").write_text(html)
+    rows = ctx.rows
+    machines = []
+    for m in sorted(rows["machine"].unique()) if not rows.empty else []:
+        sub = rows[rows["machine"] == m]
+        machines.append({"name": m, "commits": sub["commit"].nunique(),
+                         "latest": short(sub.sort_values("date")["commit"].iloc[-1]),
+                         "benchmarks": sub["benchmark"].nunique(),
+                         "ok": int((sub["status"] == "ok").sum()), "failed": int((sub["status"] == "failed").sum()),
+                         "skipped": int((sub["status"] == "skipped").sum())})
+    html = env.get_template("index.html").render(
+        pages=[{"href": f"{p.slug}.html", "title": p.title, "summary": p.summary()} for p in pages],
+        machines=machines, profiles=profiles, sources=sources, nav=nav, active="index",
+        n_records=len(ctx.records), generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))
+    (out / "index.html").write_text(html)
+
+
+def build(results: str = ".asv/results", records: str | None = None, out: str = "reports/html",
+          profiles: str | None = None, baseline_machine: str | None = None, factor: float = 1.1) -> Path:
+    """Build the whole site; UsageError on bad input (missing results dir, unreadable JSON, bad baseline)."""
+    store = load_store(results)
+    if store.rows.empty:
+        raise UsageError(f"--results {results}: no asv results files found; run the suite first "
+                         "(python -m recsys_impls bench --quick)")
+    rec_dir = Path(records) if records else store.path.parent / "records"
+    if records and not rec_dir.exists():
+        raise UsageError(f"--records {records}: no such directory")
+    prof_dir = Path(profiles) if profiles else store.path.parent / "profiles"
+    if profiles and not prof_dir.is_dir():
+        raise UsageError(f"--profiles {profiles}: no such directory")
+    recs = load_records(rec_dir)
+    ctx = Context(store=store, records=recs, fingerprints=machine_fingerprints(rec_dir, recs),
+                  baseline_machine=baseline_machine, factor=factor)
+    pages = [builder(ctx) for builder in _page_builders()]
+    out_dir = Path(out)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for sub in ("img", "data", "profiles"):
+            if (out_dir / sub).is_dir():
+                shutil.rmtree(out_dir / sub)
+    except OSError as exc:
+        raise UsageError(f"--out {out}: cannot write there: {exc.strerror}") from None
+    found = find_profiles(prof_dir, out_dir)
+    render_site(pages, ctx, out_dir, found, {"results": str(store.path), "records": str(rec_dir),
+                                             "profiles": str(prof_dir)})
+    return out_dir

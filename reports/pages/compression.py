@@ -1,0 +1,123 @@
+"""Compression: quality vs bytes and vs throughput (Pareto fronts) per dataset, and the AUC gates.
+
+Gates follow MLPerf DLRM: a compressed model keeps >= 99% (strict: 99.9%) of the uncompressed AUC.
+The gate is recomputed here from the AUCs so it is checked, not just copied from the record.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from reports.context import Context, asv_pivot
+from reports.page import Page, Plot, Section, Table, figure, finite, pareto_front
+
+GATES = (0.99, 0.999)
+
+
+def points(ctx: Context) -> tuple[pd.DataFrame, str]:
+    """(machine, framework, data, method, auc, bytes, infer_samples_per_s) from records, else asv."""
+    recs = ctx.latest_records()
+    if not recs.empty and "compression" in recs and "quality.auc" in recs:
+        r = recs[recs["compression"].notna()]
+        if "suite" in r and (r["suite"] == "compression").any():
+            r = r[r["suite"] == "compression"]
+        if not r.empty:
+            nbytes = r["compression.bytes"] if "compression.bytes" in r else r.get("size.model_bytes")
+            if nbytes is None:
+                nbytes = pd.Series([None] * len(r), index=r.index)
+            nbytes = nbytes.fillna(r["size.model_bytes"]) if "size.model_bytes" in r else nbytes
+            df = pd.DataFrame({
+                "machine": r["machine"], "framework": r["framework"], "data": r.get("data", "?"),
+                "method": r["compression"], "auc": r["quality.auc"], "bytes": nbytes,
+                "infer_samples_per_s": r.get("throughput.infer_samples_per_s"),
+                "record_gate": r.get("compression.gate"),
+            })
+            return df.reset_index(drop=True), "run records"
+    piv = asv_pivot(ctx.rows, "bench_compression")
+    if piv.empty or "track_auc_gap" not in piv:
+        return pd.DataFrame(), ""
+    thr = None
+    for c in piv.columns:
+        if "infer" in c and "seconds_per_sample" in c:
+            thr = 1 / piv[c]
+    df = pd.DataFrame({
+        "machine": piv["machine"], "framework": piv.get("framework"), "data": piv.get("data", "?"),
+        "method": piv.get("compression"), "auc": 1 - piv["track_auc_gap"],
+        "bytes": piv.get("track_model_bytes", piv.get("track_embedding_bytes")),
+        "infer_samples_per_s": thr, "record_gate": None,
+    })
+    return df, "asv track_ benchmarks"
+
+
+def gates(df: pd.DataFrame) -> pd.DataFrame:
+    """Relative AUC vs the same framework's uncompressed run, and which gates pass."""
+    out = []
+    for (machine, fw, data), g in df.groupby(["machine", "framework", "data"], dropna=False):
+        base = g[g["method"] == "none"]
+        base_auc = float(base["auc"].iloc[0]) if not base.empty and finite(base["auc"].iloc[0]) else None
+        base_bytes = float(base["bytes"].iloc[0]) if not base.empty and finite(base["bytes"].iloc[0]) else None
+        for _, r in g.iterrows():
+            rel = r["auc"] / base_auc if base_auc and finite(r["auc"]) else None
+            passed = [f"{int(x * 1000) / 10:g}%" for x in GATES if rel is not None and rel >= x]
+            out.append({
+                "machine": machine, "framework": fw, "data": data, "method": r["method"], "auc": r["auc"],
+                "bytes": r["bytes"], "compression_ratio": base_bytes / r["bytes"] if base_bytes and finite(r["bytes"])
+                and r["bytes"] else None,
+                "auc_change": r["auc"] - base_auc if base_auc and finite(r["auc"]) else None,
+                "relative_auc": rel,
+                "gate_99": None if rel is None else rel >= GATES[0],
+                "gate_99_9": None if rel is None else rel >= GATES[1],
+                "gates_passed": ", ".join(passed) if rel is not None else "n/a: no uncompressed baseline",
+                "record_gate": r.get("record_gate"),
+            })
+    return pd.DataFrame(out)
+
+
+def _pareto_plot(df: pd.DataFrame, data: str, xcol: str, xlabel: str, smaller_better: bool) -> Plot | None:
+    d = df[(df["data"] == data) & df[xcol].map(finite) & df["auc"].map(finite)]
+    if d.empty:
+        return None
+    fig, ax = figure(6.5, 4.2)
+    for (fw, machine), g in d.groupby(["framework", "machine"]):
+        ax.scatter(g[xcol], g["auc"], label=f"{fw} ({machine})", s=30)
+        for _, r in g.iterrows():
+            ax.annotate(str(r["method"]), (r[xcol], r["auc"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        pts = [((x if smaller_better else -x), y) for x, y in zip(g[xcol], g["auc"], strict=False)]
+        front = sorted(pareto_front(pts), key=lambda i: g[xcol].iloc[i])
+        ax.plot([g[xcol].iloc[i] for i in front], [g["auc"].iloc[i] for i in front], lw=1, alpha=0.7)
+    base = d[d["method"] == "none"]["auc"]
+    if not base.empty:
+        for frac, style in zip((0.99, 0.999), (":", "--"), strict=False):
+            ax.axhline(base.max() * frac, color="grey", ls=style, lw=1, label=f"{frac * 100:g}% of fp32 AUC")
+    ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("AUC")
+    ax.set_title(f"{data}: AUC vs {xcol} (lines: Pareto front)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    safe = "".join(ch if ch.isalnum() else "_" for ch in str(data))
+    return Plot(f"compression_{safe}_{xcol}", fig, f"AUC versus {xcol} for {data}")
+
+
+def build(ctx: Context) -> Page:
+    page = Page("compression", "Compression",
+                "Embedding compression variants: quality against stored bytes and against inference throughput, "
+                "with the 99% and 99.9% AUC gates relative to the same framework's uncompressed model.")
+    df, source = points(ctx)
+    if df.empty:
+        page.empty_reason = "no compression results yet (no records with a compression section and no asv " \
+                            "bench_compression results)."
+        return page
+    g = gates(df)
+    page.sections.append(Section("Gates", f"Source: {source}.", tables=[Table("compression_gates", g)]))
+    for data in sorted(df["data"].dropna().unique(), key=str):
+        sec = Section(f"Pareto plots: {data}")
+        for xcol, label, small in (("bytes", "stored bytes (log)", True),
+                                   ("infer_samples_per_s", "inference samples/s (log)", False)):
+            p = _pareto_plot(df, data, xcol, label, small)
+            if p:
+                sec.plots.append(p)
+            elif xcol == "infer_samples_per_s":
+                sec.text = "No inference throughput recorded for these variants."
+        page.sections.append(sec)
+    return page

@@ -1,0 +1,77 @@
+"""GPU settings and energy: throughput, joules per 1k samples and peak memory per setting."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from reports.asv_results import latest_per_machine
+from reports.context import Context, asv_pivot
+from reports.page import Page, Plot, Section, Table, figure, finite
+
+DEVICE_AXES = ("device", "setting", "device.name", "device.precision", "device.compile", "device.compile_mode",
+               "device.batch_size", "precision", "compile")
+
+
+def settings_table(ctx: Context) -> pd.DataFrame:
+    recs = ctx.latest_records()
+    if recs.empty:
+        return pd.DataFrame()
+    axes = [c for c in DEVICE_AXES if c in recs and recs[c].notna().any()]
+    metrics = [c for c in ("throughput.train_samples_per_s", "throughput.infer_samples_per_s",
+                           "energy.joules_per_1k_samples", "energy.mean_watts", "energy.peak_watts",
+                           "memory.peak_device_bytes", "memory.peak_host_rss_bytes", "energy.reason") if c in recs]
+    if not metrics:
+        return pd.DataFrame()
+    cols = ["machine", "framework", *[c for c in ("data",) if c in recs], *axes, *metrics]
+    df = recs[cols]
+    if "suite" in recs and (recs["suite"] == "gpu").any():
+        df = df[recs["suite"] == "gpu"]
+    return df.sort_values(["machine", "framework"]).reset_index(drop=True)
+
+
+def _plot(df: pd.DataFrame) -> Plot | None:
+    if "energy.joules_per_1k_samples" not in df or not df["energy.joules_per_1k_samples"].map(finite).any():
+        return None
+    d = df[df["energy.joules_per_1k_samples"].map(finite)]
+    axes = [c for c in DEVICE_AXES if c in d]
+    labels = [" ".join(str(r[c]) for c in ["framework", *axes]) + f" ({r['machine']})" for _, r in d.iterrows()]
+    fig, ax = figure(8, max(2.5, 0.35 * len(d) + 1))
+    ax.barh(range(len(d)), d["energy.joules_per_1k_samples"], color="#dd8452")
+    ax.set_yticks(range(len(d)), labels, fontsize=8)
+    ax.set_xlabel("joules per 1k samples (lower is better)")
+    fig.tight_layout()
+    return Plot("gpu_energy", fig, "Joules per 1k samples per setting")
+
+
+def build(ctx: Context) -> Page:
+    page = Page("gpu", "GPU settings and energy",
+                "Per device setting (precision, compilation, batch size): throughput, energy per 1k samples "
+                "(NVML) and peak device memory. A figure that cannot be measured on a machine shows its reason.")
+    df = settings_table(ctx)
+    piv = asv_pivot(ctx.rows, "bench_gpu")
+    gpu_rows = latest_per_machine(ctx.rows)
+    gpu_rows = gpu_rows[gpu_rows["module"] == "bench_gpu"] if not gpu_rows.empty else gpu_rows
+    if df.empty and piv.empty:
+        if not gpu_rows.empty:
+            counts = gpu_rows["status"].value_counts().to_dict()
+            page.empty_reason = ("bench_gpu ran but produced no numbers: " + ", ".join(
+                f"{v} {k}" for k, v in counts.items()) + " (skipped = the benchmark's setup raised "
+                "NotImplementedError, e.g. no GPU on the machine).")
+        else:
+            page.empty_reason = "no GPU or energy results yet (no records with energy/memory sections, no bench_gpu)."
+        return page
+    if not df.empty:
+        sec = Section("Per setting (run records)", tables=[Table("gpu_settings", df)])
+        p = _plot(df)
+        if p:
+            sec.plots.append(p)
+        else:
+            sec.text = "No energy figures recorded (every record gives its reason in the energy.reason column)."
+        page.sections.append(sec)
+    if not piv.empty:
+        page.sections.append(Section("asv bench_gpu", tables=[Table("gpu_asv", piv)]))
+    elif not gpu_rows.empty:
+        counts = gpu_rows["status"].value_counts().to_dict()
+        page.sections.append(Section("asv bench_gpu", "No numbers: " + ", ".join(
+            f"{v} {k}" for k, v in counts.items()) + " (skipped = NotImplementedError in setup, e.g. no GPU)."))
+    return page

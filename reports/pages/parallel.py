@@ -1,0 +1,129 @@
+"""Parallelism: throughput and scaling efficiency against world size, per-rank load and imbalance."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from reports.context import Context, asv_pivot
+from reports.page import Page, Plot, Section, Table, figure, finite
+
+LOAD_KEYS = ("step_s", "compute_s", "load", "embedding_rows", "embedding_bytes", "lookups", "samples", "bytes")
+
+
+def scaling(ctx: Context) -> tuple[pd.DataFrame, str]:
+    recs = ctx.latest_records()
+    if not recs.empty and "parallel.world_size" in recs:
+        r = recs[recs["parallel.world_size"].notna()]
+        if not r.empty:
+            df = pd.DataFrame({
+                "machine": r["machine"], "framework": r["framework"], "mode": r.get("parallel.mode"),
+                "sharding": r.get("parallel.sharding"), "world_size": r["parallel.world_size"].astype(int),
+                "train_samples_per_s": r.get("throughput.train_samples_per_s"),
+                "scaling_efficiency": r.get("parallel.scaling_efficiency"),
+            })
+            return df.sort_values(["machine", "framework", "world_size"]).reset_index(drop=True), "run records"
+    piv = asv_pivot(ctx.rows, "bench_parallel")
+    if piv.empty:
+        return pd.DataFrame(), ""
+    cols = [c for c in piv.columns if c.startswith(("track_", "time_"))]
+    return piv[["machine", *[c for c in piv.columns if c not in cols and c != "machine"], *cols]], "asv benchmarks"
+
+
+def per_rank(ctx: Context) -> pd.DataFrame:
+    recs = ctx.latest_records()
+    out = []
+    if recs.empty or "record" not in recs:
+        return pd.DataFrame()
+    for _, r in recs.iterrows():
+        par = r["record"].get("parallel") if isinstance(r["record"], dict) else None
+        ranks = par.get("per_rank") if isinstance(par, dict) else None
+        if not isinstance(ranks, list) or len(ranks) < 2:
+            continue
+        for i, rank in enumerate(ranks):
+            if isinstance(rank, dict):
+                row = {"machine": r["machine"], "framework": r["framework"], "mode": par.get("mode"),
+                       "world_size": par.get("world_size"), "rank": rank.get("rank", i)}
+                row.update({k: v for k, v in rank.items() if k != "rank" and finite(v)})
+                out.append(row)
+    return pd.DataFrame(out)
+
+
+def imbalance(ranks: pd.DataFrame) -> pd.DataFrame:
+    """max / mean per numeric load column: 1.0 is perfectly balanced."""
+    out = []
+    keys = [c for c in ranks.columns if c not in ("machine", "framework", "mode", "world_size", "rank")]
+    for (machine, fw, mode), g in ranks.groupby(["machine", "framework", "mode"], dropna=False):
+        row = {"machine": machine, "framework": fw, "mode": mode, "world_size": g["world_size"].iloc[0]}
+        for k in keys:
+            vals = g[k].dropna()
+            if len(vals) and vals.mean() > 0:
+                row[f"{k}_max_over_mean"] = vals.max() / vals.mean()
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def _scaling_plot(df: pd.DataFrame) -> Plot | None:
+    if "world_size" not in df or df["train_samples_per_s"].map(finite).sum() == 0:
+        return None
+    fig, (ax1, ax2) = figure(9, 3.8, ncols=2)
+    for (machine, fw, sharding), g in df.groupby(["machine", "framework", "sharding"], dropna=False):
+        g = g.sort_values("world_size")
+        lab = f"{fw} {'' if pd.isna(sharding) else sharding} ({machine})"
+        ax1.plot(g["world_size"], g["train_samples_per_s"], marker="o", label=lab)
+        if g["scaling_efficiency"].map(finite).any():
+            ax2.plot(g["world_size"], g["scaling_efficiency"], marker="o", label=lab)
+    ax1.set_xlabel("world size")
+    ax1.set_ylabel("train samples/s")
+    ax1.set_title("throughput")
+    ax2.axhline(1.0, color="grey", lw=1)
+    ax2.set_xlabel("world size")
+    ax2.set_ylabel("scaling efficiency")
+    ax2.set_title("efficiency = thr / (thr_1 x N)")
+    ax1.legend(fontsize=7)
+    fig.tight_layout()
+    return Plot("parallel_scaling", fig, "Training throughput and scaling efficiency against world size")
+
+
+def _rank_plot(ranks: pd.DataFrame) -> Plot | None:
+    key = next((k for k in LOAD_KEYS if k in ranks and ranks[k].notna().any()), None)
+    if key is None:
+        return None
+    groups = list(ranks.groupby(["machine", "framework", "mode"], dropna=False))[:8]
+    fig, ax = figure(8, 3.8)
+    width = 0.8 / max(1, len(groups))
+    for j, ((machine, fw, mode), g) in enumerate(groups):
+        ax.bar([r + j * width for r in g["rank"]], g[key], width=width, label=f"{fw} {mode} ({machine})")
+    ax.set_xlabel("rank")
+    ax.set_ylabel(key)
+    ax.set_title(f"per-rank load: {key}")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return Plot("parallel_per_rank", fig, f"Per-rank {key}")
+
+
+def build(ctx: Context) -> Page:
+    page = Page("parallel", "Parallelism",
+                "Data-parallel and sharded training: throughput and scaling efficiency against world size, the "
+                "load each rank carries and the imbalance (max/mean; 1.0 = balanced).")
+    df, source = scaling(ctx)
+    if df.empty:
+        page.empty_reason = "no parallel results yet (no records with a parallel section and no asv " \
+                            "bench_parallel results)."
+        return page
+    sec = Section("Scaling", f"Source: {source}.", tables=[Table("parallel_scaling", df)])
+    if source == "run records":
+        p = _scaling_plot(df)
+        if p:
+            sec.plots.append(p)
+    page.sections.append(sec)
+    ranks = per_rank(ctx)
+    if ranks.empty:
+        page.sections.append(Section("Per-rank load", "No per-rank data in the records."))
+    else:
+        sec = Section("Per-rank load", tables=[Table("parallel_imbalance", imbalance(ranks)),
+                                               Table("parallel_per_rank", ranks)])
+        p = _rank_plot(ranks)
+        if p:
+            sec.plots.append(p)
+        page.sections.append(sec)
+    return page
