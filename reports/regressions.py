@@ -73,7 +73,7 @@ def machines_in(results_dir: Path) -> list[str]:
 def resolve_side(ref: str, flag: str, results_dir: Path, machine: str | None) -> Side:
     """REF is a path to a results JSON file, or a commit (prefix) with results on the machine."""
     from asv import util
-    from asv.results import get_result_hash_from_prefix, iter_results_for_machine_and_hash
+    from asv.results import get_result_hash_from_prefix, iter_results_paths
 
     path = Path(ref)
     if path.suffix == ".json" or path.is_file():
@@ -107,12 +107,13 @@ def resolve_side(ref: str, flag: str, results_dir: Path, machine: str | None) ->
     benchmarks = load_benchmarks_json(results_dir)
     rows: list[dict[str, Any]] = []
     commit = short
-    try:
-        for result in iter_results_for_machine_and_hash(str(results_dir), machine, short):
-            rows.extend(rows_from_result(result, benchmarks, machine))
-            commit = result.commit_hash
-    except (util.UserError, ValueError) as exc:
-        raise UsageError(f"{flag} {ref}: unreadable results: {exc}") from None
+    # asv's own iterator logs and skips unreadable files; load each one so bad input is an error.
+    for root, filename, _m in iter_results_paths(str(results_dir / machine)):
+        if filename.split("-")[0] != short:
+            continue
+        result = _load_result_file(Path(root) / filename)
+        rows.extend(rows_from_result(result, benchmarks, machine))
+        commit = result.commit_hash
     if not rows:
         raise UsageError(f"{flag} {ref}: the results files for this commit hold no benchmarks")
     return Side(ref, commit, machine, pd.DataFrame(rows))
