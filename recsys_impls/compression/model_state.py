@@ -1,0 +1,266 @@
+"""The compressed model's parameters and stored arrays, framework-neutral (numpy only).
+
+Two forms, shared by the PyTorch and TensorFlow variants so both store exactly the same bytes:
+
+* Training form (``initial_params`` / ``param_shapes``): float32 arrays. Embedding tables follow the
+  plan's layout: ``emb.{f}`` [rows, D] (plain, hash: rows = K buckets, freq-prune, any precision);
+  ``emb.{f}.q`` / ``emb.{f}.r`` (QR quotient / remainder tables); ``emb.{f}`` [rows, d_f] and
+  ``emb.{f}.proj`` [d_f, D] (mixed-dim, projection only where d_f < D). MLPs as in base.py.
+* Stored form (``finalize``): what the compressed model keeps after training, as named numpy arrays.
+  A table T becomes ``T`` (fp32), ``T@fp16``, ``T@bf16`` (uint16 high halves), ``T@int8`` or
+  ``T@int4`` (FBGEMM fused row-wise layouts); freq-prune adds ``emb.{f}.kept`` (sorted kept ids) and
+  the table keeps those rows plus one fallback row. Pruned MLP weights are stored sparse
+  (``prune.to_sparse_arrays``); mlp-int8 weights as ``W@int8`` int8 [out, in] + ``W@scale`` [out]
+  (symmetric, per output channel). Biases and projections stay float32.
+
+``serialize`` writes the stored form as an uncompressed ``.npz``; its length is the model's stored
+bytes, and the fp32 baseline is measured through the same container so ratios compare like for like.
+``reference_forward`` is the slow numpy oracle of the compressed model's predictions.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import numpy as np
+
+from recsys_impls.compression.freq import kept_ids, prune_table, remap
+from recsys_impls.compression.hashing import hash_buckets, num_buckets
+from recsys_impls.compression.mixed_dim import mixed_dims
+from recsys_impls.compression.prune import from_sparse_arrays, magnitude_mask, to_sparse_arrays
+from recsys_impls.compression.qr import qr_combine, qr_dims, qr_indices, qr_table_rows
+from recsys_impls.compression.quant import (
+    fuse_4bit_rowwise,
+    fuse_byte_rowwise,
+    half_precision,
+    quantize_rowwise,
+    unfuse,
+)
+from recsys_impls.compression.spec import CompressionPlan
+from recsys_impls.config import ModelConfig
+from recsys_impls.init_params import initial_params as base_initial_params
+from recsys_impls.init_params import mlp_shapes
+
+PRECISION_SUFFIX = {"fp16": "@fp16", "bf16": "@bf16", "int8": "@int8", "int4": "@int4"}
+
+
+# ---- training form ------------------------------------------------------------------------------
+
+def table_names(config: ModelConfig, plan: CompressionPlan) -> list[str]:
+    """Names of the embedding tables that get row-wise storage (projections excluded)."""
+    if plan.layout == "qr":
+        return [n for f in range(config.num_tables) for n in (f"emb.{f}.q", f"emb.{f}.r")]
+    return [f"emb.{f}" for f in range(config.num_tables)]
+
+
+def embedding_shapes(config: ModelConfig, plan: CompressionPlan) -> dict[str, tuple[int, int]]:
+    d = config.embedding_dim
+    out: dict[str, tuple[int, int]] = {}
+    dims = mixed_dims(config.table_sizes, d, plan.md_alpha) if plan.layout == "mixed-dim" else None
+    for f, n in enumerate(config.table_sizes):
+        if plan.layout == "hash":
+            out[f"emb.{f}"] = (num_buckets(n, plan.hash_fraction), d)
+        elif plan.layout == "qr":
+            nq, nr = qr_table_rows(n, plan.qr_collisions)
+            dq, dr = qr_dims(d, plan.qr_op)
+            out[f"emb.{f}.q"] = (nq, dq)
+            out[f"emb.{f}.r"] = (nr, dr)
+        elif dims is not None:
+            out[f"emb.{f}"] = (n, dims[f])
+            if dims[f] < d:
+                out[f"emb.{f}.proj"] = (dims[f], d)
+        else:
+            out[f"emb.{f}"] = (n, d)
+    return out
+
+
+def param_shapes(config: ModelConfig, plan: CompressionPlan) -> dict[str, tuple[int, ...]]:
+    shapes: dict[str, tuple[int, ...]] = dict(embedding_shapes(config, plan))
+    for name, in_dim, widths in (("bottom", config.num_dense, config.bottom_mlp),
+                                 ("top", config.interaction_dim, config.top_mlp)):
+        for k, (o, i) in enumerate(mlp_shapes(in_dim, widths)):
+            shapes[f"{name}.{k}.weight"] = (o, i)
+            shapes[f"{name}.{k}.bias"] = (o,)
+    return shapes
+
+
+def initial_params(config: ModelConfig, plan: CompressionPlan, seed: int) -> dict[str, np.ndarray]:
+    """Seeded starting point. MLPs (and plain-shaped tables) equal the fp32 baseline's initial values,
+    so a compressed run differs from its baseline only by the compression."""
+    base = base_initial_params(config, seed)
+    if plan.layout in ("plain", "freq-prune"):
+        return base
+    params = {k: v for k, v in base.items() if not k.startswith("emb.")}
+    rng = np.random.default_rng([seed, 3])
+    for name, (rows, dim) in embedding_shapes(config, plan).items():
+        f = int(name.split(".")[1])
+        bound = np.sqrt(1.0 / config.table_sizes[f])
+        if name.endswith(".proj"):
+            w = rng.normal(0.0, np.sqrt(1.0 / rows), size=(rows, dim))
+        elif name.endswith(".r") and plan.qr_op == "mult":
+            w = rng.uniform(0.5, 1.5, size=(rows, dim))  # near one: the product starts like the quotient row
+        else:
+            w = rng.uniform(-bound, bound, size=(rows, dim))
+        params[name] = w.astype(np.float32)
+    return params
+
+
+# ---- stored form --------------------------------------------------------------------------------
+
+def quantize_table(table: np.ndarray, precision: str, name: str) -> dict[str, np.ndarray]:
+    """One table in its stored precision."""
+    if precision == "fp32":
+        return {name: np.asarray(table, np.float32)}
+    if precision == "fp16":
+        return {name + "@fp16": half_precision(table, "fp16")}
+    if precision == "bf16":
+        return {name + "@bf16": (half_precision(table, "bf16").view(np.uint32) >> 16).astype(np.uint16)}
+    bits = 8 if precision == "int8" else 4
+    q = quantize_rowwise(table, bits)
+    return {name + PRECISION_SUFFIX[precision]: fuse_byte_rowwise(q) if bits == 8 else fuse_4bit_rowwise(q)}
+
+
+def stored_table(stored: dict[str, np.ndarray], name: str, dim: int) -> tuple[str, np.ndarray]:
+    """(precision, array) of a stored table."""
+    for precision, suffix in PRECISION_SUFFIX.items():
+        if name + suffix in stored:
+            return precision, stored[name + suffix]
+    return "fp32", stored[name]
+
+
+def dequantized_table(stored: dict[str, np.ndarray], name: str, dim: int) -> np.ndarray:
+    precision, arr = stored_table(stored, name, dim)
+    if precision == "fp32":
+        return arr
+    if precision == "fp16":
+        return arr.astype(np.float32)
+    if precision == "bf16":
+        return (arr.astype(np.uint32) << 16).view(np.float32)
+    return unfuse(arr, dim, 8 if precision == "int8" else 4).dequantize()
+
+
+def int8_weight(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric per-output-channel int8: (q int8 [out, in], scale float32 [out]); w ~= q * scale."""
+    w = np.asarray(weight, np.float32)
+    scale = (np.abs(w).max(axis=1) / 127.0).astype(np.float32)
+    safe = np.where(scale > 0, scale, np.float32(1.0))
+    q = np.clip(np.rint(w / safe[:, None]), -127, 127).astype(np.int8)
+    return q, scale
+
+
+def prune_masks(params: dict[str, np.ndarray], sparsity: float) -> dict[str, np.ndarray]:
+    """Magnitude masks (True = kept) for every MLP weight matrix at exactly ``sparsity``."""
+    return {k: magnitude_mask(v, sparsity) for k, v in params.items()
+            if k.endswith(".weight") and not k.startswith("emb.")}
+
+
+def finalize(config: ModelConfig, plan: CompressionPlan, params: dict[str, np.ndarray],
+             counts: dict[int, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """Training-form float32 params (+ id counts per feature for freq-prune) -> stored arrays."""
+    stored: dict[str, np.ndarray] = {}
+    names = set(table_names(config, plan))
+    for name, value in params.items():
+        if name in names:
+            table = value
+            if plan.layout == "freq-prune":
+                f = int(name.split(".")[1])
+                c = counts.get(f) if counts else None
+                if c is None:
+                    c = np.zeros(config.table_sizes[f], np.int64)
+                kept = kept_ids(c, plan.freq_min_count)
+                stored[f"{name}.kept"] = kept
+                table = prune_table(value, kept)
+            stored.update(quantize_table(table, plan.precision, name))
+        elif name.endswith(".weight") and not name.startswith("emb."):
+            if plan.prune_sparsity > 0:
+                w = value * magnitude_mask(value, plan.prune_sparsity)
+                stored.update(to_sparse_arrays(w, name))
+            elif plan.mlp_int8:
+                q, scale = int8_weight(value)
+                stored[name + "@int8"], stored[name + "@scale"] = q, scale
+            else:
+                stored[name] = np.asarray(value, np.float32)
+        else:
+            stored[name] = np.asarray(value, np.float32)
+    return stored
+
+
+def mlp_weight(stored: dict[str, np.ndarray], name: str) -> np.ndarray:
+    """A stored MLP weight back as dense float32 [out, in] (int8: the dequantized weight)."""
+    if name in stored:
+        return stored[name]
+    if name + "@int8" in stored:
+        return stored[name + "@int8"].astype(np.float32) * stored[name + "@scale"][:, None]
+    return from_sparse_arrays(stored, name)
+
+
+def serialize(arrays: dict[str, np.ndarray]) -> bytes:
+    """The stored form as an uncompressed .npz (what a checkpoint of the compressed model occupies)."""
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def deserialize(data: bytes) -> dict[str, np.ndarray]:
+    with np.load(io.BytesIO(data)) as z:
+        return {k: z[k] for k in z.files}
+
+
+def split_bytes(stored: dict[str, np.ndarray]) -> dict[str, int]:
+    """Serialized bytes of the whole stored model and of its embedding part alone."""
+    emb = {k: v for k, v in stored.items() if k.startswith("emb.")}
+    return {"model": len(serialize(stored)), "embedding": len(serialize(emb))}
+
+
+# ---- numpy oracle -------------------------------------------------------------------------------
+
+def embedding_rows(config: ModelConfig, plan: CompressionPlan, stored: dict[str, np.ndarray], f: int,
+                   ids: np.ndarray) -> np.ndarray:
+    """The D-wide vector each id of feature f reads in the stored model: float64 [len(ids), D]."""
+    d = config.embedding_dim
+    ids = np.asarray(ids, dtype=np.int64)
+    name = f"emb.{f}"
+    if plan.layout == "qr":
+        dq, dr = qr_dims(d, plan.qr_op)
+        q, r = qr_indices(ids, plan.qr_collisions)
+        eq = dequantized_table(stored, name + ".q", dq)[q].astype(np.float64)
+        er = dequantized_table(stored, name + ".r", dr)[r].astype(np.float64)
+        return qr_combine(eq, er, plan.qr_op)
+    if plan.layout == "mixed-dim":
+        dim = mixed_dims(config.table_sizes, d, plan.md_alpha)[f]
+        rows = dequantized_table(stored, name, dim)[ids].astype(np.float64)
+        return rows @ stored[name + ".proj"].astype(np.float64) if name + ".proj" in stored else rows
+    if plan.layout == "hash":
+        rows = hash_buckets(ids, num_buckets(config.table_sizes[f], plan.hash_fraction))
+    elif plan.layout == "freq-prune":
+        rows = remap(ids, stored[name + ".kept"])
+    else:
+        rows = ids
+    return dequantized_table(stored, name, d)[rows].astype(np.float64)
+
+
+def reference_forward(config: ModelConfig, plan: CompressionPlan, stored: dict[str, np.ndarray],
+                      batch: Any) -> np.ndarray:
+    """Probabilities of the stored compressed model (float64 math; mlp-int8 as weight-only int8)."""
+    x = batch.dense.astype(np.float64)
+    for k in range(len(config.bottom_mlp)):
+        x = np.maximum(x @ mlp_weight(stored, f"bottom.{k}.weight").T + stored[f"bottom.{k}.bias"], 0.0)
+    vecs = [x]
+    offsets = batch.feature_offsets()
+    for f in range(config.num_tables):
+        ids = batch.ids[offsets[f] : offsets[f + 1]]
+        seg = np.repeat(np.arange(batch.batch_size), batch.lengths[f])
+        pooled = np.zeros((batch.batch_size, config.embedding_dim))
+        np.add.at(pooled, seg, embedding_rows(config, plan, stored, f, ids))
+        vecs.append(pooled)
+    t = np.stack(vecs, axis=1)
+    z = np.einsum("bid,bjd->bij", t, t)
+    li, lj = np.tril_indices(config.num_tables + 1, -1)
+    h = np.concatenate([x, z[:, li, lj]], axis=1)
+    n_top = len(config.top_mlp)
+    for k in range(n_top):
+        h = h @ mlp_weight(stored, f"top.{k}.weight").T + stored[f"top.{k}.bias"]
+        if k < n_top - 1:
+            h = np.maximum(h, 0.0)
+    return (1.0 / (1.0 + np.exp(-h[:, 0]))).astype(np.float32)
