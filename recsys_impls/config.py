@@ -161,6 +161,9 @@ class Scenario:
         self.train.validate()
         self.data.validate()
         self.device.validate()
+        from recsys_impls.compression.spec import parse_compression  # numpy-free, cheap
+
+        parse_compression(self.compression)
         return self
 
     def to_dict(self) -> dict[str, Any]:

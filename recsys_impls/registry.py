@@ -32,4 +32,15 @@ def implementation(name: str) -> type[Recommender]:
 
 def build(scenario: Scenario) -> Recommender:
     """Build the scenario's implementation, initialised from the shared seeded parameters."""
+    if scenario.compression not in ("", "none"):
+        implementation(scenario.framework)  # same checks (known framework, package installed)
+        module, cls = _COMPRESSED[scenario.framework]
+        return getattr(importlib.import_module(module), cls)(scenario)
     return implementation(scenario.framework)(scenario)
+
+
+# Compressed variants (issue 3) subclass the plain implementations.
+_COMPRESSED = {
+    "torch": ("recsys_impls.torch_impl.compress_model", "CompressedTorchDLRM"),
+    "tf": ("recsys_impls.tf_impl.compress_model", "CompressedTFDLRM"),
+}
