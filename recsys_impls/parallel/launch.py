@@ -148,7 +148,15 @@ def _failure(run_dir: Path, what: str, proc_name: str) -> WorkerFailed:
         return WorkerFailed(f"distributed run {what}; unfinished: {culprit_desc}", rank, details)
     if culprit is None:
         details = _launcher_tails(run_dir)
-        last = details.strip().splitlines()[-1] if details.strip() else "no stderr"
+        crashed = _torchrun_root_cause(run_dir)
+        if crashed is not None:
+            rank, code = crashed
+            stderr_tail = tail(run_dir / f"rank{rank}.stderr")
+            last = stderr_tail.splitlines()[-1] if stderr_tail else "no stderr"
+            return WorkerFailed(f"distributed run failed: rank {rank} died with exit code {code} (signal if < 0): "
+                                f"{last}", rank, f"--- rank {rank} stderr:\n{stderr_tail}\n{details}")
+        lines = [ln for ln in details.strip().splitlines() if ln.strip("=- ")]
+        last = lines[-1] if lines else "no stderr"
         return WorkerFailed(f"distributed run failed: {what or proc_name}: {last}", proc_name or "?", details)
     phase, err, stderr_tail = notes[culprit]
     return WorkerFailed(
@@ -156,6 +164,18 @@ def _failure(run_dir: Path, what: str, proc_name: str) -> WorkerFailed:
         culprit,
         f"--- rank {culprit} stderr (last lines):\n{stderr_tail}",
     )
+
+
+def _torchrun_root_cause(run_dir: Path) -> tuple[str, str] | None:
+    """(rank, exit code) from torchrun's failure summary, for workers that died without a Python error."""
+    import re
+
+    try:
+        text = (run_dir / "torchrun.launcher-stderr").read_text(errors="replace")
+    except OSError:
+        return None
+    m = re.search(r"rank\s*:\s*(\d+).*?exitcode\s*:\s*(-?\d+)", text, re.S)
+    return (m.group(1), m.group(2)) if m else None
 
 
 def _launcher_tails(run_dir: Path) -> str:

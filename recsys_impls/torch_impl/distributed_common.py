@@ -3,11 +3,9 @@ with barriers, parameter fingerprints and gathered evaluation."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -15,8 +13,9 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from recsys_impls.config import Scenario
-from recsys_impls.data.batch import Batch
+from recsys_impls.parallel.shards import eval_slice, fingerprint, local_batches, prepare_data
+
+__all__ = ["eval_slice", "fingerprint", "local_batches", "prepare_data"]
 
 
 def init_process_group(device: str, timeout_s: float) -> tuple[int, int]:
@@ -34,30 +33,8 @@ def local_device(device: str) -> str:
     return device
 
 
-def prepare_data(scenario: Scenario) -> tuple[Scenario, Any]:
-    """Every rank loads the same deterministic data (the scenario seed) through the runner's path."""
-    import importlib.util
-
-    if importlib.util.find_spec("recsys_impls.data.loader") is None:  # until the loader lands
-        from recsys_impls.data.synthetic import load_synthetic
-
-        m, t = scenario.model, scenario.train
-        data = load_synthetic(m.num_dense, m.table_sizes, m.ids_per_feature, scenario.data.zipf_exponent,
-                              t.seed, t.steps * t.batch_size, t.eval_samples)
-        return scenario, data
-    from recsys_impls.runner import prepare
-
-    return prepare(replace(scenario, parallel="none"))
 
 
-def local_batches(train: Batch, global_batch: int, rank: int, world: int) -> list[Batch]:
-    """Split the train split into global batches and keep this rank's contiguous 1/world of each."""
-    if global_batch % world:
-        from recsys_impls.errors import UsageError
-
-        raise UsageError(f"--batch-size {global_batch}: must be divisible by the world size {world}")
-    local = global_batch // world
-    return [g.slice(rank * local, (rank + 1) * local) for g in train.split(global_batch)]
 
 
 def timed_loop(step: Callable[[Any], None], staged: list[Any], warmup: int, sync: Callable[[], None]) -> dict[str, Any]:
@@ -82,13 +59,6 @@ def timed_loop(step: Callable[[Any], None], staged: list[Any], warmup: int, sync
             "step_ms_p50": 1e3 * float(np.median(step_times)) if step_times else None}
 
 
-def fingerprint(params: dict[str, np.ndarray]) -> str:
-    """A hash of every parameter's exact bytes: equal fingerprints mean bit-identical replicas."""
-    h = hashlib.sha256()
-    for name in sorted(params):
-        h.update(name.encode())
-        h.update(np.ascontiguousarray(params[name], dtype=np.float32).tobytes())
-    return h.hexdigest()
 
 
 def gather_predictions(probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
@@ -100,10 +70,6 @@ def gather_predictions(probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarra
     return np.concatenate([p for p, _ in parts]), np.concatenate([lb for _, lb in parts])
 
 
-def eval_slice(eval_batch: Batch, rank: int, world: int) -> Batch:
-    n = eval_batch.batch_size
-    per = n // world
-    return eval_batch.slice(rank * per, (rank + 1) * per)
 
 
 def quality(probs: np.ndarray, labels: np.ndarray) -> dict[str, Any]:

@@ -49,12 +49,15 @@ def _run(run_dir: Path, rank: int, world: int) -> None:
     elif mode == "sharded":
         from recsys_impls.torch_impl.distributed_sharded import ShardedDLRM
 
-        impl = ShardedDLRM(scenario, job["plan"]["sharding"], rank, world)
+        sample = data.train.slice(0, min(data.train.batch_size, 50 * scenario.train.batch_size))
+        impl = ShardedDLRM(scenario, job["plan"]["sharding"], rank, world, sample)
         if job.get("load_params"):
             impl.set_params(dict(np.load(job["load_params"])))
         staged = [impl.stage(b) for b in batches]
         extra["comm_measured"] = impl.comm_sizes(staged[0])
         extra["sharding_plan"] = impl.plan_report()
+        extra["local_bytes"] = impl.local_bytes()
+        extra["local_lookups_per_batch"] = extra["sharding_plan"]["per_rank"][rank]["lookups_per_batch"]
     else:
         raise ValueError(f"unknown distributed mode {mode!r}")
     ctx.phase("train")

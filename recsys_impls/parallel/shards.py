@@ -1,0 +1,50 @@
+"""Numpy-only helpers every distributed worker uses: data loading, per-rank slices, parameter fingerprints."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from recsys_impls.config import Scenario
+from recsys_impls.data.batch import Batch
+from recsys_impls.errors import UsageError
+
+
+def prepare_data(scenario: Scenario) -> tuple[Scenario, Any]:
+    """Every rank loads the same deterministic data (the scenario seed) through the runner's path."""
+    if importlib.util.find_spec("recsys_impls.data.loader") is None:  # until the shared loader lands
+        from recsys_impls.data.synthetic import load_synthetic
+
+        m, t = scenario.model, scenario.train
+        data = load_synthetic(m.num_dense, m.table_sizes, m.ids_per_feature, scenario.data.zipf_exponent,
+                              t.seed, t.steps * t.batch_size, t.eval_samples)
+        return scenario, data
+    from recsys_impls.runner import prepare
+
+    return prepare(replace(scenario, parallel="none"))
+
+
+def local_batches(train: Batch, global_batch: int, rank: int, world: int) -> list[Batch]:
+    """Split the train split into global batches and keep this rank's contiguous 1/world of each."""
+    if global_batch % world:
+        raise UsageError(f"--batch-size {global_batch}: must be divisible by the world size {world}")
+    local = global_batch // world
+    return [g.slice(rank * local, (rank + 1) * local) for g in train.split(global_batch)]
+
+
+def eval_slice(eval_batch: Batch, rank: int, world: int) -> Batch:
+    per = eval_batch.batch_size // world
+    return eval_batch.slice(rank * per, (rank + 1) * per)
+
+
+def fingerprint(params: dict[str, np.ndarray]) -> str:
+    """A hash of every parameter's exact bytes: equal fingerprints mean bit-identical replicas."""
+    h = hashlib.sha256()
+    for name in sorted(params):
+        h.update(name.encode())
+        h.update(np.ascontiguousarray(params[name], dtype=np.float32).tobytes())
+    return h.hexdigest()

@@ -1,0 +1,117 @@
+"""TensorFlow data-parallel worker: ``python -m recsys_impls.tf_impl.distributed_worker RUN_DIR INDEX``.
+
+The launcher sets TF_CONFIG (all workers on 127.0.0.1 free ports). MultiWorkerMirroredStrategy
+provides the cluster and the RING collectives; the TFDLRM's own tf.function step runs inside
+``strategy.run`` and averages its gradients with ``ReplicaContext.all_reduce`` (dense tensors
+all-reduced, embedding IndexedSlices all-gathered) before the model's optimizer applies them. Every
+worker holds a full replica, starts from the same seeded weights and applies the same averaged
+gradients, so replicas stay identical (the worker fingerprints its parameters to prove it). A custom
+loop, because Keras 3 ``fit`` fails under this strategy (DESIGN.md section 6).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def _run(run_dir: Path, index: int, world: int) -> None:
+    from recsys_impls.parallel.worker import WorkerContext
+
+    ctx = WorkerContext(run_dir, index, world)
+    ctx.phase("init")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    job = ctx.job
+    threads = int(job.get("threads_per_process", 1))
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    options = tf.distribute.experimental.CommunicationOptions(
+        implementation=tf.distribute.experimental.CommunicationImplementation.RING,
+        timeout_seconds=float(job.get("collective_timeout_s", 120)))
+    strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+    ctx.phase("data")
+    from recsys_impls.parallel.shards import local_batches
+    from recsys_impls.tf_impl.distributed_mwms import MWMSTFDLRM, load_data
+
+    scenario = replace(ctx.scenario, device=replace(ctx.scenario.device, threads=threads))
+    scenario, data = load_data(scenario)
+    batches = local_batches(data.train, scenario.train.batch_size, index, world)
+    ctx.phase("build")
+    impl = MWMSTFDLRM(scenario, strategy)
+    staged = [impl.stage(b) for b in batches]
+    comm_measured = impl.comm_sizes(staged[0])
+    ctx.phase("train")
+    warm = min(scenario.train.warmup_steps, max(len(staged) - 1, 0))
+    for s in staged[:warm]:
+        impl.train_step(s)
+    impl.barrier()
+    times = []
+    start = time.perf_counter()
+    for s in staged[warm:]:
+        t0 = time.perf_counter()
+        impl.train_step(s)
+        times.append(time.perf_counter() - t0)
+    impl.barrier()
+    seconds = time.perf_counter() - start
+    timed = len(staged) - warm
+    ctx.phase("evaluate")
+    n = data.eval.batch_size // world
+    ev = data.eval.slice(index * n, (index + 1) * n)
+    chunks = ev.split(max(scenario.train.batch_size // world, 1)) or [ev]
+    probs = np.concatenate([impl.to_numpy(impl.infer(impl.stage(c))) for c in chunks])
+    labels = np.concatenate([c.labels for c in chunks])
+    all_probs, all_labels = impl.gather_numpy(probs), impl.gather_numpy(labels)
+    from recsys_impls.parallel.shards import fingerprint
+
+    params = impl.get_params()
+    prints = impl.gather_strings(fingerprint(params), world)
+    if job.get("dump_params"):
+        np.savez(run_dir / f"rank{index}.params.npz", **params)
+    result: dict[str, Any] = {
+        "rank": index, "world_size": world, "mode": "mwms", "local_batch": batches[0].batch_size,
+        "threads": threads, "backend": "MultiWorkerMirroredStrategy RING",
+        "warmup_steps": warm, "timed_steps": timed, "seconds": seconds,
+        "step_ms_mean": 1e3 * seconds / max(timed, 1),
+        "step_ms_p50": 1e3 * float(np.median(times)) if times else None,
+        "samples_per_s": batches[0].batch_size * timed / seconds if seconds > 0 else None,
+        "final_loss": float(impl.loss(staged[-1])), "replica_fingerprints": prints,
+        "comm_measured": comm_measured,
+    }
+    if index == 0:
+        from recsys_impls import metrics
+
+        q = metrics.all_metrics(all_labels, all_probs)
+        q["eval_samples"] = int(all_labels.shape[0])
+        result["quality"] = q
+        result["data_name"] = data.name
+        result["data_info"] = {k: v for k, v in data.info.items() if isinstance(v, (int, float, str, type(None)))}
+        sizes = impl.storage_bytes()
+        result["size"] = {"model_bytes": sizes.get("model"), "embedding_bytes": sizes.get("embedding")}
+    ctx.write_result(result)
+    impl.barrier()
+    ctx.phase("done")
+
+
+def main(argv: list[str] | None = None) -> None:
+    from recsys_impls.parallel.worker import guarded, redirect_stdio
+
+    args = sys.argv[1:] if argv is None else argv
+    run_dir, index, world = Path(args[0]), int(args[1]), int(args[2])
+    redirect_stdio(run_dir, index)
+    with guarded(run_dir, index):
+        _run(run_dir, index, world)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)  # MWMS keeps gRPC threads alive; the result is written, leave without waiting on them
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,255 @@
+"""Model-parallel PyTorch DLRM: tables in a TorchRec EmbeddingBagCollection sharded by
+DistributedModelParallel (table-wise, row-wise, column-wise, or TorchRec's own planner for ``auto``);
+the dense arch is the single-process TorchDLRM's (data parallel under DMP).
+
+Parameters import from / export to the shared numpy dict (names per base.py), so the sharded model's
+predictions can be checked against the unsharded TorchDLRM for the same weights. Table-wise placement
+comes from our LPT planner (recsys_impls.parallel.planner) and is handed to TorchRec as an explicit
+per-table plan. On CPU the stock sharder offers no row-wise sharding; ``CPUShardingSharder`` adds it.
+Embedding tables train with TorchRec's fused optimizer (applied in backward); the dense arch with a
+keyed PyTorch optimizer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+from torchrec import EmbeddingBagCollection, EmbeddingBagConfig, KeyedJaggedTensor
+from torchrec.distributed.embeddingbag import EmbeddingBagCollectionSharder
+from torchrec.distributed.model_parallel import DistributedModelParallel
+from torchrec.distributed.sharding_plan import column_wise, construct_module_sharding_plan, row_wise, table_wise
+from torchrec.distributed.types import ShardingPlan, ShardingType
+from torchrec.optim.keyed import CombinedOptimizer, KeyedOptimizerWrapper
+from torchrec.optim.optimizers import in_backward_optimizer_filter
+
+from recsys_impls.config import Scenario
+from recsys_impls.data.batch import Batch
+from recsys_impls.errors import ScenarioUnsupported
+from recsys_impls.init_params import initial_params
+from recsys_impls.parallel import planner
+from recsys_impls.torch_impl.model import build_net
+
+
+class CPUShardingSharder(EmbeddingBagCollectionSharder):
+    """The stock sharder, plus row-wise and table-row-wise on CPU (TorchRec lists them for CUDA only)."""
+
+    def sharding_types(self, compute_device_type: str) -> list[str]:
+        types = list(super().sharding_types(compute_device_type))
+        for extra in (ShardingType.ROW_WISE.value, ShardingType.TABLE_ROW_WISE.value):
+            if extra not in types:
+                types.append(extra)
+        return types
+
+
+class TorchRecDLRMNet(nn.Module):
+    """DLRM with a TorchRec EmbeddingBagCollection in front of our dense arch."""
+
+    def __init__(self, ebc: EmbeddingBagCollection, dense_arch: nn.Module, num_tables: int, dim: int) -> None:
+        super().__init__()
+        self.ebc = ebc
+        self.dense_arch = dense_arch
+        self.num_tables = num_tables
+        self.dim = dim
+
+    def forward(self, dense: torch.Tensor, kjt: KeyedJaggedTensor) -> torch.Tensor:
+        pooled = self.ebc(kjt).values().view(-1, self.num_tables, self.dim)
+        return self.dense_arch(dense, pooled)
+
+
+def _fused_params(scenario: Scenario) -> dict[str, Any]:
+    from fbgemm_gpu.split_embedding_configs import EmbOptimType
+
+    t = scenario.train
+    if t.optimizer == "sgd":
+        return {"optimizer": EmbOptimType.EXACT_SGD, "learning_rate": t.learning_rate}
+    return {"optimizer": EmbOptimType.EXACT_ADAGRAD, "learning_rate": t.learning_rate, "eps": 1e-10}
+
+
+class ShardedDLRM:
+    """The Recommender-shaped object the distributed worker drives (stage, train_step, infer, params)."""
+
+    framework = "torch"
+
+    def __init__(self, scenario: Scenario, sharding: str, rank: int, world: int, sample: Batch | None = None) -> None:
+        if scenario.compression != "none":
+            raise ScenarioUnsupported(f"sharded + compression {scenario.compression!r}: TorchRec tables are fp32 here")
+        if scenario.device.precision != "fp32":
+            raise ScenarioUnsupported("sharded: only fp32 precision is wired for the TorchRec model")
+        self.scenario = scenario
+        self.cfg = scenario.model
+        self.rank, self.world = rank, world
+        self.device = torch.device(scenario.device.device)
+        cfg = self.cfg
+        self.keys = [f"f{f}" for f in range(cfg.num_tables)]
+        ebc = EmbeddingBagCollection(
+            tables=[EmbeddingBagConfig(name=f"t{f}", embedding_dim=cfg.embedding_dim, num_embeddings=n,
+                                       feature_names=[self.keys[f]]) for f, n in enumerate(cfg.table_sizes)],
+            device=torch.device("meta"),
+        )
+        dense_arch = build_net(replace(scenario, parallel="none")).dense_arch
+        net = TorchRecDLRMNet(ebc, dense_arch, cfg.num_tables, cfg.embedding_dim)
+        self.sharder = CPUShardingSharder(fused_params=_fused_params(scenario))
+        self.sharding = sharding
+        self.our_plan = self._our_plan(sharding, sample)
+        module_plan = self._module_plan(ebc, sharding)
+        self.dmp = DistributedModelParallel(module=net, device=self.device, plan=module_plan,
+                                            sharders=[self.sharder])
+        self.net: TorchRecDLRMNet = self.dmp.module
+        lr = scenario.train.learning_rate
+        if scenario.train.optimizer == "sgd":
+            def make(params: Any) -> torch.optim.Optimizer:
+                return torch.optim.SGD(params, lr=lr)
+        else:
+            def make(params: Any) -> torch.optim.Optimizer:
+                return torch.optim.Adagrad(params, lr=lr, eps=1e-10, initial_accumulator_value=0.0)
+        dense_params = dict(in_backward_optimizer_filter(self.dmp.named_parameters()))
+        self.opt = CombinedOptimizer([self.dmp.fused_optimizer, KeyedOptimizerWrapper(dense_params, make)])
+        self.set_params(initial_params(cfg, scenario.train.seed))
+
+    # --- planning ------------------------------------------------------------------------------
+    def _our_plan(self, sharding: str, sample: Batch | None) -> dict[str, Any]:
+        """Our plan, from measured id frequencies when a sample of the training data is given."""
+        t = self.scenario.train
+        per_sample, counts = (None, None) if sample is None else planner.measured_ids(sample, self.cfg.table_sizes)
+        loads = planner.table_loads(self.cfg.table_sizes, self.cfg.embedding_dim, t.batch_size,
+                                    self.cfg.ids_per_feature, ids_per_sample=per_sample)
+        return planner.plan(loads, self.world, "table-wise" if sharding == "auto" else sharding, id_counts=counts)
+
+    def _module_plan(self, ebc: EmbeddingBagCollection, sharding: str) -> ShardingPlan | None:
+        if sharding == "auto":
+            return self._torchrec_planner_plan(ebc)
+        if sharding == "table-wise":
+            gens = {f"t{f}": table_wise(rank=r) for f, r in enumerate(self.our_plan["assignment"])}
+        elif sharding == "row-wise":
+            gens = {f"t{f}": row_wise() for f in range(self.cfg.num_tables)}
+        else:
+            if self.cfg.embedding_dim % self.world:
+                raise ScenarioUnsupported(
+                    f"column-wise over {self.world} ranks needs embedding_dim ({self.cfg.embedding_dim}) divisible "
+                    "by the world size")
+            gens = {f"t{f}": column_wise(ranks=list(range(self.world))) for f in range(self.cfg.num_tables)}
+        mp = construct_module_sharding_plan(ebc, gens, sharder=self.sharder, local_size=self.world,
+                                            world_size=self.world, device_type=self.device.type)
+        return ShardingPlan({"ebc": mp})
+
+    def _torchrec_planner_plan(self, ebc: EmbeddingBagCollection) -> ShardingPlan:
+        from torchrec.distributed.planner import EmbeddingShardingPlanner, Topology
+
+        topo = Topology(world_size=self.world, compute_device=self.device.type,
+                        local_world_size=self.world)
+        net_for_plan = nn.Module()
+        net_for_plan.ebc = ebc
+        return EmbeddingShardingPlanner(topology=topo).collective_plan(net_for_plan, [self.sharder],
+                                                                       dist.GroupMember.WORLD)
+
+    # --- Recommender-like surface --------------------------------------------------------------
+    def stage(self, batch: Batch) -> tuple[torch.Tensor, KeyedJaggedTensor, torch.Tensor]:
+        kjt = KeyedJaggedTensor.from_lengths_sync(
+            keys=self.keys, values=torch.from_numpy(np.ascontiguousarray(batch.ids, dtype=np.int64)),
+            lengths=torch.from_numpy(np.ascontiguousarray(batch.lengths.reshape(-1), dtype=np.int32)),
+        )
+        return (torch.from_numpy(batch.dense.astype(np.float32)).to(self.device), kjt.to(self.device),
+                torch.from_numpy(batch.labels.astype(np.float32)).to(self.device))
+
+    def train_step(self, staged: tuple[torch.Tensor, KeyedJaggedTensor, torch.Tensor]) -> None:
+        dense, kjt, labels = staged
+        self.opt.zero_grad()
+        F.binary_cross_entropy_with_logits(self.dmp(dense, kjt), labels).backward()
+        self.opt.step()
+
+    def infer(self, staged: tuple[torch.Tensor, KeyedJaggedTensor, torch.Tensor]) -> torch.Tensor:
+        with torch.no_grad():
+            return torch.sigmoid(self.dmp(staged[0], staged[1]))
+
+    def loss(self, staged: tuple[torch.Tensor, KeyedJaggedTensor, torch.Tensor]) -> float:
+        with torch.no_grad():
+            return float(F.binary_cross_entropy_with_logits(self.dmp(staged[0], staged[1]), staged[2]))
+
+    def synchronize(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def to_numpy(self, output: torch.Tensor) -> np.ndarray:
+        return output.detach().float().cpu().numpy().reshape(-1)
+
+    # --- parameters ----------------------------------------------------------------------------
+    def _linears(self) -> list[tuple[str, nn.Linear]]:
+        arch = self.net.dense_arch
+        return [(f"{name}.{k}", lin) for name, mlp in (("bottom", arch.bottom), ("top", arch.top))
+                for k, lin in enumerate(mlp.linears())]
+
+    def _local_shards(self) -> list[tuple[int, list[int], torch.Tensor]]:
+        """(table, [row offset, col offset], local tensor view) for every shard this rank holds."""
+        out = []
+        for key, value in self.dmp.state_dict().items():
+            if ".embedding_bags." not in key or not hasattr(value, "local_shards"):
+                continue
+            table = int(key.split(".embedding_bags.t")[1].split(".")[0])
+            for shard in value.local_shards():
+                out.append((table, list(shard.metadata.shard_offsets), shard.tensor))
+        return out
+
+    def set_params(self, params: dict[str, np.ndarray]) -> None:
+        """Copy the full numpy tables into this rank's shards and the dense weights into the replica."""
+        with torch.no_grad():
+            for table, (r0, c0), t in self._local_shards():
+                rows, cols = t.shape
+                t.copy_(torch.from_numpy(np.ascontiguousarray(params[f"emb.{table}"][r0:r0 + rows, c0:c0 + cols])))
+            for name, lin in self._linears():
+                lin.weight.copy_(torch.from_numpy(np.asarray(params[f"{name}.weight"], dtype=np.float32)))
+                lin.bias.copy_(torch.from_numpy(np.asarray(params[f"{name}.bias"], dtype=np.float32)))
+
+    def get_params(self) -> dict[str, np.ndarray]:
+        """Full parameters on every rank (a collective: all ranks must call it)."""
+        mine = [(table, off, t.detach().cpu().numpy().copy()) for table, off, t in self._local_shards()]
+        parts: list[Any] = [None] * self.world
+        dist.all_gather_object(parts, mine)
+        out = {f"emb.{f}": np.zeros((n, self.cfg.embedding_dim), np.float32)
+               for f, n in enumerate(self.cfg.table_sizes)}
+        for rank_parts in parts:
+            for table, (r0, c0), arr in rank_parts:
+                out[f"emb.{table}"][r0:r0 + arr.shape[0], c0:c0 + arr.shape[1]] = arr
+        for name, lin in self._linears():
+            out[f"{name}.weight"] = lin.weight.detach().cpu().numpy().copy()
+            out[f"{name}.bias"] = lin.bias.detach().cpu().numpy().copy()
+        return out
+
+    def storage_bytes(self) -> dict[str, int]:
+        emb = sum(n * self.cfg.embedding_dim * 4 for n in self.cfg.table_sizes)
+        dense = sum(p.numel() * p.element_size() for p in self.net.dense_arch.parameters())
+        return {"model": emb + dense, "embedding": emb}
+
+    # --- figures for the record ----------------------------------------------------------------
+    def local_bytes(self) -> int:
+        return int(sum(t.numel() * t.element_size() for _, _, t in self._local_shards()))
+
+    def plan_report(self) -> dict[str, Any]:
+        """Our planner's expected per-rank load next to what TorchRec actually placed (measured shard bytes)."""
+        placed: list[Any] = [None] * self.world
+        mine = [(table, off, list(t.shape)) for table, off, t in self._local_shards()]
+        dist.all_gather_object(placed, (self.local_bytes(), mine))
+        report = dict(self.our_plan)
+        report["executed_by"] = "torchrec DistributedModelParallel"
+        report["placement_source"] = ("TorchRec EmbeddingShardingPlanner" if self.sharding == "auto"
+                                      else f"recsys planner ({self.sharding})")
+        measured = np.array([b for b, _ in placed], dtype=np.float64)
+        report["measured_bytes_per_rank"] = [int(b) for b in measured]
+        report["measured_bytes_imbalance"] = float(measured.max() / measured.mean()) if measured.mean() else 1.0
+        report["shards_per_rank"] = [[{"table": t, "offsets": o, "shape": s} for t, o, s in m] for _, m in placed]
+        return report
+
+    def comm_sizes(self, staged: tuple[torch.Tensor, KeyedJaggedTensor, torch.Tensor]) -> dict[str, float]:
+        """Measured sizes of one step's communicated tensors: dense grads, pooled vectors, ids."""
+        dense, kjt, _ = staged
+        b = dense.shape[0]
+        dense_bytes = sum(p.numel() * p.element_size() for p in self.net.dense_arch.parameters())
+        pooled = self.cfg.num_tables * self.cfg.embedding_dim * 4  # fp32 pooled vector per table per sample
+        ids = (kjt.values().numel() * kjt.values().element_size() + kjt.lengths().numel() * 4) / b
+        return {"dense_grad_bytes": float(dense_bytes), "pooled_bytes_per_sample": float(pooled),
+                "id_bytes_per_sample": float(ids), "embeddings_replicated": False}
