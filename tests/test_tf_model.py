@@ -14,7 +14,7 @@ tf = pytest.importorskip("tensorflow")
 
 from recsys_impls.config import DeviceConfig, ModelConfig, Scenario, TrainConfig  # noqa: E402
 from recsys_impls.data.batch import Batch  # noqa: E402
-from recsys_impls.errors import ScenarioUnsupported  # noqa: E402
+from recsys_impls.errors import ScenarioUnsupported, UsageError  # noqa: E402
 from recsys_impls.init_params import initial_params, param_shapes, reference_forward  # noqa: E402
 from recsys_impls.tf_impl.embeddings import make_embeddings  # noqa: E402
 from recsys_impls.tf_impl.model import TFDLRM  # noqa: E402
@@ -197,8 +197,10 @@ def test_param_round_trip_and_optimizer_reset() -> None:
     fresh.train_step(fresh.stage(batch))
     for name, value in fresh.get_params().items():
         np.testing.assert_allclose(model.get_params()[name], value, rtol=1e-6, atol=1e-7, err_msg=name)
-    with pytest.raises(ValueError, match="missing"):
+    with pytest.raises(UsageError, match="missing"):
         model.set_params({"emb.0": other["emb.0"]})
+    with pytest.raises(UsageError, match="emb.1 has shape"):
+        model.set_params({**other, "emb.1": other["emb.1"][:3]})
 
 
 def test_no_retracing_across_batch_shapes() -> None:
