@@ -77,10 +77,10 @@ def test_parse_errors_are_one_line(spec: str, words: list[str]) -> None:
 
 def test_describe_methods_covers_parser() -> None:
     rows = describe_methods()
-    names = {r[0] for r in rows}
+    names = {r["method"] for r in rows}
     assert {"none", "fp16", "bf16", "int8", "int4", "hash", "qr", "mixed-dim", "freq-prune", "prune",
             "mlp-int8"} <= names
-    assert all(len(r) == 4 and all(isinstance(x, str) for x in r) for r in rows)
+    assert all(r["description"] and r["frameworks"] and str(r["spec"]).startswith(str(r["method"])) for r in rows)
 
 
 # ---- quantization -----------------------------------------------------------------------------

@@ -88,9 +88,15 @@ _METHODS: list[tuple[str, str, str, str]] = [
 ]
 
 
-def describe_methods() -> list[tuple[str, str, str, str]]:
-    """Every compression method: (method, parameters, description, frameworks)."""
-    return list(_METHODS)
+def describe_methods() -> list[dict[str, object]]:
+    """Every compression method for `list`: method, parameters, spec (as typed), description, frameworks."""
+    out: list[dict[str, object]] = []
+    for method, params, description, frameworks in _METHODS:
+        arg = params.split(" ")[0] if params else ""
+        out.append({"method": method, "parameters": params, "spec": f"{method}:{arg}" if arg else method,
+                    "description": description + (f" ({params})" if params else ""),
+                    "frameworks": [f.strip() for f in frameworks.split(",")]})
+    return out
 
 
 def _where(spec: str) -> str:
