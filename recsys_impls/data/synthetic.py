@@ -1,0 +1,298 @@
+"""Synthetic Criteo-like click data with labels drawn from a fixed hidden model, so it is learnable.
+
+Why a hidden model: random labels make every model score AUC 0.5, which hides broken training. Here the
+click probability is a known function of the features, so a trained model should approach the AUC the
+hidden model itself scores on the eval split (``Dataset.info["reference_auc"]``), and never beat it
+by more than noise.
+
+Features per sample:
+
+* ``num_dense`` dense features: Criteo-like counts ``floor(lognormal)`` (many zeros, long tail), then
+  ``log1p``, which is what a DLRM pipeline feeds the bottom MLP.
+* one categorical feature per table, ids Zipf-distributed over ranks 1..n with exponent ``s``
+  (``P(rank r) ~ r^-s``), ranks mapped to ids by a fixed permutation so hot ids are spread over the
+  table. With ``ids_per_feature = k``: exactly one id when k == 1, else a bag of 1..2k-1 ids
+  (uniform, mean k), each drawn independently.
+
+Hidden model (its own fixed seed ``HIDDEN_SEED``, independent of the sample seed, so every seed and
+both splits see the same world): ``logit = a * z + b`` with
+``z = dense part + id part + interaction part``, each part standardised on a pilot sample and weighted
+by ``SHARES`` of the variance: a linear function of the standardised dense features; per-id weights
+sum-pooled over each bag (tables weighted by a random importance); and ``NUM_PAIRS`` pairwise
+dot products of sum-pooled hidden ``PAIR_DIM``-dim id vectors (the DLRM interaction form). ``a`` and ``b``
+are set by bisection on the pilot sample so the expected click rate is ``TARGET_CTR`` and the expected
+AUC of the true probabilities is ``TARGET_AUC``; per-id effects shrink with the id's popularity rank
+(``(1 + rank / TAIL_RANK)^-0.5``) so that most of the signal sits on ids a model sees often enough to
+learn, as in real click logs.
+
+Generation is vectorised in chunks of ``CHUNK`` samples, each from its own seeded stream
+(``seed``, split, chunk index): the same (seed, split, size) always gives the same samples.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from recsys_impls.data.batch import Batch
+
+HIDDEN_SEED = 20190531
+CHUNK = 65536
+TARGET_CTR = 0.25
+TARGET_AUC = 0.80
+SHARES = {"dense": 0.25, "ids": 0.5, "pairs": 0.25}
+NUM_PAIRS = 8
+PAIR_DIM = 4
+TAIL_RANK = 200.0
+PILOT = 32768
+_SPLIT_CODE = {"train": 1, "eval": 2, "pilot": 3}
+
+
+@dataclass(frozen=True)
+class _Table:
+    cdf: np.ndarray  # float64 [n], cumulative Zipf probability of ranks 1..n
+    rank_to_id: np.ndarray  # int64 [n]
+    weight: np.ndarray  # float64 [n] per-id hidden weight, indexed by id
+    vectors: np.ndarray | None  # float64 [n, PAIR_DIM] by id, only for tables in a pair
+
+
+@dataclass(frozen=True)
+class HiddenModel:
+    """The fixed world the labels come from; built once per data shape."""
+
+    num_dense: int
+    table_sizes: tuple[int, ...]
+    ids_per_feature: int
+    zipf_exponent: float
+    tables: tuple[_Table, ...]
+    dense_mu: np.ndarray
+    dense_sigma: np.ndarray
+    dense_mean: np.ndarray  # of log1p(counts), from the pilot
+    dense_std: np.ndarray
+    dense_weight: np.ndarray
+    pairs: tuple[tuple[int, int], ...]
+    part_scale: dict[str, float]
+    part_mean: dict[str, float]
+    scale: float  # a
+    bias: float  # b
+
+    def params(self) -> dict[str, object]:
+        """Generator facts for the record."""
+        return {
+            "hidden_seed": HIDDEN_SEED, "zipf_exponent": self.zipf_exponent,
+            "ids_per_feature": self.ids_per_feature, "target_ctr": TARGET_CTR, "target_auc": TARGET_AUC,
+            "shares": dict(SHARES), "pairs": [list(p) for p in self.pairs], "pair_dim": PAIR_DIM,
+            "tail_rank": TAIL_RANK, "logit_scale": round(self.scale, 6), "logit_bias": round(self.bias, 6),
+        }
+
+
+def _zipf_table(rng: np.random.Generator, n: int, s: float, want_vectors: bool) -> _Table:
+    ranks = np.arange(1, n + 1, dtype=np.float64)
+    pmf = ranks ** (-s)
+    cdf = np.cumsum(pmf)
+    cdf /= cdf[-1]
+    rank_to_id = rng.permutation(n).astype(np.int64)
+    shrink = (1.0 + ranks / TAIL_RANK) ** -0.5
+    weight = np.empty(n)
+    weight[rank_to_id] = rng.standard_normal(n) * shrink
+    vectors = None
+    if want_vectors:
+        vectors = np.empty((n, PAIR_DIM))
+        vectors[rank_to_id] = rng.standard_normal((n, PAIR_DIM)) * shrink[:, None] / np.sqrt(PAIR_DIM)
+    return _Table(cdf=cdf, rank_to_id=rank_to_id, weight=weight, vectors=vectors)
+
+
+def _sample_features(
+    hm_tables: tuple[_Table, ...], mu: np.ndarray, sigma: np.ndarray, k: int, rng: np.random.Generator, n: int
+) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+    """dense float32 [n, D] (log1p of counts), per-feature id arrays, lengths int32 [F, n]."""
+    counts = np.floor(np.exp(mu + sigma * rng.standard_normal((n, mu.size))))
+    dense = np.log1p(counts).astype(np.float32)
+    lengths = np.ones((len(hm_tables), n), dtype=np.int32)
+    ids = []
+    for f, t in enumerate(hm_tables):
+        if k > 1:
+            lengths[f] = rng.integers(1, 2 * k, size=n, dtype=np.int32)
+        u = rng.random(int(lengths[f].sum()))
+        rank = np.minimum(np.searchsorted(t.cdf, u, side="right"), t.cdf.size - 1)
+        ids.append(t.rank_to_id[rank])
+    return dense, ids, lengths
+
+
+def _parts(hm: HiddenModel | _Partial, dense: np.ndarray, ids: list[np.ndarray], lengths: np.ndarray) -> dict:
+    """Unscaled dense, id and pair parts of the hidden score, each float64 [n]."""
+    n = dense.shape[0]
+    dense_part = ((dense - hm.dense_mean) / hm.dense_std) @ hm.dense_weight
+    id_part = np.zeros(n)
+    pooled_vec: dict[int, np.ndarray] = {}
+    for f, t in enumerate(hm.tables):
+        if ids[f].size == n and (lengths[f] == 1).all():  # one id per sample: pooling is a gather
+            id_part += t.weight[ids[f]]
+            if t.vectors is not None:
+                pooled_vec[f] = t.vectors[ids[f]]
+        else:
+            seg = np.repeat(np.arange(n), lengths[f])
+            id_part += np.bincount(seg, weights=t.weight[ids[f]], minlength=n)
+            if t.vectors is not None:
+                v = t.vectors[ids[f]]
+                pooled_vec[f] = np.stack([np.bincount(seg, weights=v[:, d], minlength=n) for d in range(PAIR_DIM)], 1)
+    pair_part = np.zeros(n)
+    for a, b in hm.pairs:
+        pair_part += np.einsum("nd,nd->n", pooled_vec[a], pooled_vec[b])
+    return {"dense": dense_part, "ids": id_part, "pairs": pair_part}
+
+
+@dataclass(frozen=True)
+class _Partial:
+    """The hidden model before its part scales and logit calibration are known."""
+
+    tables: tuple[_Table, ...]
+    dense_mean: np.ndarray
+    dense_std: np.ndarray
+    dense_weight: np.ndarray
+    pairs: tuple[tuple[int, int], ...]
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _bias_for_ctr(z: np.ndarray, a: float) -> float:
+    """Bias b with mean(sigmoid(a z + b)) == TARGET_CTR (bisection; the mean is increasing in b)."""
+    lo, hi = -30.0, 30.0
+    for _ in range(50):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if _sigmoid(a * z + mid).mean() < TARGET_CTR else (lo, mid)
+    return 0.5 * (lo + hi)
+
+
+def _expected_auc(z_sorted: np.ndarray, a: float, b: float) -> float:
+    """AUC of p = sigmoid(a z + b) against labels ~ Bernoulli(p), in expectation (z sorted ascending)."""
+    p = _sigmoid(a * z_sorted + b)
+    neg_below = np.cumsum(1.0 - p) - (1.0 - p)
+    return float(np.dot(p, neg_below) / (p.sum() * (1.0 - p).sum()))
+
+
+def _calibrate(z: np.ndarray) -> tuple[float, float]:
+    """Scale a and bias b so the pilot's expected CTR and AUC hit their targets."""
+    z_sorted = np.sort(z)
+    lo, hi = 1e-3, 50.0
+    for _ in range(40):
+        a = 0.5 * (lo + hi)
+        lo, hi = (a, hi) if _expected_auc(z_sorted, a, _bias_for_ctr(z, a)) < TARGET_AUC else (lo, a)
+    a = 0.5 * (lo + hi)
+    return a, _bias_for_ctr(z, a)
+
+
+@lru_cache(maxsize=8)
+def hidden_model(
+    num_dense: int, table_sizes: tuple[int, ...], ids_per_feature: int, zipf_exponent: float
+) -> HiddenModel:
+    """Build (and cache) the fixed hidden model for a data shape; independent of any sample seed."""
+    root = np.random.SeedSequence(HIDDEN_SEED)
+    rng = np.random.default_rng(root.spawn(1)[0])
+    nf = len(table_sizes)
+    all_pairs = [(a, b) for a in range(nf) for b in range(a + 1, nf)]
+    pick = rng.choice(len(all_pairs), size=min(NUM_PAIRS, len(all_pairs)), replace=False) if all_pairs else []
+    pairs = tuple(sorted(all_pairs[i] for i in pick))
+    in_pair = {f for p in pairs for f in p}
+    table_rngs = [np.random.default_rng([HIDDEN_SEED, 7, f, n]) for f, n in enumerate(table_sizes)]
+    tables = tuple(_zipf_table(table_rngs[f], n, zipf_exponent, f in in_pair) for f, n in enumerate(table_sizes))
+    importance = rng.uniform(0.5, 1.5, size=nf)
+    tables = tuple(
+        _Table(t.cdf, t.rank_to_id, t.weight * importance[f], t.vectors) for f, t in enumerate(tables)
+    )
+    mu = rng.uniform(-0.5, 2.5, size=num_dense)
+    sigma = rng.uniform(0.5, 1.5, size=num_dense)
+    dense_weight = rng.standard_normal(num_dense)
+    pilot_rng = np.random.default_rng([HIDDEN_SEED, _SPLIT_CODE["pilot"]])
+    dense, ids, lengths = _sample_features(tables, mu, sigma, ids_per_feature, pilot_rng, PILOT)
+    d64 = dense.astype(np.float64)
+    std = d64.std(axis=0)
+    partial = _Partial(tables, d64.mean(axis=0), np.where(std > 0, std, 1.0), dense_weight, pairs)
+    parts = _parts(partial, dense, ids, lengths)
+    part_scale = {}
+    for name, share in SHARES.items():
+        sd = float(parts[name].std())
+        part_scale[name] = float(np.sqrt(share) / sd) if sd > 0 else 0.0
+    part_mean = {k: float(parts[k].mean()) for k in SHARES}
+    z = _score(part_scale, part_mean, parts)
+    a, b = _calibrate(np.asarray(z))
+    return HiddenModel(
+        num_dense=num_dense, table_sizes=table_sizes, ids_per_feature=ids_per_feature,
+        zipf_exponent=zipf_exponent, tables=tables, dense_mu=mu, dense_sigma=sigma,
+        dense_mean=partial.dense_mean, dense_std=partial.dense_std, dense_weight=dense_weight, pairs=pairs,
+        part_scale=part_scale, part_mean=part_mean, scale=a, bias=b,
+    )
+
+
+def _score(scale: dict[str, float], mean: dict[str, float], parts: dict[str, np.ndarray]) -> np.ndarray:
+    """Hidden score z: each part centred and scaled to its share of the variance (pilot statistics)."""
+    return sum(scale[k] * (parts[k] - mean[k]) for k in SHARES)
+
+
+def click_probability(hm: HiddenModel, batch: Batch) -> np.ndarray:
+    """The hidden model's true click probability for each sample of a Batch: float64 [B]."""
+    off = batch.feature_offsets()
+    ids = [batch.ids[off[f] : off[f + 1]] for f in range(batch.num_features)]
+    parts = _parts(hm, batch.dense, ids, batch.lengths)
+    return _sigmoid(hm.scale * _score(hm.part_scale, hm.part_mean, parts) + hm.bias)
+
+
+def generate(hm: HiddenModel, seed: int, split: str, num: int) -> tuple[Batch, np.ndarray]:
+    """``num`` samples of one split as a Batch, plus their true click probabilities (float64 [num])."""
+    if num <= 0:
+        raise ValueError(f"num = {num}; must be positive")
+    dense_parts, id_parts, length_parts, label_parts, probs = [], [], [], [], []
+    for c, start in enumerate(range(0, num, CHUNK)):
+        n = min(CHUNK, num - start)
+        rng = np.random.default_rng([seed, _SPLIT_CODE[split], c])
+        dense, ids, lengths = _sample_features(hm.tables, hm.dense_mu, hm.dense_sigma, hm.ids_per_feature, rng, n)
+        p = _sigmoid(hm.scale * _score(hm.part_scale, hm.part_mean, _parts(hm, dense, ids, lengths)) + hm.bias)
+        label_parts.append((rng.random(n) < p).astype(np.float32))
+        dense_parts.append(dense)
+        id_parts.append(ids)
+        length_parts.append(lengths)
+        probs.append(p)
+    nf = len(hm.tables)
+    batch = Batch(  # feature-major: all chunks of feature 0, then feature 1, ...
+        dense=np.concatenate(dense_parts),
+        ids=np.concatenate([chunk[f] for f in range(nf) for chunk in id_parts]),
+        lengths=np.concatenate(length_parts, axis=1),
+        labels=np.concatenate(label_parts),
+    )
+    return batch, np.concatenate(probs)
+
+
+def load_synthetic(
+    num_dense: int, table_sizes: tuple[int, ...], ids_per_feature: int, zipf_exponent: float,
+    seed: int, num_train: int, num_eval: int,
+):
+    """Train and eval splits from the same hidden model; returns a Dataset with the reference AUC."""
+    from recsys_impls.data.dataset import Dataset
+    from recsys_impls.metrics import all_metrics
+
+    t0 = time.perf_counter()
+    hm = hidden_model(int(num_dense), tuple(int(n) for n in table_sizes), int(ids_per_feature), float(zipf_exponent))
+    t1 = time.perf_counter()
+    train, _ = generate(hm, seed, "train", num_train)
+    evaluation, eval_probs = generate(hm, seed, "eval", num_eval)
+    t2 = time.perf_counter()
+    ref = all_metrics(evaluation.labels, eval_probs)
+    info = {
+        "reference_auc": ref["auc"],
+        "reference_logloss": ref["logloss"],
+        "reference_ne": ref["ne"],
+        "ctr": float(train.labels.mean()),
+        "eval_ctr": float(evaluation.labels.mean()),
+        "generator": {**hm.params(), "seed": seed},
+        "generate_seconds": round(t2 - t1, 3),
+        "hidden_model_seconds": round(t1 - t0, 3),
+    }
+    return Dataset(
+        name="synthetic", train=train, eval=evaluation, num_dense=int(num_dense),
+        table_sizes=tuple(int(n) for n in table_sizes), info=info,
+    )
