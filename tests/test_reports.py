@@ -164,3 +164,12 @@ def test_bad_input_is_one_line_and_exit_2(case: str, tmp_path: Path, capsys: pyt
     assert err.startswith("error: ") and "\n" not in err
     assert {"missing": "no such directory", "corrupt": "unreadable", "baseline": "available: toy-1thread",
             "empty": "no asv results"}[case] in err
+
+
+def test_hardware_table_has_one_row_per_benchmark_scenario(site: Path) -> None:
+    from reports.asv_results import latest_per_machine, load_store
+
+    rows = latest_per_machine(load_store(STORE / "results").rows)
+    expected = rows[rows["status"] == "ok"][["benchmark", "param_key"]].drop_duplicates()
+    norm = pd.read_csv(site / "data" / "hardware_normalised.csv")
+    assert len(norm) == len(expected)

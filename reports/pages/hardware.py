@@ -49,8 +49,8 @@ def comparison(ctx: Context, baseline: str) -> tuple[pd.DataFrame, pd.DataFrame,
     latest = latest_per_machine(ctx.rows)
     latest = latest[latest["status"] == "ok"]
     machines = sorted(latest["machine"].unique(), key=lambda m: (m != baseline, m))
-    raw = latest.pivot_table(index=["benchmark", "param_key", "unit"], columns="machine", values="value",
-                             aggfunc="first", dropna=False)
+    raw = latest.assign(unit=latest["unit"].fillna("")).groupby(
+        ["benchmark", "param_key", "unit", "machine"])["value"].first().unstack("machine")
     raw = raw.reindex(columns=machines)
     norm = raw.div(raw[baseline], axis=0) if baseline in raw else raw * float("nan")
     names = {b: b.rsplit(".", 1)[-1] for b in raw.index.get_level_values(0)}
