@@ -35,7 +35,26 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-stats", action="store_true", help="factor only; ignore asv's samples/CI test")
     r.add_argument("--only-changed", action="store_true", help="print only changed benchmarks")
     r.add_argument("--markdown", default=None, help="write a Markdown summary to this file")
+    c = sub.add_parser("commits", allow_abbrev=False, help="print a machine's commits with results, oldest first")
+    c.add_argument("--results", default=".asv/results", help="asv results_dir (default .asv/results)")
+    c.add_argument("--machine", default=None, help="machine name (needed when several have results)")
     return p
+
+
+def _commits(results: str, machine: str | None) -> int:
+    """Commits in asv's date order, so scripts can pick 'the previous commit' (nightly.sh)."""
+    from reports.asv_results import commits_in_order, load_store
+    from reports.regressions import machines_in
+
+    store = load_store(results)
+    names = machines_in(store.path)
+    if machine is None and len(names) == 1:
+        machine = names[0]
+    if machine not in names:
+        raise UsageError(f"--machine {machine}: pick one of the machines with results: {', '.join(names) or 'none'}")
+    for commit in commits_in_order(store.rows, machine):
+        print(commit)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
                         baseline_machine=args.baseline_machine, factor=args.factor)
             print(f"report written to {out / 'index.html'}")
             return 0
+        if args.cmd == "commits":
+            return _commits(args.results, args.machine)
         from reports.regressions import Thresholds, run_cli
 
         th = Thresholds(factor=args.factor, auc_drop=args.auc_drop, logloss_rise=args.logloss_rise,
