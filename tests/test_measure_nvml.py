@@ -226,6 +226,7 @@ def test_sampler_overhead_runs_with_and_without_nvml() -> None:
     assert res["off_s"] >= 0 and res["on_s"] >= 0 and res["read_cost_s"] >= 0
     res = sampler_overhead(lambda: None, repeats=2, interval_s=0.01, nvml=FakeNvml([FakeGpu(energy_mj=[0])]))
     assert res["nvml_available"] is True and res["samples_per_window"] >= 2
+    assert res["thread_cpu_s"] >= 0 and res["thread_cpu_fraction"] >= 0
     with pytest.raises(ValueError):
         sampler_overhead(lambda: None, repeats=0)
 

@@ -331,6 +331,7 @@ class EnergyWindow:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.ticks = 0  # background wake-ups, counted even without NVML
+        self.thread_cpu_s = 0.0  # CPU time the sampler thread itself used: its direct overhead
         self.closed = False
 
     @property
@@ -345,10 +346,12 @@ class EnergyWindow:
             self.readings.append(r)
 
     def _run(self) -> None:
+        c0 = time.thread_time()
         while not self._stop.wait(self.sampler.interval_s):
             self.ticks += 1
             if self.sampler.available:
                 self.sample()
+        self.thread_cpu_s = time.thread_time() - c0
 
     def __enter__(self) -> EnergyWindow:
         self.sample()
@@ -481,8 +484,10 @@ def sampler_overhead(
     """Cost of sampling: time ``fn()`` with the sampler off and on, interleaved, ``repeats`` times each.
 
     Interleaving (off, on, on, off, ...) spreads slow drifts (thermal, other tenants) over both arms.
-    Medians are compared; ``overhead_pct`` is (on - off) / off. Also times one ``read()`` so the
-    per-sample cost is known. Without NVML the thread still wakes every ``interval_s`` (no reads),
+    Medians are compared; ``overhead_pct`` is (on - off) / off. Also reported: the CPU time the
+    sampler thread itself used (``thread_cpu_s``, ``thread_cpu_fraction`` of the window) and the
+    cost of one ``read()``, which stay meaningful when the wall-time difference drowns in noise.
+    Without NVML the thread still wakes every ``interval_s`` (no reads),
     so the figure is the thread's cost alone: ``nvml_available`` says which was measured.
     """
     if repeats < 1:
@@ -493,6 +498,7 @@ def sampler_overhead(
         off: list[float] = []
         on: list[float] = []
         n_samples: list[int] = []
+        thread_cpu: list[float] = []
         for r in range(repeats):
             arms = ("off", "on") if r % 2 == 0 else ("on", "off")
             for arm in arms:
@@ -506,6 +512,7 @@ def sampler_overhead(
                         fn()
                         on.append(time.perf_counter() - t0)
                     n_samples.append(w.n_samples if sampler.available else w.ticks)
+                    thread_cpu.append(w.thread_cpu_s)
         reads = []
         for _ in range(10):
             t0 = time.perf_counter()
@@ -517,6 +524,10 @@ def sampler_overhead(
             "on_s": on_s,
             "overhead_pct": (on_s - off_s) / off_s * 100.0 if off_s > 0 else None,
             "read_cost_s": statistics.median(reads),
+            # The thread's own CPU seconds per second of window: robust to a noisy, shared machine,
+            # where the on/off wall-time difference is often smaller than the run-to-run noise.
+            "thread_cpu_s": statistics.median(thread_cpu),
+            "thread_cpu_fraction": statistics.median(thread_cpu) / on_s if on_s > 0 else None,
             "samples_per_window": statistics.fmean(n_samples),
             "repeats": repeats,
             "interval_s": sampler.interval_s,
