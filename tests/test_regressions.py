@@ -145,3 +145,9 @@ def test_unreadable_results_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture
     assert main(["regressions", "--results", str(results), "--machine", "toy-2threads",
                  "--base", COMMITS["base"], "--head", COMMITS["slow"]]) == 2
     assert "unreadable" in capsys.readouterr().err
+
+
+def test_commits_subcommand_lists_oldest_first(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["commits", "--results", str(RESULTS), "--machine", "toy-2threads"]) == 0
+    assert capsys.readouterr().out.split() == [COMMITS["base"], COMMITS["rerun"], COMMITS["slow"]]
+    assert main(["commits", "--results", str(RESULTS)]) == 2  # two machines: must pick one
