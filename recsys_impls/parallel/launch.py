@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -73,7 +74,10 @@ def _rank_notes(run_dir: Path) -> dict[str, tuple[str, str, str]]:
         phase = phase_file.read_text().strip()
         err_file = run_dir / f"rank{rank}.error"
         err = err_file.read_text().strip() if err_file.exists() else ""
-        notes[rank] = (phase, err, tail(run_dir / f"rank{rank}.stderr"))
+        stderr = run_dir / f"rank{rank}.stderr"
+        if not stderr.exists():  # a worker that did not redirect its own stdio
+            stderr = run_dir / f"rank{rank}.launcher-stderr"
+        notes[rank] = (phase, err, tail(stderr))
     return notes
 
 
@@ -83,6 +87,7 @@ def run_group(procs_: list[Proc], run_dir: Path, timeout_s: float, poll_s: float
     Whatever happens, every process started here and all their descendants are ended before returning.
     """
     run_dir.mkdir(parents=True, exist_ok=True)
+    marker = f"RECSYS_PARALLEL_RUN={uuid.uuid4().hex}"
     started: list[tuple[Proc, subprocess.Popen]] = []
     tree: dict[int, int] = {}
     files = []
@@ -92,7 +97,7 @@ def run_group(procs_: list[Proc], run_dir: Path, timeout_s: float, poll_s: float
             out = open(run_dir / f"{safe}.launcher-stdout", "wb")  # noqa: SIM115
             err = open(run_dir / f"{safe}.launcher-stderr", "wb")  # noqa: SIM115
             files += [out, err]
-            env = {**os.environ, **p.env}
+            env = {**os.environ, **p.env, marker.split("=")[0]: marker.split("=")[1]}
             popen = subprocess.Popen(p.argv, env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
                                      start_new_session=True)
             started.append((p, popen))
@@ -122,6 +127,7 @@ def run_group(procs_: list[Proc], run_dir: Path, timeout_s: float, poll_s: float
     finally:
         for _, popen in started:
             tree.update(procs.descendants(popen.pid))
+        tree.update(procs.marked(marker))  # orphans re-parented to init carry our marker in their environment
         procs.terminate(tree)
         for _, popen in started:
             try:
@@ -136,7 +142,10 @@ def run_group(procs_: list[Proc], run_dir: Path, timeout_s: float, poll_s: float
 def _failure(run_dir: Path, what: str, proc_name: str) -> WorkerFailed:
     """Build one clear error: which rank failed (from the workers' own notes), and its last stderr lines."""
     notes = _rank_notes(run_dir)
-    culprit = next((r for r, (_, err, _) in notes.items() if err), None)
+    # The first rank to fail is the cause; the others then fail in collectives ("connection reset").
+    errored = [r for r, (_, err, _) in notes.items() if err]
+    errored.sort(key=lambda r: (run_dir / f"rank{r}.error").stat().st_mtime_ns)
+    culprit = errored[0] if errored else None
     if culprit is None and "timed out" in what:
         # A hang: name the ranks that never reached the end, with the phase each was stuck in.
         stuck = [f"rank {r} in '{ph}'" for r, (ph, _, _) in notes.items() if ph != "done"]

@@ -46,6 +46,28 @@ def descendants(root: int) -> dict[int, int]:
     return out
 
 
+def marked(marker: str) -> dict[int, int]:
+    """{pid: start_time} of live processes whose environment holds ``marker`` ("NAME=value").
+
+    Catches descendants that were re-parented to init before we saw them (their parent exited first)."""
+    if not _PROC.is_dir():
+        return {}
+    needle = marker.encode() + b"\0"
+    out: dict[int, int] = {}
+    for entry in _PROC.iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            env = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if needle in env or env.endswith(marker.encode()):
+            st = _stat(int(entry.name))
+            if st is not None:
+                out[int(entry.name)] = st[1]
+    return out
+
+
 def alive(pid: int, start_time: int | None = None) -> bool:
     """Whether ``pid`` still runs (and, if given, is the same process that started at ``start_time``)."""
     st = _stat(pid)

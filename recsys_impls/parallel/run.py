@@ -64,6 +64,8 @@ def run_distributed(scenario: Scenario, timeout_s: float | None = None, run_dir:
     finally:
         if own_dir and not os.environ.get("RECSYS_KEEP_RUN_DIR"):
             shutil.rmtree(run_dir, ignore_errors=True)
+    if any(r.get("predict_only") for r in results):
+        return {"ranks": results}
     return summarize(scenario, plan, results)
 
 

@@ -52,13 +52,17 @@ class TorchRecDLRMNet(nn.Module):
 
     def __init__(self, ebc: EmbeddingBagCollection, dense_arch: nn.Module, num_tables: int, dim: int) -> None:
         super().__init__()
+        self.keys = [f"f{f}" for f in range(num_tables)]
         self.ebc = ebc
         self.dense_arch = dense_arch
         self.num_tables = num_tables
         self.dim = dim
 
     def forward(self, dense: torch.Tensor, kjt: KeyedJaggedTensor) -> torch.Tensor:
-        pooled = self.ebc(kjt).values().view(-1, self.num_tables, self.dim)
+        kt = self.ebc(kjt)
+        # A sharded collection returns keys grouped by shard, not in table order: regroup by name.
+        per_key = kt.to_dict()
+        pooled = torch.stack([per_key[k] for k in self.keys], dim=1)
         return self.dense_arch(dense, pooled)
 
 

@@ -53,6 +53,9 @@ def _run(run_dir: Path, rank: int, world: int) -> None:
         impl = ShardedDLRM(scenario, job["plan"]["sharding"], rank, world, sample)
         if job.get("load_params"):
             impl.set_params(dict(np.load(job["load_params"])))
+        if job.get("predict_only"):
+            _predict_only(ctx, impl, data.eval, rank, world)
+            return
         staged = [impl.stage(b) for b in batches]
         extra["comm_measured"] = impl.comm_sizes(staged[0])
         extra["sharding_plan"] = impl.plan_report()
@@ -89,6 +92,31 @@ def _run(run_dir: Path, rank: int, world: int) -> None:
         result["data_name"] = data.name
         sizes = impl.storage_bytes()
         result["size"] = {"model_bytes": sizes.get("model"), "embedding_bytes": sizes.get("embedding")}
+    ctx.write_result(result)
+    ctx.phase("done")
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+def _predict_only(ctx: Any, impl: Any, eval_batch: Any, rank: int, world: int) -> None:
+    """Predict this rank's eval slice with the loaded parameters (no training); rank 0 saves all of them.
+
+    Used to check that the sharded model predicts exactly what the unsharded one does for the same weights.
+    """
+    import torch.distributed as dist
+
+    from recsys_impls.torch_impl import distributed_common as dc
+
+    ev = dc.eval_slice(eval_batch, rank, world)
+    probs = impl.to_numpy(impl.infer(impl.stage(ev)))
+    gathered = dc.gather_predictions(probs, ev.labels)
+    if gathered is not None:
+        np.save(ctx.run_dir / "predictions.npy", gathered[0])
+    result: dict[str, Any] = {"rank": rank, "world_size": world, "predict_only": True}
+    params = impl.get_params()
+    if ctx.job.get("load_params"):  # round trip: what the shards hold must be what was loaded
+        loaded = dict(np.load(ctx.job["load_params"]))
+        result["loaded_max_abs_diff"] = {k: float(np.abs(params[k] - loaded[k]).max()) for k in loaded}
     ctx.write_result(result)
     ctx.phase("done")
     dist.barrier()
