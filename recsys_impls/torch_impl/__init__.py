@@ -1,0 +1,22 @@
+"""The PyTorch DLRM, split into replaceable parts so other variants plug in without touching the model.
+
+Modules (each has one job):
+
+* ``model``        ``TorchDLRM`` (the Recommender) and ``DLRMNet`` (the nn.Module): wiring, train step,
+                   inference, parameter export/import, storage size.
+* ``embeddings``   ``EmbeddingBags`` base class (stage a Batch's ids, pool them to [B, F, D], export and
+                   load per-table float32 arrays) and ``FusedEmbeddingBags``, the plain fp32 one: all
+                   tables in one ``nn.EmbeddingBag`` (one kernel, sparse gradients).
+                   Extension point: ``register_embeddings(name, builder)``; the scenario's ``compression``
+                   string picks the builder by its prefix before ``:`` (e.g. ``"qr:4"`` -> ``"qr"``).
+* ``mlp``          ``MLP`` (Linear + ReLU stack) and ``register_mlp(name, builder)``: a compression
+                   variant that also replaces the MLPs registers a builder under the same prefix;
+                   otherwise the plain fp32 MLP is used.
+* ``interaction``  the pairwise dot-product interaction (bmm + one gather of the strictly-lower pairs).
+* ``settings``     device / precision / compile / pinned-memory settings resolved from DeviceConfig,
+                   with ScenarioUnsupported for combinations this machine or PyTorch cannot run.
+* ``graphs``       CUDA-graph capture of the inference step with static, padded input buffers.
+
+Nothing here imports torch at package import time; ``import recsys_impls.torch_impl.model`` does.
+Distributed training (issue 4) wraps ``DLRMNet`` / subclasses ``TorchDLRM`` (see ``TorchDLRM._wrap``).
+"""

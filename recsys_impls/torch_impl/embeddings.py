@@ -1,0 +1,173 @@
+"""Embedding stages of the PyTorch DLRM: pooled lookups for all categorical features.
+
+An ``EmbeddingBags`` module owns every table. It has two halves so that input conversion stays out of
+timed windows: ``stage`` turns a numpy Batch's ids into tensors on the device (run once, ahead of
+time), and ``forward`` pools the staged ids into [B, F, D] (the timed part).
+
+To add a variant (quantized, hashed, QR, TT, pruned, sharded ...):
+
+1. subclass ``EmbeddingBags`` in its own module under torch_impl/;
+2. at its import, call ``register_embeddings("name", builder)``, ``builder(model_config, compression)``
+   returning the module;
+3. add ``LAZY_MODULES["name"] = "recsys_impls.torch_impl.your_module"`` below, so the registration
+   happens on first use. A Scenario with ``compression="name"`` or ``"name:args"`` then uses it.
+
+Parameters listed by ``sparse_parameters()`` get the sparse optimizer; all others the dense one.
+``export_tables`` returns float32 per-table arrays (dequantized or decompressed if need be), so the
+parity and quality checks work for every variant. ``state_dict()`` is what ``storage_bytes`` counts:
+keep compressed weights as buffers/parameters in their stored dtype.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from recsys_impls.config import ModelConfig
+from recsys_impls.data.batch import Batch
+from recsys_impls.errors import ScenarioUnsupported
+
+
+@dataclass
+class SparseInput:
+    """Staged ids for one batch: flat ids and bag offsets (feature-major, ``F * B + 1`` entries)."""
+
+    ids: torch.Tensor  # int64 [nnz]
+    offsets: torch.Tensor  # int64 [F * B + 1], last entry == nnz (include_last_offset layout)
+    batch_size: int
+
+
+def to_device(array: np.ndarray, device: torch.device, pin: bool) -> torch.Tensor:
+    """numpy -> tensor on ``device``; with ``pin`` the host copy is page-locked and the copy is async."""
+    t = torch.from_numpy(np.ascontiguousarray(array))
+    if device.type == "cpu":
+        return t
+    if pin:
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
+
+
+class EmbeddingBags(nn.Module, ABC):
+    """All categorical features of a DLRM: staged ids -> sum-pooled vectors [B, F, D]."""
+
+    kernel: str = ""  # what does the pooling, for the record
+
+    def __init__(self, table_sizes: Sequence[int], dim: int) -> None:
+        super().__init__()
+        self.table_sizes = tuple(int(n) for n in table_sizes)
+        self.dim = int(dim)
+
+    @property
+    def num_tables(self) -> int:
+        return len(self.table_sizes)
+
+    @abstractmethod
+    def stage(self, batch: Batch, device: torch.device, pin: bool) -> Any:
+        """Turn the Batch's ids into device tensors in whatever layout ``forward`` wants."""
+
+    @abstractmethod
+    def forward(self, sparse: Any) -> torch.Tensor:
+        """Pooled embeddings [B, F, D]."""
+
+    @abstractmethod
+    def export_tables(self) -> list[np.ndarray]:
+        """Each table as a float32 numpy array [rows_f, D] (a copy)."""
+
+    @abstractmethod
+    def load_tables(self, tables: Sequence[np.ndarray]) -> None:
+        """Overwrite the tables from float32 arrays [rows_f, D]."""
+
+    def sparse_parameters(self) -> list[nn.Parameter]:
+        """Parameters whose gradients are sparse (trained by the sparse optimizer)."""
+        return []
+
+    def describe(self) -> dict[str, Any]:
+        return {"embedding_kernel": self.kernel}
+
+
+class FusedEmbeddingBags(EmbeddingBags):
+    """Plain fp32 tables concatenated into one ``nn.EmbeddingBag`` (mode sum, sparse gradients).
+
+    Why fused: one embedding_bag kernel and one sparse gradient for all F features instead of F of
+    each. Ids are shifted by their table's base row during staging; bags are (feature, sample) pairs in
+    feature-major order, so the kernel's output [F * B, D] is viewed as [F, B, D] and transposed.
+    """
+
+    kernel = "torch.nn.EmbeddingBag (all tables fused, mode=sum, sparse gradients)"
+
+    def __init__(self, table_sizes: Sequence[int], dim: int) -> None:
+        super().__init__(table_sizes, dim)
+        base = np.concatenate([[0], np.cumsum(self.table_sizes, dtype=np.int64)])
+        self.table_base = base  # numpy: used on the host during staging and export
+        self.bag = nn.EmbeddingBag(int(base[-1]), self.dim, mode="sum", sparse=True, include_last_offset=True)
+
+    def stage(self, batch: Batch, device: torch.device, pin: bool) -> SparseInput:
+        if batch.num_features != self.num_tables:
+            raise ValueError(f"batch has {batch.num_features} categorical features, model has {self.num_tables}")
+        counts = batch.lengths.sum(axis=1, dtype=np.int64)
+        ids = batch.ids.astype(np.int64, copy=False) + np.repeat(self.table_base[:-1], counts)
+        return SparseInput(
+            ids=to_device(ids, device, pin),
+            offsets=to_device(batch.bag_offsets(), device, pin),
+            batch_size=batch.batch_size,
+        )
+
+    def forward(self, sparse: SparseInput) -> torch.Tensor:
+        pooled = F.embedding_bag(
+            sparse.ids, self.bag.weight, sparse.offsets, mode="sum", sparse=True, include_last_offset=True
+        )
+        return pooled.view(self.num_tables, sparse.batch_size, self.dim).transpose(0, 1)
+
+    def export_tables(self) -> list[np.ndarray]:
+        w = self.bag.weight.detach().float().cpu().numpy()
+        return [w[self.table_base[f] : self.table_base[f + 1]].copy() for f in range(self.num_tables)]
+
+    def load_tables(self, tables: Sequence[np.ndarray]) -> None:
+        full = np.concatenate([np.asarray(t, dtype=np.float32) for t in tables], axis=0)
+        with torch.no_grad():
+            self.bag.weight.copy_(torch.from_numpy(full))
+
+    def sparse_parameters(self) -> list[nn.Parameter]:
+        return [self.bag.weight]
+
+
+EmbeddingBuilder = Callable[[ModelConfig, str], EmbeddingBags]
+
+_BUILDERS: dict[str, EmbeddingBuilder] = {
+    "none": lambda config, compression: FusedEmbeddingBags(config.table_sizes, config.embedding_dim),
+}
+
+
+# Variants that live in their own module: kind -> module, imported (and so registered) on first use.
+LAZY_MODULES: dict[str, str] = {}
+
+
+def register_embeddings(name: str, builder: EmbeddingBuilder) -> None:
+    """Make ``compression=name`` (or ``name:args``) build its tables with ``builder(config, compression)``."""
+    _BUILDERS[name] = builder
+
+
+def compression_kind(compression: str) -> str:
+    """The registry key of a compression string: the part before the first ':'."""
+    return compression.split(":", 1)[0]
+
+
+def build_embeddings(config: ModelConfig, compression: str) -> EmbeddingBags:
+    """The embedding module for a scenario's compression setting."""
+    kind = compression_kind(compression)
+    if kind not in _BUILDERS and kind in LAZY_MODULES:
+        importlib.import_module(LAZY_MODULES[kind])
+    if kind not in _BUILDERS:
+        known = ", ".join(sorted(_BUILDERS))
+        raise ScenarioUnsupported(
+            f"compression {compression!r}: the PyTorch DLRM has no such embedding variant (available: {known})"
+        )
+    return _BUILDERS[kind](config, compression)
