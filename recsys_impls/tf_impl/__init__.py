@@ -28,3 +28,9 @@ Extension points (for compressed embeddings, issue 3, and tf.distribute strategi
   per-replica pieces (``forward``, ``compute_loss``, ``apply_gradients``) so a strategy can create the
   model under ``strategy.scope()`` and run its own step with ``strategy.run``.
 """
+
+import os
+
+# TensorFlow's C++ start-up chatter (CUDA probing, oneDNN notices) drowns the CLI's output; keep
+# warnings and errors. Set before TensorFlow is imported; an explicit user setting wins.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
