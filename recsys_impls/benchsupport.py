@@ -112,7 +112,7 @@ def timing_fixture(framework: str, preset: str, n_batches: int = 8, batch_size: 
         from dataclasses import replace
 
         from recsys_impls import registry
-        from recsys_impls.data.synthetic import generate
+        from recsys_impls.data.loader import load_dataset
 
         scenario = scenario_for(framework, "synthetic", preset)
         if batch_size:
@@ -124,8 +124,8 @@ def timing_fixture(framework: str, preset: str, n_batches: int = 8, batch_size: 
         except ScenarioUnsupported as exc:
             raise NotImplementedError(str(exc)) from None
         bs = scenario.train.batch_size
-        data = generate(scenario, num_samples=bs * n_batches, seed=scenario.train.seed)
-        batches = data.split(bs)
+        data = load_dataset(scenario, num_train=bs * n_batches, num_eval=bs)
+        batches = data.train.split(bs)
         staged = [impl.stage(b) for b in batches]
         _TIMING_CACHE[key] = (impl, staged, batches)
     return _TIMING_CACHE[key]

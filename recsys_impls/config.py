@@ -77,8 +77,10 @@ class TrainConfig:
     batch_size: int = 512
     steps: int = 200
     eval_samples: int = 50000
-    optimizer: str = "sgd"
-    learning_rate: float = 0.1
+    # Adagrad learns the sparse, Zipf-skewed tables far faster than SGD in a short run
+    # (tiny preset, 300 steps: AUC 0.738 with adagrad lr 0.05 vs 0.688 with SGD lr 0.5).
+    optimizer: str = "adagrad"
+    learning_rate: float = 0.05
     seed: int = 0
     warmup_steps: int = 5
     latency_batches: int = 50

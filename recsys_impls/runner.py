@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable
+from contextlib import nullcontext
 from dataclasses import replace
 from typing import Any
 
@@ -64,17 +65,13 @@ def train(
         impl.train_step(s)
     impl.synchronize()
     timed = staged[warmup:]
-    window = sampler.window() if sampler else None
     cpu0 = host.cpu_time_s()
-    if window:
-        window.__enter__()
-    start = time.perf_counter()
-    for s in _progress(timed, progress, "train", len(timed)):
-        impl.train_step(s)
-    impl.synchronize()
-    seconds = time.perf_counter() - start
-    if window:
-        window.__exit__(None, None, None)
+    with sampler.window() if sampler else nullcontext() as window:
+        start = time.perf_counter()
+        for s in _progress(timed, progress, "train", len(timed)):
+            impl.train_step(s)
+        impl.synchronize()
+        seconds = time.perf_counter() - start
     samples = sum(b.batch_size for b in batches[warmup:])
     return {
         "steps": len(batches),
@@ -98,15 +95,11 @@ def infer(
     staged, stage_s = _stage_all(impl, batches)
     impl.to_numpy(impl.infer(staged[0]))  # warm-up: tracing, autotuning, caches
     impl.synchronize()
-    window = sampler.window() if sampler else None
-    if window:
-        window.__enter__()
-    start = time.perf_counter()
-    outputs = [impl.infer(s) for s in staged]
-    impl.synchronize()
-    seconds = time.perf_counter() - start
-    if window:
-        window.__exit__(None, None, None)
+    with sampler.window() if sampler else nullcontext() as window:
+        start = time.perf_counter()
+        outputs = [impl.infer(s) for s in staged]
+        impl.synchronize()
+        seconds = time.perf_counter() - start
     probs = np.concatenate([impl.to_numpy(o) for o in outputs])
     samples = sum(b.batch_size for b in batches)
     return probs, {
@@ -169,7 +162,7 @@ def run_scenario(
     after_train: Callable[[Recommender, Scenario, Dataset, dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Train, evaluate and measure one scenario; returns the JSON-ready record."""
-    if scenario.parallel not in ("none", "") and not scenario.parallel.startswith("threads:"):
+    if scenario.parallel not in ("none", ""):  # threads:N comes back here as parallel=none, threads=N
         from recsys_impls.parallel import run_parallel
 
         return run_parallel(scenario, progress=progress)
