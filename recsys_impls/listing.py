@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from recsys_impls.config import COMPILE_MODES, FRAMEWORKS, OPTIMIZERS, PRECISIONS, PRESETS
 
+_OPTIMIZER_NOTES = {
+    "sgd": "plain SGD; embedding gradients sparse (only looked-up rows change)",
+    "adagrad": "Adagrad with PyTorch's semantics in both frameworks (default, lr 0.05)",
+}
+
 
 def _section(title: str, rows: list[tuple[str, str]]) -> str:
     width = max((len(a) for a, _ in rows), default=0)
@@ -29,11 +34,10 @@ def render() -> str:
                              if k != "table_sizes") + f", {len(p['model'].get('table_sizes', []))} tables")
             for name, p in PRESETS.items()
         ]),
-        _section("optimizers (--optimizer)", [(o, "") for o in OPTIMIZERS]),
+        _section("optimizers (--optimizer)", [(o, _OPTIMIZER_NOTES[o]) for o in OPTIMIZERS]),
         _section("compression (--compression, comma-separated to combine)",
                  [(m["spec"], f"{m['description']} [{', '.join(m['frameworks'])}]") for m in describe_methods()]),
-        _section("parallel (--parallel)",
-                 [(m["spec"], f"{m['description']} [{', '.join(m['frameworks'])}]") for m in describe_modes()]),
+        _section("parallel (--parallel)", list(describe_modes())),
         _section("GPU settings", [
             ("--device", "cpu, cuda, cuda:N (PyTorch), GPU:N (TensorFlow)"),
             ("--precision", ", ".join(PRECISIONS)),
