@@ -168,6 +168,21 @@ def read_collapsed(text: str) -> dict[tuple[str, ...], int]:
     return stacks
 
 
+def focus_stacks(stacks: dict[tuple[str, ...], int], frame: str) -> dict[tuple[str, ...], int]:
+    """Only the stacks that pass through a frame whose text contains ``frame``, re-rooted there.
+
+    Used to cut imports and data preparation out of a scenario profile, leaving the measured loop.
+    """
+    out: dict[tuple[str, ...], int] = {}
+    for stack, count in stacks.items():
+        for i, f in enumerate(stack):
+            if frame in f:
+                key = stack[i:]
+                out[key] = out.get(key, 0) + count
+                break
+    return out
+
+
 def speedscope_profile(stacks: dict[tuple[str, ...], int], name: str = "profile", rate: int = 100) -> dict[str, Any]:
     """Stacks -> a speedscope "sampled" profile (https://www.speedscope.app/file-format-schema.json).
 
@@ -440,8 +455,16 @@ def profile_scenario(
         args = ["-m", "recsys_impls.profiling", "--scenario", str(spec), "--phase", phase, "--warmup", str(warmup)]
         if max_steps is not None:
             args += ["--max-steps", str(max_steps)]
-        res = profile_with_pyspy(args, out, rate=rate, name=f"pyspy_{scenario.framework}_{phase}")
+        name = f"pyspy_{scenario.framework}_{phase}"
+        res = profile_with_pyspy(args, out, rate=rate, name=name)
         written += [res["svg"], res["speedscope"], res["collapsed"]]
+        # The whole run includes imports and data generation; also write the measured loop alone.
+        loop = focus_stacks(read_collapsed(Path(res["collapsed"]).read_text()), "_profiled_loop")
+        if loop:
+            svg, ss = out / f"{name}_loop.svg", out / f"{name}_loop.speedscope.json"
+            svg.write_text(flamegraph_svg(loop, title=f"py-spy: {scenario.framework} {phase} loop only", rate=rate))
+            ss.write_text(json.dumps(speedscope_profile(loop, name=f"{name}_loop", rate=rate)))
+            written += [str(svg), str(ss)]
     if torch_profiler or tf_profiler:
         impl, staged, _ = _prepared_steps(scenario, phase, warmup + trace_steps)
         if torch_profiler:

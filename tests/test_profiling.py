@@ -80,6 +80,11 @@ def test_collapsed_to_speedscope_and_svg() -> None:
         profiling.read_collapsed("no count here\n")
 
 
+def test_focus_stacks_reroots_at_the_loop() -> None:
+    stacks = {("main", "_profiled_loop", "step"): 3, ("main", "import"): 5, ("main", "_profiled_loop"): 1}
+    assert profiling.focus_stacks(stacks, "_profiled_loop") == {("_profiled_loop", "step"): 3, ("_profiled_loop",): 1}
+
+
 def test_scenario_round_trip() -> None:
     s = Scenario(framework="tf")
     assert profiling.scenario_from_dict(json.loads(json.dumps(s.to_dict()))) == s
@@ -191,3 +196,29 @@ def test_tf_trace_writes_xplane(tmp_path: Path) -> None:
     assert res["steps"] == 3
     xplanes = [f for f in res["files"] if f.endswith(".xplane.pb")]
     assert xplanes and Path(xplanes[0]).stat().st_size > 0
+
+
+def _tiny_scenario(framework: str) -> Scenario:
+    from recsys_impls.config import build_scenario
+
+    return build_scenario({
+        "model": {"table_sizes": [50, 20, 30], "embedding_dim": 4, "bottom_mlp": [8, 4], "top_mlp": [8, 1]},
+        "train": {"batch_size": 32, "steps": 200, "eval_samples": 64, "warmup_steps": 1},
+        "scenario": {"framework": framework},
+    })
+
+
+@pytest.mark.slow
+def test_profile_scenario_end_to_end_pyspy(tmp_path: Path) -> None:
+    """The CLI's path: the scenario goes to a child through JSON, and only its loop is profiled."""
+    pytest.importorskip("torch")
+    try:
+        written = profiling.profile_scenario(_tiny_scenario("torch"), tmp_path, pyspy=True, rate=200)
+    except ScenarioUnsupported as exc:
+        pytest.skip(str(exc))
+    names = {Path(p).name for p in written}
+    assert {"pyspy_torch_train.svg", "pyspy_torch_train.speedscope.json"} <= names
+    for p in written:
+        assert Path(p).stat().st_size > 0
+    stacks = profiling.read_collapsed((tmp_path / "pyspy_torch_train.collapsed.txt").read_text())
+    assert any(any("_profiled_loop" in f for f in k) for k in stacks)
