@@ -269,3 +269,43 @@ def test_package_import_does_not_import_torch() -> None:
     code = "import sys, recsys_impls.torch_impl; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+# --- GPU paths: skipped here (no CUDA); they run when the suite is run on a GPU machine. ---------------
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device visible to PyTorch")
+
+
+@cuda
+@pytest.mark.parametrize(
+    "precision,compile_mode,atol",
+    [("fp32", "none", 1e-5), ("tf32", "none", 1e-2), ("amp-bf16", "none", 3e-2), ("amp-fp16", "none", 1e-2),
+     ("fp32", "torch-compile", 1e-5), ("fp32", "cuda-graphs", 1e-5), ("amp-bf16", "cuda-graphs", 3e-2)],
+)
+def test_gpu_settings_predict_close_to_reference_and_train(precision: str, compile_mode: str, atol: float) -> None:
+    model = TorchDLRM(_scenario(device="cuda", precision=precision, compile=compile_mode, pinned_memory=True))
+    batches = [_batch(SMALL, 16, seed=20 + i) for i in range(3)]
+    for batch in batches:  # several batches: cuda graphs replay with different ids / nnz
+        want = reference_forward(model.get_params(), SMALL, batch)
+        np.testing.assert_allclose(model.predict(batch), want, atol=atol)
+    staged = model.stage(batches[0])
+    before = model.get_params()
+    model.train_step(staged)
+    model.synchronize()
+    after = model.get_params()
+    assert np.isfinite(model.loss(staged))
+    assert any(np.abs(after[k] - before[k]).max() > 0 for k in before)
+    facts = model.describe()
+    assert facts["device"].startswith("cuda") and facts["precision"] == precision
+    # after training, predictions (graph replays included) follow the new weights
+    np.testing.assert_allclose(model.predict(batches[1]), reference_forward(after, SMALL, batches[1]), atol=atol)
+
+
+@cuda
+def test_gpu_fp32_sgd_step_matches_cpu() -> None:
+    cpu, gpu = TorchDLRM(_scenario()), TorchDLRM(_scenario(device="cuda"))
+    batch = _batch(SMALL, 16, seed=30)
+    for m in (cpu, gpu):
+        m.train_step(m.stage(batch))
+    got, want = gpu.get_params(), cpu.get_params()
+    for k in want:
+        np.testing.assert_allclose(got[k], want[k], atol=1e-5, err_msg=k)

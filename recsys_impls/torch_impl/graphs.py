@@ -88,7 +88,7 @@ class GraphedInference:
 
     def _run(self, inputs: StaticInputs) -> torch.Tensor:
         m = self.model
-        with m.settings.autocast():
+        with m.settings.autocast(cache=False):
             pooled = m.net.embeddings(inputs.as_sparse())
             return torch.sigmoid(m._dense_fn(inputs.dense, pooled).float())
 

@@ -233,4 +233,5 @@ class TorchDLRM(Recommender):
         out.update(self.settings.describe())
         if self._graphs is not None:
             out["cuda_graphs"] = "inference step captured per batch size; ids padded into static buffers"
+            out.update(self._graphs.describe())
         return out

@@ -45,12 +45,15 @@ class TorchSettings:
     def is_cuda(self) -> bool:
         return self.device.type == "cuda"
 
-    def autocast(self) -> contextlib.AbstractContextManager[Any]:
-        """Autocast context for the forward pass (a no-op unless an AMP precision is chosen)."""
+    def autocast(self, cache: bool = True) -> contextlib.AbstractContextManager[Any]:
+        """Autocast context for the forward pass (a no-op unless an AMP precision is chosen).
+
+        ``cache=False`` for CUDA-graph capture: the cast weights must be recomputed on every replay.
+        """
         dtype = self.autocast_dtype
         if dtype is None:
             return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=dtype)
+        return torch.autocast(device_type=self.device.type, dtype=dtype, cache_enabled=cache)
 
     @contextlib.contextmanager
     def math_mode(self) -> Iterator[None]:
@@ -59,13 +62,13 @@ class TorchSettings:
             yield
             return
         allow = self.precision == "tf32"
-        old = torch.backends.cuda.matmul.allow_tf32
+        old = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
         torch.backends.cuda.matmul.allow_tf32 = allow
+        torch.backends.cudnn.allow_tf32 = allow
         try:
-            with torch.backends.cudnn.flags(enabled=True, allow_tf32=allow):
-                yield
+            yield
         finally:
-            torch.backends.cuda.matmul.allow_tf32 = old
+            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
 
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {
