@@ -203,7 +203,7 @@ def _tiny_scenario(framework: str) -> Scenario:
 
     return build_scenario({
         "model": {"table_sizes": [50, 20, 30], "embedding_dim": 4, "bottom_mlp": [8, 4], "top_mlp": [8, 1]},
-        "train": {"batch_size": 32, "steps": 200, "eval_samples": 64, "warmup_steps": 1},
+        "train": {"batch_size": 32, "steps": 100, "eval_samples": 64, "warmup_steps": 1},
         "scenario": {"framework": framework},
     })
 
