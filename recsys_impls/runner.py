@@ -65,8 +65,7 @@ def train(
         impl.train_step(s)
     impl.synchronize()
     timed = staged[warmup:]
-    cpu0 = host.cpu_time_s()
-    with sampler.window() if sampler else nullcontext() as window:
+    with host.host_window() as host_w, sampler.window() if sampler else nullcontext() as window:
         start = time.perf_counter()
         for s in _progress(timed, progress, "train", len(timed)):
             impl.train_step(s)
@@ -82,7 +81,7 @@ def train(
         "step_ms_mean": 1e3 * seconds / max(len(timed), 1),
         "samples_per_s": samples / seconds if seconds > 0 else None,
         "stage_seconds": stage_s,
-        "cpu_seconds": host.cpu_time_s() - cpu0,
+        "host_window": host_w.summary(),
         "final_loss": float(impl.loss(staged[-1])),
         "energy_window": window,
     }
@@ -192,7 +191,7 @@ def run_scenario(
         "framework": scenario.framework,
         "scenario": scenario.to_dict(),
         "quality": quality,
-        "train": {k: v for k, v in tr.items() if k != "energy_window"},
+        "train": {k: v for k, v in tr.items() if k not in ("energy_window", "host_window")},
         "throughput": {
             "train_samples_per_s": tr["samples_per_s"],
             "infer_samples_per_s": inf["samples_per_s"],
@@ -209,12 +208,14 @@ def run_scenario(
         "energy": {
             "train": _energy(tr["energy_window"], tr["timed_samples"]) | {"idle_watts": idle_watts},
             "infer": _energy(inf["energy_window"], inf["samples"]) | {"idle_watts": idle_watts},
-        } if sampler.available else {"joules": None, "reason": sampler.reason},
-        "cpu": {"train_cpu_seconds": tr["cpu_seconds"], **host.cpu_energy_status()},
+        } if sampler.available else nvml.null_summary(sampler.reason),
+        # Host side of the timed training window: CPU seconds, utilisation, RAPL joules or the reason.
+        "cpu": {"train": tr["host_window"], **host.cpu_energy_status()},
         "data": {"name": data.name, "train_samples": data.train.batch_size, **data.info},
         "implementation": impl.describe(),
         "env": fingerprint.environment_fingerprint(),
     }
+    sampler.close()
     if after_train is not None:
         after_train(impl, scenario, data, record)
     record["duration_s"] = time.time() - started
