@@ -68,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     prof.add_argument("--torch-profiler", action="store_true", help="PyTorch profiler Chrome trace")
     prof.add_argument("--tf-profiler", action="store_true", help="TensorFlow profiler trace")
     prof.add_argument("--out", default="runs/profile", help="output folder (default runs/profile)")
+    prof.add_argument("--phase", default="train", help="train (default) or infer: the loop to profile")
+    prof.add_argument("--rate", type=int, default=100, help="py-spy samples per second (default 100)")
     bench = sub.add_parser("bench", allow_abbrev=False, help="run the asv suite into .asv/results, then the report")
     bench.add_argument("--quick", action="store_true", help="each benchmark once (asv --quick)")
     bench.add_argument("--machine", default=None, help="asv machine name (default: host name + GPU)")
@@ -187,7 +189,8 @@ def cmd_profile(args: argparse.Namespace) -> int:
     if not (args.pyspy or args.torch_profiler or args.tf_profiler):
         raise UsageError("profile: choose at least one of --pyspy, --torch-profiler, --tf-profiler")
     written = profiling.profile_scenario(scenario, Path(args.out), pyspy=args.pyspy,
-                                         torch_profiler=args.torch_profiler, tf_profiler=args.tf_profiler)
+                                         torch_profiler=args.torch_profiler, tf_profiler=args.tf_profiler,
+                                         phase=args.phase, rate=args.rate)
     for path in written:
         print(path)
     return 0
