@@ -28,6 +28,7 @@ def random_batch(cfg: ModelConfig, b: int, seed: int, max_ids: int = 3) -> Batch
     rng = np.random.default_rng(seed)
     lengths = rng.integers(0, max_ids + 1, size=(cfg.num_tables, b)).astype(np.int32)
     lengths[:, 0] = 0  # sample 0 has only empty bags
+    lengths[-1, -1] = 0  # and the very last bag is empty (a trailing empty segment)
     ids = np.concatenate([rng.integers(0, n, size=int(lengths[f].sum())) for f, n in enumerate(cfg.table_sizes)])
     return Batch(dense=rng.normal(size=(b, cfg.num_dense)).astype(np.float32), ids=ids.astype(np.int64),
                  lengths=lengths, labels=rng.integers(0, 2, size=b).astype(np.float32))

@@ -60,6 +60,16 @@ def _bag_ids(lengths: tf.Tensor) -> tf.Tensor:
     return tf.repeat(tf.range(tf.size(flat), dtype=tf.int32), flat)
 
 
+def _sorted_bag_sum(rows: tf.Tensor, bag: tf.Tensor, num_bags: tf.Tensor) -> tf.Tensor:
+    """Sum ``rows`` per bag; ``bag`` is sorted. [num_bags, D], empty bags (trailing ones too) are zero.
+
+    The sorted ``segment_sum`` measured 3-20x faster than ``unsorted_segment_sum`` on CPU; it sizes
+    its output by the last non-empty bag, so the tail is padded.
+    """
+    summed = tf.math.segment_sum(rows, bag)
+    return tf.pad(summed, [[0, num_bags - tf.shape(summed)[0]], [0, 0]])
+
+
 class ConcatTables(EmbeddingComponent):
     """All tables in one variable; feature f's id i lives at row ``offsets[f] + i``."""
 
@@ -76,15 +86,12 @@ class ConcatTables(EmbeddingComponent):
         return np.concatenate([np.asarray(params[f"emb.{f}"], np.float32) for f in range(self.config.num_tables)])
 
     def pool(self, ids: tf.Tensor, lengths: tf.Tensor) -> tf.Tensor:
-        num_f = self.config.num_tables
+        num_f, dim = self.config.num_tables, self.config.embedding_dim
         batch = tf.shape(lengths)[1]
         bag = _bag_ids(lengths)
-        feature = bag // batch
-        rows = tf.gather(self.table, ids + tf.gather(self.offsets, feature))
-        # Sum into sample-major order directly so the result is already [B, F, D].
-        out_index = (bag - feature * batch) * num_f + feature
-        pooled = tf.math.unsorted_segment_sum(rows, out_index, batch * num_f)
-        return tf.reshape(pooled, [batch, num_f, self.config.embedding_dim])
+        rows = tf.gather(self.table, ids + tf.gather(self.offsets, bag // batch))
+        pooled = _sorted_bag_sum(rows, bag, num_f * batch)  # feature-major [F * B, D]
+        return tf.transpose(tf.reshape(pooled, [num_f, batch, dim]), [1, 0, 2])
 
     def get_params(self) -> dict[str, np.ndarray]:
         table = self.table.numpy()
@@ -111,7 +118,7 @@ class PerTableTables(EmbeddingComponent):
         pooled = []
         for f, table in enumerate(self.tables):
             sample = tf.repeat(tf.range(batch), lengths[f])
-            pooled.append(tf.math.unsorted_segment_sum(tf.gather(table, per_feature[f]), sample, batch))
+            pooled.append(_sorted_bag_sum(tf.gather(table, per_feature[f]), sample, batch))
         return tf.stack(pooled, axis=1)
 
     def get_params(self) -> dict[str, np.ndarray]:
