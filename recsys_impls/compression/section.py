@@ -1,0 +1,92 @@
+"""The record's "compression" section: a compressed run against its fp32 baseline (same data, seed).
+
+``run_compression(scenario)`` runs the baseline (cached per process) and the compressed scenario on the
+same prepared data, and returns the compressed record with a ``compression`` section:
+stored bytes (serialized .npz of the stored arrays; the baseline measured through the same
+container), ratios, quality and its change, speed relative to the baseline, and the MLPerf-style gate
+("99.9%" if AUC >= 0.999 x baseline, "99%" if >= 0.99 x, else "none").
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from typing import Any
+
+from recsys_impls.compression import model_state as ms
+from recsys_impls.compression.spec import CompressionPlan, parse_compression
+from recsys_impls.config import ModelConfig, Scenario
+from recsys_impls.init_params import initial_params
+
+_BASELINES: dict[Any, dict[str, Any]] = {}
+
+
+def quality_gate(auc: float | None, baseline_auc: float | None) -> str:
+    """Which MLPerf DLRM gate a compressed model passes: "99.9%", "99%" or "none"."""
+    if auc is None or baseline_auc is None or math.isnan(auc) or math.isnan(baseline_auc):
+        return "none"
+    if auc >= 0.999 * baseline_auc:
+        return "99.9%"
+    if auc >= 0.99 * baseline_auc:
+        return "99%"
+    return "none"
+
+
+def baseline_stored_bytes(config: ModelConfig, seed: int) -> dict[str, int]:
+    """The fp32 model's bytes in the same .npz container the compressed models are stored in."""
+    return ms.split_bytes(ms.finalize(config, CompressionPlan(), initial_params(config, seed)))
+
+
+def _ratio(num: float | None, den: float | None) -> float | None:
+    return None if not num or not den else num / den
+
+
+def compression_section(record: dict[str, Any], baseline: dict[str, Any],
+                        baseline_bytes: dict[str, int]) -> dict[str, Any]:
+    """Compare a compressed record with its baseline record (both from ``runner.run_scenario``)."""
+    q, bq = record["quality"], baseline["quality"]
+    size = record["size"]
+    thr, bthr = record["throughput"], baseline["throughput"]
+    lat, blat = record.get("latency_ms", {}), baseline.get("latency_ms", {})
+    plan = parse_compression(record["scenario"]["compression"])
+    out: dict[str, Any] = {
+        "spec": plan.spec,
+        "methods": list(plan.methods),
+        "model_bytes": size["model_bytes"],
+        "embedding_bytes": size["embedding_bytes"],
+        "baseline_model_bytes": baseline_bytes["model"],
+        "baseline_embedding_bytes": baseline_bytes["embedding"],
+        "model_ratio": _ratio(baseline_bytes["model"], size["model_bytes"]),
+        "embedding_ratio": _ratio(baseline_bytes["embedding"], size["embedding_bytes"]),
+        "bytes_note": "serialized .npz of the stored arrays, baseline fp32 in the same container",
+        "baseline_storage_bytes_native": baseline["size"]["model_bytes"],
+        "gate": quality_gate(q.get("auc"), bq.get("auc")),
+        "infer_speed_vs_baseline": _ratio(thr.get("infer_samples_per_s"), bthr.get("infer_samples_per_s")),
+        "train_speed_vs_baseline": _ratio(thr.get("train_samples_per_s"), bthr.get("train_samples_per_s")),
+        "latency_p50_vs_baseline": _ratio(lat.get("p50"), blat.get("p50")),
+        "latency_p99_vs_baseline": _ratio(lat.get("p99"), blat.get("p99")),
+    }
+    for key in ("auc", "logloss", "ne"):
+        a, b = q.get(key), bq.get(key)
+        out[f"baseline_{key}"] = b
+        out[f"{key}_delta"] = None if a is None or b is None else a - b
+    return out
+
+
+def run_compression(scenario: Scenario, progress: bool = False) -> dict[str, Any]:
+    """Run ``scenario`` and its fp32 baseline on the same data and seed; the record gets "compression"."""
+    from recsys_impls.runner import prepare, run_scenario
+
+    prepared = prepare(scenario)
+    sc, data = prepared
+    base_sc = replace(sc, compression="none")
+    key = (repr(base_sc), data.name, data.train.batch_size, data.eval.batch_size)
+    if key not in _BASELINES:
+        _BASELINES[key] = run_scenario(base_sc, progress=progress, prepared=(base_sc, data))
+    baseline = _BASELINES[key]
+    if sc.compression in ("", "none"):
+        return baseline
+    record = run_scenario(sc, progress=progress, prepared=prepared)
+    record["compression"] = compression_section(record, baseline,
+                                                baseline_stored_bytes(sc.model, sc.train.seed))
+    return record
