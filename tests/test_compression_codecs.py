@@ -90,3 +90,23 @@ def test_varint_and_delta() -> None:
     np.testing.assert_array_equal(delta_decode(delta_encode(s)), s)
     with pytest.raises(ValueError):
         encode_varint(np.array([-1]))
+
+
+def test_lossy_quality_effect_uses_the_same_model() -> None:
+    class _Model:  # a stand-in Recommender: predicts from the first dense feature
+        def predict(self, batch: Batch) -> np.ndarray:
+            return 1.0 / (1.0 + np.exp(-batch.dense[:, 0]))
+
+    rng = np.random.default_rng(9)
+    b = 4000
+    dense = rng.normal(size=(b, 2)).astype(np.float32)
+    labels = (rng.random(b) < 1.0 / (1.0 + np.exp(-3 * dense[:, 0]))).astype(np.float32)
+    batch = Batch(dense=dense, ids=np.zeros(0, np.int64), lengths=np.zeros((0, b), np.int32), labels=labels)
+    from recsys_impls.compression.codecs import lossy_quality_effect
+
+    fp16 = lossy_quality_effect(_Model(), batch, "dict+zstd+dense-fp16")
+    int8 = lossy_quality_effect(_Model(), batch, "dict+zstd+dense-int8")
+    assert fp16["auc_original"] == int8["auc_original"] > 0.7
+    assert abs(fp16["auc_delta"]) < 1e-3  # fp16 keeps 11 bits: ranking barely changes
+    assert int8["auc_delta"] == pytest.approx(int8["auc"] - int8["auc_original"])
+    assert int8["auc_delta"] < 0  # 256 levels create ties in the scores: the AUC drops a little
