@@ -79,6 +79,19 @@ def _dense_reference_grads(params: dict[str, np.ndarray], config: ModelConfig, b
     return {k: v.grad.numpy() for k, v in p.items()}
 
 
+def test_interaction_backward_matches_autograd() -> None:
+    from recsys_impls.torch_impl.interaction import DotInteraction
+
+    inter = DotInteraction(4)
+    x = torch.randn(3, 5, dtype=torch.float64, requires_grad=True)
+    pooled = torch.randn(3, 3, 5, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(inter, (x, pooled))
+    t = torch.cat([x.unsqueeze(1), pooled], 1)
+    li, lj = np.tril_indices(4, -1)
+    plain = torch.cat([x, (t @ t.transpose(1, 2))[:, li, lj]], 1)
+    torch.testing.assert_close(inter(x, pooled), plain)
+
+
 def test_parameter_names_and_shapes_follow_the_contract() -> None:
     model = TorchDLRM(_scenario())
     params = model.get_params()

@@ -20,7 +20,7 @@ class MLP(nn.Sequential):
         for k, w in enumerate(widths):
             layers.append(nn.Linear(in_dim, int(w)))
             if final_relu or k < len(widths) - 1:
-                layers.append(nn.ReLU())
+                layers.append(nn.ReLU(inplace=True))  # saves one [B, w] buffer per layer
             in_dim = int(w)
         super().__init__(*layers)
 
