@@ -80,9 +80,15 @@ def resolve_side(ref: str, flag: str, results_dir: Path, machine: str | None) ->
         if not path.is_file():
             raise UsageError(f"{flag} {ref}: no such results file")
         result = _load_result_file(path)
-        bdir = path.parent.parent
+        # benchmarks.json (names of parameters, units) sits in the results dir: beside a copied file,
+        # two levels up inside a results store, or in --results.
+        bench: dict[str, Any] = {}
+        for d in (path.parent, path.parent.parent, results_dir):
+            if d.is_dir() and (d / "benchmarks.json").is_file():
+                bench = load_benchmarks_json(d)
+                break
         mname = (result.params or {}).get("machine", path.parent.name)
-        rows = rows_from_result(result, load_benchmarks_json(bdir) if bdir.is_dir() else {}, mname)
+        rows = rows_from_result(result, bench, mname)
         return Side(ref, result.commit_hash or "", mname, pd.DataFrame(rows))
     if not results_dir.is_dir():
         raise UsageError(f"--results {results_dir}: no such directory; give asv's results_dir (default .asv/results)")
