@@ -11,11 +11,13 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from recsys_impls.config import Scenario
+from recsys_impls.data.batch import Batch
 from recsys_impls.errors import ScenarioUnsupported
 from recsys_impls.torch_impl.model import StagedBatch, TorchDLRM
 
@@ -86,25 +88,15 @@ class DDPTorchDLRM(TorchDLRM):
             return float(F.binary_cross_entropy_with_logits(self.net(staged.dense, staged.sparse).float(),
                                                             staged.labels))
 
-    def comm_sizes(self, staged: StagedBatch) -> dict[str, float]:
-        """Measured gradient sizes of one step: dense bytes, and sparse (values + indices) bytes per sample."""
-        for p in self._params:
-            p.grad = None
-        import torch.nn.functional as F
+    def comm_sizes(self, batch: Batch) -> dict[str, float]:
+        """Per-step gradient sizes, from the parameters and one local batch (no extra backward pass: a
+        backward outside DDP's forward would fire its reducer hooks and corrupt the next step).
 
-        loss = F.binary_cross_entropy_with_logits(self.net(staged.dense, staged.sparse).float(), staged.labels)
-        loss.backward()
-        dense = sparse = 0
-        for p in self.net.parameters():
-            g = p.grad
-            if g is None:
-                continue
-            if g.is_sparse:
-                g = g.coalesce()
-                sparse += g.values().numel() * g.values().element_size() + g.indices().numel() * 8
-            else:
-                dense += g.numel() * g.element_size()
-        for p in self._params:
-            p.grad = None
-        return {"dense_grad_bytes": float(dense), "sparse_grad_bytes_per_sample": sparse / staged.batch_size,
+        Dense: every non-table parameter. Sparse: one coalesced row (D floats + an int64 index) per
+        distinct id the batch touches in each table, which is what DDP all-gathers."""
+        sparse_ids = {id(p) for p in self.net.embeddings.sparse_parameters()}
+        dense = sum(p.numel() * p.element_size() for p in self.net.parameters() if id(p) not in sparse_ids)
+        rows = sum(np.unique(batch.feature_ids(f)).size for f in range(batch.num_features))
+        sparse = rows * (self.model_config.embedding_dim * 4 + 8)
+        return {"dense_grad_bytes": float(dense), "sparse_grad_bytes_per_sample": sparse / batch.batch_size,
                 "embeddings_replicated": True}

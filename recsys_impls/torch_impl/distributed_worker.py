@@ -45,7 +45,7 @@ def _run(run_dir: Path, rank: int, world: int) -> None:
 
         impl: Any = DDPTorchDLRM(scenario, job["plan"]["comm_hook"])
         staged = [impl.stage(b) for b in batches]
-        extra["comm_measured"] = impl.comm_sizes(staged[0])
+        extra["comm_measured"] = impl.comm_sizes(batches[0])
     elif mode == "sharded":
         from recsys_impls.torch_impl.distributed_sharded import ShardedDLRM
 

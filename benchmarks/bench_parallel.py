@@ -1,0 +1,89 @@
+"""Parallel suite: framework x parallel mode (threads, data parallel, sharded embeddings).
+
+Each supported pair runs once in setup_cache (distributed modes launch real engines: torchrun + DDP or
+TorchRec DMP, TF MultiWorkerMirroredStrategy) and its record is published. Unsupported pairs are
+skipped in setup with the reason. Lower is better everywhere: seconds per sample, 1 - scaling
+efficiency, imbalance (max/mean load, 1.0 is perfect), 1 - AUC.
+"""
+
+from recsys_impls import benchsupport as bs
+
+FRAMEWORKS = ["torch", "tf"]
+MODES = ["none", "threads:1", "threads:2", "ddp:2", "sharded:2:table-wise", "sharded:2:row-wise", "mwms:2"]
+
+
+def _supported(framework, mode):
+    from recsys_impls.errors import ScenarioUnsupported
+    from recsys_impls.parallel.spec import check_supported, parse_parallel
+
+    if framework == "tf" and mode.startswith("sharded"):
+        return "TensorFlow sharded embeddings (ParameterServerStrategy) are not wired in this suite yet"
+    try:
+        check_supported(parse_parallel(mode), framework)
+    except ScenarioUnsupported as exc:
+        return str(exc)
+    return None
+
+
+class Parallel:
+    params = [FRAMEWORKS, MODES]
+    param_names = ["framework", "parallel"]
+    timeout = 3600
+
+    def setup_cache(self):
+        records = {}
+        for framework in FRAMEWORKS:
+            for mode in MODES:
+                why = _supported(framework, mode)
+                if why is None:
+                    try:
+                        bs.framework_or_skip(framework)
+                    except NotImplementedError as exc:
+                        why = str(exc)
+                if why is not None:
+                    records[(framework, mode)] = {"status": "skipped", "error": why}
+                    continue
+                scenario = bs.scenario_for(framework, parallel=mode)
+                records[(framework, mode)] = bs.run_and_record("parallel", {"framework": framework,
+                                                                           "parallel": mode}, scenario)
+        return records
+
+    setup_cache.timeout = 3600
+
+    def setup(self, records, framework, parallel):
+        self.r = bs.require_ok(records.get((framework, parallel)))
+        self.p = self.r.get("parallel") or {}
+
+    def track_train_seconds_per_sample(self, records, framework, parallel):
+        return 1.0 / self.r["throughput"]["train_samples_per_s"]
+
+    track_train_seconds_per_sample.unit = "seconds"
+
+    def track_scaling_inefficiency(self, records, framework, parallel):
+        eff = self.p.get("scaling_efficiency")
+        if eff is None:
+            raise NotImplementedError("no scaling efficiency for a single-process mode")
+        return 1.0 - eff
+
+    track_scaling_inefficiency.unit = "1-efficiency"
+
+    def track_imbalance_bytes(self, records, framework, parallel):
+        imb = self.p.get("imbalance")
+        if not imb:
+            raise NotImplementedError("no sharding plan in this mode")
+        return imb["bytes"]
+
+    track_imbalance_bytes.unit = "max/mean"
+
+    def track_imbalance_lookups(self, records, framework, parallel):
+        imb = self.p.get("imbalance")
+        if not imb:
+            raise NotImplementedError("no sharding plan in this mode")
+        return imb["lookups"]
+
+    track_imbalance_lookups.unit = "max/mean"
+
+    def track_auc_gap(self, records, framework, parallel):
+        return 1.0 - self.r["quality"]["auc"]
+
+    track_auc_gap.unit = "1-AUC"
