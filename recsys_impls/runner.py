@@ -22,6 +22,7 @@ from recsys_impls.base import Recommender
 from recsys_impls.config import Scenario
 from recsys_impls.data.batch import Batch
 from recsys_impls.data.dataset import Dataset
+from recsys_impls.errors import UsageError
 from recsys_impls.measure import fingerprint, host, nvml, timing
 
 SCHEMA_VERSION = 1
@@ -48,10 +49,22 @@ def prepare(scenario: Scenario) -> tuple[Scenario, Dataset]:
 
 
 def _stage_all(impl: Recommender, batches: list[Batch]) -> tuple[list[Any], float]:
+    """Stage each distinct batch once (epochs repeat the same Batch objects)."""
     start = time.perf_counter()
-    staged = [impl.stage(b) for b in batches]
+    cache: dict[int, Any] = {}
+    staged = [cache[id(b)] if id(b) in cache else cache.setdefault(id(b), impl.stage(b)) for b in batches]
     impl.synchronize()
     return staged, time.perf_counter() - start
+
+
+def training_schedule(train: Batch, batch_size: int, steps: int) -> tuple[list[Batch], float]:
+    """``steps`` batches in order, cycling over the data in epochs when it is smaller than
+    steps x batch_size (MovieLens holds 80k training ratings). Returns (batches, epochs)."""
+    batches = train.split(batch_size)
+    if not batches:
+        raise UsageError(f"--batch-size {batch_size}: larger than the {train.batch_size} training samples available")
+    schedule = [batches[i % len(batches)] for i in range(steps)]
+    return schedule, steps / len(batches)
 
 
 def train(
@@ -175,7 +188,7 @@ def run_scenario(
     sampler = nvml.NvmlSampler()
     idle_watts = sampler.measure_idle(seconds=1.0) if sampler.available else None
 
-    train_batches = data.train.split(t.batch_size)
+    train_batches, epochs = training_schedule(data.train, t.batch_size, t.steps)
     tr = train(impl, train_batches, t.warmup_steps, progress, sampler if sampler.available else None)
     quality, inf = evaluate(impl, data.eval, t.batch_size, sampler if sampler.available else None)
     lat_batches = data.eval.split(t.latency_batch_size)[: t.latency_batches]
@@ -211,7 +224,7 @@ def run_scenario(
         } if sampler.available else nvml.null_summary(sampler.reason),
         # Host side of the timed training window: CPU seconds, utilisation, RAPL joules or the reason.
         "cpu": {"train": tr["host_window"], **host.cpu_energy_status()},
-        "data": {"name": data.name, "train_samples": data.train.batch_size, **data.info},
+        "data": {"name": data.name, "train_samples": data.train.batch_size, "epochs": epochs, **data.info},
         "implementation": impl.describe(),
         "env": fingerprint.environment_fingerprint(),
     }
