@@ -147,6 +147,6 @@ def describe_modes() -> list[tuple[str, str]]:
                                      "(bf16 needs NCCL/GPU)"),
         ("mwms:N", "TensorFlow MultiWorkerMirroredStrategy, N workers (alias of ddp:N for tf)"),
         ("sharded:N:table-wise|row-wise|column-wise|auto", "embeddings sharded over N processes: TorchRec "
-            "DistributedModelParallel (PyTorch); ParameterServerStrategy, table-wise or row-wise (TensorFlow)"),
-        ("ps:N", "TensorFlow ParameterServerStrategy: chief + N workers + N ps, tables partitioned by rows"),
+            "DistributedModelParallel (PyTorch; TensorFlow not implemented yet)"),
+        ("ps:N", "reserved: TensorFlow ParameterServerStrategy with partitioned tables (not implemented yet)"),
     ]
