@@ -159,7 +159,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     scenario = scenario_from_args(args)
     if args.json:
         _check_writable(args.json)
-    record = run_scenario(scenario, progress=not args.quiet and sys.stderr.isatty())
+    progress = not args.quiet and sys.stderr.isatty()
+    if scenario.compression not in ("", "none") and scenario.parallel in ("", "none"):
+        from recsys_impls.compression.section import run_compression  # also runs the fp32 baseline
+
+        record = run_compression(scenario, progress=progress)
+    else:
+        record = run_scenario(scenario, progress=progress)
     if args.json:
         Path(args.json).write_text(json.dumps(record, indent=2, sort_keys=True))
     if not args.quiet:
