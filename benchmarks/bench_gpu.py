@@ -1,0 +1,281 @@
+"""GPU suite: framework x device setting (precision, compilation, CUDA graphs, pinned memory, XLA).
+
+Settings are named in recsys_impls/gpu_settings.py (``cuda`` means PyTorch's ``cuda`` and
+TensorFlow's ``GPU:0``); CPU settings use the tiny preset, GPU settings the DLRM reference shape.
+The parameter lists are fixed: a pair this machine or framework cannot run (no GPU, CUDA graphs on
+TensorFlow, XLA on PyTorch, framework not installed) raises NotImplementedError in setup with the
+reason, so asv shows it skipped. Nothing heavy at import: frameworks load in setup.
+
+Lower is better everywhere: seconds per sample, joules per sample, bytes, watts, 1-AUC.
+"""
+
+import math
+
+from recsys_impls import benchsupport as bs
+from recsys_impls import gpu_settings as gs
+
+FRAMEWORKS = ["torch", "tf"]
+SETTINGS = list(gs.SETTINGS)
+OVERHEAD_SETTINGS = ["cpu-fp32", "cuda-fp32"]
+
+
+def _run_all(self):
+    """Run every (framework, setting) pair once; shared by the record-reading classes below."""
+    records = {}
+    for framework in FRAMEWORKS:
+        for setting in SETTINGS:
+            why = gs.skip_reason(framework, setting)
+            if why is not None:
+                records[(framework, setting)] = {"status": "skipped", "error": why}
+                continue
+            scenario = gs.scenario_for_setting(framework, setting)
+            records[(framework, setting)] = bs.run_and_record(
+                "gpu", {"framework": framework, "setting": setting}, scenario)
+        _release_device_memory(framework)
+    return records
+
+
+_run_all.timeout = 3600
+
+
+def _release_device_memory(framework):
+    """Hand cached GPU memory back between frameworks (both share one process in setup_cache)."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    if framework == "torch" and torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _energy(record, phase):
+    """A record's NVML energy section for a phase, or NotImplementedError with the reason."""
+    energy = record.get("energy") or {}
+    sec = energy.get(phase)
+    if not isinstance(sec, dict):
+        raise NotImplementedError(f"no energy measured: {energy.get('reason') or 'no NVML section'}")
+    return sec
+
+
+def _finite(value, what, reason):
+    if value is None or not math.isfinite(value):
+        raise NotImplementedError(f"{what} not measured: {reason or 'no value in the record'}")
+    return value
+
+
+class GpuRun:
+    """Speed and quality per setting, from each pair's record (AMP must not break quality)."""
+
+    params = [FRAMEWORKS, SETTINGS]
+    param_names = ["framework", "setting"]
+    timeout = 3600
+    setup_cache = _run_all
+
+    def setup(self, records, framework, setting):
+        self.r = bs.require_ok(records.get((framework, setting)))
+
+    def track_train_seconds_per_sample(self, records, framework, setting):
+        return 1.0 / self.r["throughput"]["train_samples_per_s"]
+
+    track_train_seconds_per_sample.unit = "seconds"
+
+    def track_infer_seconds_per_sample(self, records, framework, setting):
+        return 1.0 / self.r["throughput"]["infer_samples_per_s"]
+
+    track_infer_seconds_per_sample.unit = "seconds"
+
+    def track_latency_p99(self, records, framework, setting):
+        return self.r["latency_ms"]["p99"] / 1e3
+
+    track_latency_p99.unit = "seconds"
+
+    def track_auc_gap(self, records, framework, setting):
+        return 1.0 - self.r["quality"]["auc"]
+
+    track_auc_gap.unit = "1-AUC"
+
+
+class GpuEnergy:
+    """NVML energy and power of the timed training and inference windows (skipped without NVML)."""
+
+    params = [FRAMEWORKS, SETTINGS]
+    param_names = ["framework", "setting"]
+    timeout = 3600
+    setup_cache = _run_all
+
+    def setup(self, records, framework, setting):
+        r = bs.require_ok(records.get((framework, setting)))
+        self.train = _energy(r, "train")
+        self.infer = _energy(r, "infer")
+
+    def track_train_joules_per_sample(self, records, framework, setting):
+        j = _finite(self.train.get("joules_per_1k_samples"), "train energy", self.train.get("reason"))
+        return j / 1000.0
+
+    track_train_joules_per_sample.unit = "joules"
+
+    def track_infer_joules_per_sample(self, records, framework, setting):
+        j = _finite(self.infer.get("joules_per_1k_samples"), "inference energy", self.infer.get("reason"))
+        return j / 1000.0
+
+    track_infer_joules_per_sample.unit = "joules"
+
+    def track_train_net_joules_per_sample(self, records, framework, setting):
+        j = _finite(self.train.get("joules_net_per_1k_samples"), "net train energy", self.train.get("reason"))
+        return j / 1000.0
+
+    track_train_net_joules_per_sample.unit = "joules"
+
+    def track_train_mean_watts(self, records, framework, setting):
+        return _finite(self.train.get("mean_watts"), "mean power", self.train.get("reason"))
+
+    track_train_mean_watts.unit = "watts"
+
+
+class GpuMemory:
+    """Peak device memory: the framework allocator's figure, else NVML's (skipped when neither)."""
+
+    params = [FRAMEWORKS, SETTINGS]
+    param_names = ["framework", "setting"]
+    timeout = 3600
+    setup_cache = _run_all
+
+    def setup(self, records, framework, setting):
+        r = bs.require_ok(records.get((framework, setting)))
+        mem = r.get("memory") or {}
+        self.peak = mem.get("peak_device_bytes")
+        if self.peak is None:
+            energy = r.get("energy") or {}
+            train = energy.get("train") if isinstance(energy.get("train"), dict) else {}
+            self.peak = train.get("peak_device_memory_bytes")
+        if self.peak is None:
+            raise NotImplementedError(
+                f"peak device memory not measured: {mem.get('peak_device_bytes_reason') or 'no figure'}")
+
+    def track_peak_device_bytes(self, records, framework, setting):
+        return self.peak
+
+    track_peak_device_bytes.unit = "bytes"
+
+
+def _timed_fixture(framework, setting, n_batches=8):
+    """(model, staged batches) for a pair, or NotImplementedError with why it cannot run here."""
+    why = gs.skip_reason(framework, setting)
+    if why is not None:
+        raise NotImplementedError(why)
+    cfg = gs.device_config(framework, setting)
+    batch = gs.train_for(setting)["batch_size"]
+    impl, staged, _ = bs.timing_fixture(framework, gs.preset_for(setting), n_batches=n_batches, batch_size=batch,
+                                        device=cfg.device, precision=cfg.precision, compile=cfg.compile,
+                                        pinned_memory=cfg.pinned_memory)
+    return impl, staged
+
+
+class TrainStep:
+    """One optimizer step per call, device synchronized before the clock is read."""
+
+    params = [FRAMEWORKS, SETTINGS]
+    param_names = ["framework", "setting"]
+    timeout = 900
+    warmup_time = 1.0
+
+    def setup(self, framework, setting):
+        self.impl, self.staged = _timed_fixture(framework, setting)
+        for s in self.staged[:3]:  # compile, autotune, graph capture happen here, not in the timing
+            self.impl.train_step(s)
+        self.impl.synchronize()
+        self.i = 0
+
+    def time_train_step(self, framework, setting):
+        self.impl.train_step(self.staged[self.i % len(self.staged)])
+        self.impl.synchronize()
+        self.i += 1
+
+
+class InferBatch:
+    """Inference on one batch per call, device synchronized before the clock is read."""
+
+    params = [FRAMEWORKS, SETTINGS]
+    param_names = ["framework", "setting"]
+    timeout = 900
+    warmup_time = 1.0
+
+    def setup(self, framework, setting):
+        self.impl, self.staged = _timed_fixture(framework, setting)
+        for s in self.staged[:3]:
+            self.impl.infer(s)
+        self.impl.synchronize()
+        self.i = 0
+
+    def time_infer_batch(self, framework, setting):
+        self.impl.infer(self.staged[self.i % len(self.staged)])
+        self.impl.synchronize()
+        self.i += 1
+
+
+def _overhead_all(self):
+    """The NVML sampler's cost on each pair's training steps: sampler off vs on, interleaved."""
+    from recsys_impls.measure.nvml import sampler_overhead
+
+    out = {}
+    for framework in FRAMEWORKS:
+        for setting in OVERHEAD_SETTINGS:
+            try:
+                impl, staged = _timed_fixture(framework, setting)
+                out[(framework, setting)] = {"status": "ok", **sampler_overhead(_steps_fn(impl, staged), repeats=5)}
+            except NotImplementedError as exc:
+                out[(framework, setting)] = {"status": "skipped", "error": str(exc)}
+            except Exception as exc:  # noqa: BLE001 - one pair failing must not lose the others
+                out[(framework, setting)] = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+    return out
+
+
+_overhead_all.timeout = 1800
+
+
+def _steps_fn(impl, staged, target_s=0.5):
+    """A callable running enough training steps (about target_s) for several sampler ticks."""
+    import time
+
+    for s in staged[:3]:
+        impl.train_step(s)
+    impl.synchronize()
+    t0 = time.perf_counter()
+    for s in staged:
+        impl.train_step(s)
+    impl.synchronize()
+    per_step = max((time.perf_counter() - t0) / len(staged), 1e-6)
+    n = max(len(staged), math.ceil(target_s / per_step))
+
+    def run():
+        for i in range(n):
+            impl.train_step(staged[i % len(staged)])
+        impl.synchronize()
+
+    return run
+
+
+class SamplerOverhead:
+    """What the NVML sampler thread costs the measured training loop (without NVML: the thread alone)."""
+
+    params = [FRAMEWORKS, OVERHEAD_SETTINGS]
+    param_names = ["framework", "setting"]
+    timeout = 1800
+    setup_cache = _overhead_all
+
+    def setup(self, results, framework, setting):
+        self.o = bs.require_ok(results.get((framework, setting)))
+
+    def track_sampler_thread_cpu_fraction(self, results, framework, setting):
+        return self.o["thread_cpu_fraction"]
+
+    track_sampler_thread_cpu_fraction.unit = "CPU s per s"
+
+    def track_sampler_wall_overhead(self, results, framework, setting):
+        return self.o["overhead_pct"]
+
+    track_sampler_wall_overhead.unit = "percent"
+
+    def track_sampler_read_seconds(self, results, framework, setting):
+        return self.o["read_cost_s"]
+
+    track_sampler_read_seconds.unit = "seconds"
