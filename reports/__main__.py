@@ -24,6 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", default="reports/html", help="output folder (default reports/html)")
     b.add_argument("--baseline-machine", default=None, help="hardware page baseline (default: first machine)")
     b.add_argument("--factor", type=float, default=1.1, help="history regressions: slowdown factor (default 1.1)")
+    b.add_argument("--records-only", action="store_true",
+                   help="build from --records alone, without asv results (e.g. benchmarks/gpu_check.sh output)")
     r = sub.add_parser("regressions", allow_abbrev=False, help="compare two runs; exit 1 on regressions")
     r.add_argument("--base", required=True, help="commit (prefix ok) with results, or a results .json file")
     r.add_argument("--head", required=True, help="commit (prefix ok) with results, or a results .json file")
@@ -64,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
             from reports.build import build
 
             out = build(results=args.results, records=args.records, out=args.out, profiles=args.profiles,
-                        baseline_machine=args.baseline_machine, factor=args.factor)
+                        baseline_machine=args.baseline_machine, factor=args.factor,
+                        records_only=args.records_only)
             print(f"report written to {out / 'index.html'}")
             return 0
         if args.cmd == "commits":

@@ -122,10 +122,22 @@ def render_site(pages: list[Page], ctx: Context, out: Path, profiles: list[dict[
 
 
 def build(results: str = ".asv/results", records: str | None = None, out: str = "reports/html",
-          profiles: str | None = None, baseline_machine: str | None = None, factor: float = 1.1) -> Path:
-    """Build the whole site; UsageError on bad input (missing results dir, unreadable JSON, bad baseline)."""
-    store = load_store(results)
-    if store.rows.empty:
+          profiles: str | None = None, baseline_machine: str | None = None, factor: float = 1.1,
+          records_only: bool = False) -> Path:
+    """Build the whole site; UsageError on bad input (missing results dir, unreadable JSON, bad baseline).
+
+    ``records_only``: no asv results at all, only run records (a folder of ``<machine>/<run>/*.json``,
+    as benchmarks/gpu_check.sh writes them); the pages that need asv say they have nothing.
+    """
+    if records_only:
+        if not records:
+            raise UsageError("--records-only needs --records DIR (a folder of <machine>/<run>/*.json records)")
+        from reports.asv_results import COLUMNS, ResultStore
+
+        store = ResultStore(path=Path(results), rows=pd.DataFrame(columns=COLUMNS))
+    else:
+        store = load_store(results)
+    if store.rows.empty and not records_only:
         raise UsageError(f"--results {results}: no asv results files found; run the suite first "
                          "(python -m recsys_impls bench --quick)")
     rec_dir = Path(records) if records else store.path.parent / "records"
