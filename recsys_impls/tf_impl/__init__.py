@@ -27,6 +27,12 @@ Extension points (for compressed embeddings, issue 3, and tf.distribute strategi
 * Distribution: ``TFDLRM`` creates every variable inside ``self.variable_scope()`` and exposes the
   per-replica pieces (``forward``, ``compute_loss``, ``apply_gradients``) so a strategy can create the
   model under ``strategy.scope()`` and run its own step with ``strategy.run``.
+
+Performance notes (2-core shared CI CPU, dlrm-ref preset; noisy, see the commit log for figures):
+the TF step is on par with the PyTorch one (0.94-0.96x with one thread each, interleaved in one
+process; 1.18x on the 26-table Criteo-like default). Sorted ``segment_sum`` pooling is 3x faster
+than ``unsorted_segment_sum``; the concatenated and per-table layouts measured equal within noise;
+XLA for the dense part is slower on CPU (no oneDNN matmuls), while amp-bf16 is about 1.8x faster.
 """
 
 import os
