@@ -89,17 +89,25 @@ def build(ctx: Context) -> Page:
                 "PyTorch; for times, bytes, 1-AUC and logloss lower is better. The 99% bounds combine asv's "
                 "per-benchmark confidence intervals (present for timed benchmarks) and are conservative.")
     table = ratio_table(ctx.rows) if not ctx.rows.empty else pd.DataFrame()
-    if table.empty:
-        page.empty_reason = "no asv results with a 'framework' parameter yet."
-        return page
-    sec = Section("Ratios per scenario", tables=[Table("framework_ratios", table, "raw values, seconds/bytes/...")])
-    plot = _plot(table)
-    if plot:
-        sec.plots.append(plot)
-    page.sections.append(sec)
     rec = _records_table(ctx)
+    if table.empty and rec.empty:
+        page.empty_reason = "no asv results with a 'framework' parameter and no run records yet."
+        return page
+    if table.empty:
+        page.sections.append(Section("Ratios per scenario", "No asv results with a 'framework' parameter: "
+                                     "only the run records below."))
+    else:
+        page.sections.append(_ratio_section(table))
     if not rec.empty:
         page.sections.append(Section("Run records (quality, throughput, latency, size)",
                                      "From the full run records beside asv's results.",
                                      tables=[Table("framework_records", rec)]))
     return page
+
+
+def _ratio_section(table: pd.DataFrame) -> Section:
+    sec = Section("Ratios per scenario", tables=[Table("framework_ratios", table, "raw values, seconds/bytes/...")])
+    plot = _plot(table)
+    if plot:
+        sec.plots.append(plot)
+    return sec
