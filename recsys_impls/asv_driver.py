@@ -34,7 +34,8 @@ def run(quick: bool = True, machine: str | None = None, bench: str | None = None
         raise UsageError(f"bench: no asv.conf.json in {root}; run from the project checkout")
     machine = machine or machine_name()
     commit = _git_head(root)
-    env = dict(os.environ, RECSYS_MACHINE=machine)
+    # asv sets ASV_COMMIT only in environments it builds; with --python=same the records need it too.
+    env = dict(os.environ, RECSYS_MACHINE=machine, ASV_COMMIT=commit)
     asv = [sys.executable, "-m", "asv"]
     subprocess.run([*asv, "machine", "--yes", "--machine", machine], cwd=root, env=env, check=True,
                    stdout=subprocess.DEVNULL)
