@@ -50,6 +50,16 @@ def flatten(record: dict[str, Any]) -> dict[str, Any]:
             for k, v in sec.items():
                 if isinstance(v, (str, int, float, bool)) or v is None:
                     row[f"{section}.{k}"] = v
+    energy = record.get("energy")
+    if isinstance(energy, dict):  # the runner nests NVML figures per timed window: energy.train / energy.infer
+        for phase in ("train", "infer"):
+            sec = energy.get(phase)
+            if isinstance(sec, dict):
+                for k, v in sec.items():
+                    if isinstance(v, (str, int, float, bool)) or v is None:
+                        row[f"energy.{phase}.{k}"] = v
+                        if phase == "train":  # the training window is the headline figure
+                            row.setdefault(f"energy.{k}", v)
     env = record.get("env") or {}
     fp = env.get("fingerprint") if isinstance(env, dict) else None
     row["fingerprint"] = fp if isinstance(fp, dict) else (env if isinstance(env, dict) else {})
