@@ -25,6 +25,7 @@ from recsys_impls.init_params import initial_params, param_shapes
 from recsys_impls.torch_impl.embeddings import EmbeddingBags, build_embeddings, to_device
 from recsys_impls.torch_impl.interaction import DotInteraction
 from recsys_impls.torch_impl.mlp import build_mlp
+from recsys_impls.torch_impl.optim import make_optimizers
 from recsys_impls.torch_impl.settings import TorchSettings, resolve
 
 
@@ -113,23 +114,12 @@ class TorchDLRM(Recommender):
         return module
 
     def _make_optimizers(self) -> None:
-        """Sparse optimizer for embedding tables, a foreach one for the rest; fresh state."""
+        """Sparse optimizer for embedding tables, a foreach one for the rest (optim.py); fresh state."""
         lr = self.train_config.learning_rate
         sparse = self.net.embeddings.sparse_parameters()
         sparse_ids = {id(p) for p in sparse}
         dense = [p for p in self.net.parameters() if p.requires_grad and id(p) not in sparse_ids]
-        self._opts: list[torch.optim.Optimizer] = []
-        if self.train_config.optimizer == "sgd":
-            if sparse:
-                self._opts.append(torch.optim.SGD(sparse, lr=lr))
-            if dense:
-                self._opts.append(torch.optim.SGD(dense, lr=lr, foreach=True))
-        else:  # adagrad, validated by TrainConfig
-            kw = {"lr": lr, "eps": 1e-10, "initial_accumulator_value": 0.0, "lr_decay": 0.0, "weight_decay": 0.0}
-            if sparse:
-                self._opts.append(torch.optim.Adagrad(sparse, **kw))
-            if dense:
-                self._opts.append(torch.optim.Adagrad(dense, foreach=True, **kw))
+        self._opts = make_optimizers(self.train_config.optimizer, lr, sparse, dense)
         self._params = [p for g in self._opts for group in g.param_groups for p in group["params"]]
         self._scaler = torch.amp.GradScaler(self.device.type) if self.settings.uses_grad_scaler else None
 
