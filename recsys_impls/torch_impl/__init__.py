@@ -6,17 +6,24 @@ Modules (each has one job):
                    inference, parameter export/import, storage size.
 * ``embeddings``   ``EmbeddingBags`` base class (stage a Batch's ids, pool them to [B, F, D], export and
                    load per-table float32 arrays) and ``FusedEmbeddingBags``, the plain fp32 one: all
-                   tables in one ``nn.EmbeddingBag`` (one kernel, sparse gradients).
+                   tables in one ``nn.EmbeddingBag`` (one kernel, sparse gradients, bags staged
+                   sample-major so the output is [B, F, D] without a copy).
                    Extension point: ``register_embeddings(name, builder)``; the scenario's ``compression``
                    string picks the builder by its prefix before ``:`` (e.g. ``"qr:4"`` -> ``"qr"``).
 * ``mlp``          ``MLP`` (Linear + ReLU stack) and ``register_mlp(name, builder)``: a compression
                    variant that also replaces the MLPs registers a builder under the same prefix;
                    otherwise the plain fp32 MLP is used.
-* ``interaction``  the pairwise dot-product interaction (bmm + one gather of the strictly-lower pairs).
+* ``interaction``  the pairwise dot-product interaction (bmm + one gather of the strictly-lower pairs;
+                   backward through the symmetry of T T^T: one bmm).
+* ``optim``        SparseSGD (row-sparse SGD with one index_add_) and the optimizer factory
+                   (torch.optim.Adagrad for sparse tables, foreach SGD/Adagrad for the MLPs).
 * ``settings``     device / precision / compile / pinned-memory settings resolved from DeviceConfig,
                    with ScenarioUnsupported for combinations this machine or PyTorch cannot run.
 * ``graphs``       CUDA-graph capture of the inference step with static, padded input buffers.
 
 Nothing here imports torch at package import time; ``import recsys_impls.torch_impl.model`` does.
-Distributed training (issue 4) wraps ``DLRMNet`` / subclasses ``TorchDLRM`` (see ``TorchDLRM._wrap``).
+Built on these: ``compress_model.CompressedTorchDLRM`` (issue 3; the registry picks it when compression
+is not "none") and ``distributed_ddp`` / ``distributed_sharded`` (issue 4) subclass ``TorchDLRM`` or reuse
+``build_net``; they rely on ``TorchDLRM.net``, ``_compile``, ``_dense_fn``, ``_named_linears`` and
+``StagedBatch``: keep those names stable.
 """
