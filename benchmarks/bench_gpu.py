@@ -63,7 +63,7 @@ def _finite(value, what, reason):
 
 
 class GpuRun:
-    """Speed and quality per setting, from each pair's record (AMP must not break quality)."""
+    """Training and inference speed per setting, from each pair's record (latency, AUC: in the record)."""
 
     params = [FRAMEWORKS, SETTINGS]
     param_names = ["framework", "setting"]
@@ -82,16 +82,6 @@ class GpuRun:
         return 1.0 / self.r["throughput"]["infer_samples_per_s"]
 
     track_infer_seconds_per_sample.unit = "seconds"
-
-    def track_latency_p99(self, records, framework, setting):
-        return self.r["latency_ms"]["p99"] / 1e3
-
-    track_latency_p99.unit = "seconds"
-
-    def track_auc_gap(self, records, framework, setting):
-        return 1.0 - self.r["quality"]["auc"]
-
-    track_auc_gap.unit = "1-AUC"
 
 
 class GpuEnergy:
@@ -118,12 +108,6 @@ class GpuEnergy:
         return j / 1000.0
 
     track_infer_joules_per_sample.unit = "joules"
-
-    def track_train_net_joules_per_sample(self, records, framework, setting):
-        j = _finite(self.train.get("joules_net_per_1k_samples"), "net train energy", self.train.get("reason"))
-        return j / 1000.0
-
-    track_train_net_joules_per_sample.unit = "joules"
 
     def track_train_mean_watts(self, records, framework, setting):
         return _finite(self.train.get("mean_watts"), "mean power", self.train.get("reason"))

@@ -88,10 +88,10 @@ def test_every_setting_maps_to_a_valid_scenario(framework: str, setting: str) ->
 def test_structural_skips_hold_on_any_machine() -> None:
     assert "TensorFlow" in gs.static_skip_reason("torch", "cuda-xla")
     assert "PyTorch" in gs.static_skip_reason("tf", "cuda-graphs")
-    assert "PyTorch" in gs.static_skip_reason("tf", "cpu-compile")
+    assert "PyTorch" in gs.static_skip_reason("tf", "cuda-compile-max-autotune")
     assert "pinned" in gs.static_skip_reason("tf", "cuda-pinned")
     assert gs.static_skip_reason("torch", "cuda-graphs") is None
-    assert gs.static_skip_reason("tf", "cuda-xla-amp-bf16") is None
+    assert gs.static_skip_reason("tf", "cuda-xla") is None
     with pytest.raises(ValueError, match="accepted: cpu-fp32"):
         gs.device_config("torch", "cuda-fp64")
 
@@ -127,7 +127,6 @@ def test_tracks_read_the_record_and_skip_missing_figures() -> None:
     run = bench_gpu.GpuRun()
     run.setup(ok, *key)
     assert run.track_train_seconds_per_sample(ok, *key) == pytest.approx(1 / 2000)
-    assert run.track_latency_p99(ok, *key) == pytest.approx(0.004)
     en = bench_gpu.GpuEnergy()
     en.setup(ok, *key)
     assert en.track_train_joules_per_sample(ok, *key) == pytest.approx(0.003)
