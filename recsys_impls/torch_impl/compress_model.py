@@ -75,6 +75,13 @@ class CompressedTorchDLRM(TorchDLRM):
         self.plan = parse_compression(scenario.compression)
         if scenario.device.compile == "cuda-graphs":
             raise ScenarioUnsupported("compression with cuda-graphs: the compressed inference net is not captured")
+        if scenario.device.device.startswith("cuda"):
+            if self.plan.precision in ("int8", "int4"):
+                raise ScenarioUnsupported(f"compression {self.plan.precision} on {scenario.device.device}: PyTorch's "
+                                          "row-wise quantized embedding-bag operators run on CPU only")
+            if self.plan.mlp_int8:
+                raise ScenarioUnsupported(f"compression mlp-int8 on {scenario.device.device}: PyTorch's dynamic "
+                                          "int8 Linear runs on CPU only")
         self._ready = False
         super().__init__(replace(scenario, compression="none"))
         self.scenario = scenario
