@@ -78,9 +78,10 @@ class CompressedTorchDLRM(TorchDLRM):
         if scenario.device.device.startswith("cuda"):
             op = "quantized::embedding_bag_byte_rowwise_offsets" if self.plan.precision == "int8" else \
                 "quantized::embedding_bag_4bit_rowwise_offsets"
-            if self.plan.precision in ("int8", "int4") and not torch._C._dispatch_has_kernel_for_dispatch_key(op, "CUDA"):
-                raise ScenarioUnsupported(f"compression {self.plan.precision} on {scenario.device.device}: this PyTorch "
-                                          f"build has no CUDA kernel for {op}")
+            has_cuda = torch._C._dispatch_has_kernel_for_dispatch_key(op, "CUDA")
+            if self.plan.precision in ("int8", "int4") and not has_cuda:
+                raise ScenarioUnsupported(f"compression {self.plan.precision} on {scenario.device.device}: "
+                                          f"this PyTorch build has no CUDA kernel for {op}")
             if self.plan.mlp_int8:
                 raise ScenarioUnsupported(f"compression mlp-int8 on {scenario.device.device}: PyTorch's dynamic "
                                           "int8 Linear runs on CPU only")
