@@ -51,8 +51,11 @@ def test_support_matrix_reasons() -> None:
         check_supported(parse_parallel("ddp:2:fp16"), "tf")
     with pytest.raises(ScenarioUnsupported, match="TensorFlow-only"):
         check_supported(parse_parallel("mwms:2"), "torch")
-    with pytest.raises(ScenarioUnsupported, match="not implemented"):
-        check_supported(parse_parallel("sharded:2:row-wise"), "tf")
+    check_supported(parse_parallel("sharded:2:row-wise"), "tf")  # ParameterServerStrategy
+    check_supported(parse_parallel("sharded:2:table-wise"), "tf")
+    check_supported(parse_parallel("ps:2"), "tf")
+    with pytest.raises(ScenarioUnsupported, match="TorchRec-only"):
+        check_supported(parse_parallel("sharded:2:column-wise"), "tf")
     assert len(describe_modes()) >= 6
 
 

@@ -54,12 +54,28 @@ def model_parallel_volume(dense_grad_bytes: float, pooled_bytes_per_sample: floa
             "dense_allreduce_per_rank": dense, "per_rank": per_rank, "total": world * per_rank}
 
 
-def project(measured: dict[str, float], mode: str, global_batch: int, sharding: str = "",
+def parameter_server_volume(measured: dict[str, float], global_batch: int, world: int) -> dict[str, float]:
+    """ParameterServerStrategy with W workers and W ps: every id travels to the ps holding its row and the
+    row comes back, sparse updates go to the ps, and each of the W worker closures per global step pulls
+    the dense weights and pushes their update. Embedding traffic is fixed by the global batch; dense
+    traffic grows with W. Per ps/worker figures assume an even spread."""
+    ids = measured["id_bytes_per_sample"] * global_batch
+    rows = measured["rows_pulled_bytes_per_sample"] * global_batch
+    sparse = measured["sparse_update_bytes_per_sample"] * global_batch
+    dense = world * measured["dense_pull_push_bytes_per_worker_step"]
+    total = ids + rows + sparse + dense
+    return {"ids_to_ps": ids, "rows_from_ps": rows, "sparse_updates_to_ps": sparse, "dense_pull_push": dense,
+            "per_rank": total / world, "total": total}
+
+
+def project(measured: dict[str, Any], mode: str, global_batch: int, sharding: str = "",
             worlds: tuple[int, ...] = DEFAULT_WORLDS) -> dict[str, Any]:
     """Per-step volume at each world size from the measured per-step sizes (keys as produced by workers)."""
     rows = {}
     for w in worlds:
-        if mode in ("ddp", "mwms"):
+        if measured.get("topology") == "parameter-server":
+            v = parameter_server_volume(measured, global_batch, w)
+        elif mode in ("ddp", "mwms"):
             v = data_parallel_volume(measured["dense_grad_bytes"], measured.get("sparse_grad_bytes_per_sample", 0.0),
                                      global_batch, w, measured.get("embeddings_replicated", True))
         else:

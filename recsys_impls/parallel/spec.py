@@ -122,11 +122,6 @@ def check_supported(plan: ParallelPlan, framework: str, device: str = "cpu") -> 
                 f"parallel {plan.spec}: TensorFlow's MultiWorkerMirroredStrategy CommunicationOptions choose the "
                 "collective implementation and packing only; it has no gradient-compression hooks"
             )
-        if plan.mode in ("sharded", "ps") and plan.sharding in _TF_SHARDED:
-            raise ScenarioUnsupported(
-                f"parallel {plan.spec}: TensorFlow sharded embeddings (ParameterServerStrategy with a min-size "
-                "partitioner) are not implemented in this suite yet; PyTorch runs sharded:N via TorchRec"
-            )
         if plan.mode == "sharded" and plan.sharding not in _TF_SHARDED:
             raise ScenarioUnsupported(
                 f"parallel {plan.spec}: TensorFlow ParameterServerStrategy places whole variables (table-wise) or "
@@ -147,6 +142,8 @@ def describe_modes() -> list[tuple[str, str]]:
                                      "(bf16 needs NCCL/GPU)"),
         ("mwms:N", "TensorFlow MultiWorkerMirroredStrategy, N workers (alias of ddp:N for tf)"),
         ("sharded:N:table-wise|row-wise|column-wise|auto", "embeddings sharded over N processes: TorchRec "
-            "DistributedModelParallel (PyTorch; TensorFlow not implemented yet)"),
-        ("ps:N", "reserved: TensorFlow ParameterServerStrategy with partitioned tables (not implemented yet)"),
+            "DistributedModelParallel (PyTorch); TensorFlow ParameterServerStrategy, N workers + N ps "
+            "(table-wise, row-wise)"),
+        ("ps:N", "TensorFlow ParameterServerStrategy, N workers + N ps, tables partitioned by rows "
+                 "(same as sharded:N:row-wise)"),
     ]

@@ -1,0 +1,114 @@
+"""TensorFlow sharded embeddings on ParameterServerStrategy (chief + workers + ps on loopback, tiny model):
+the sharded model predicts what the unsharded TFDLRM predicts for the same parameters, training moves
+every table and reports per-ps load, one worker + one ps trains exactly like one process, and a failing
+chief ends the run naming it with no server left behind."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from recsys_impls.config import build_scenario  # noqa: E402
+from recsys_impls.init_params import initial_params  # noqa: E402
+from recsys_impls.parallel import launch  # noqa: E402
+from recsys_impls.parallel.run import run_distributed  # noqa: E402
+
+pytestmark = pytest.mark.slow
+pytest.importorskip("tensorflow")
+
+# Odd row counts: row-wise shards of unequal size; a 7-row table smaller than most.
+TINY = {"model": {"table_sizes": [301, 50, 799, 120, 7], "embedding_dim": 8, "bottom_mlp": [16, 8],
+                  "top_mlp": [16, 1]},
+        "train": {"batch_size": 64, "steps": 6, "eval_samples": 384, "warmup_steps": 1, "learning_rate": 0.5,
+                  "optimizer": "sgd"}}
+
+
+def _scenario(parallel: str, **train: object):  # noqa: ANN202
+    return build_scenario({**TINY, "train": {**TINY["train"], **train},
+                           "scenario": {"framework": "tf", "parallel": parallel}})
+
+
+def _single(sc):  # noqa: ANN001, ANN202
+    from recsys_impls import registry
+    from recsys_impls.parallel.shards import prepare_data
+
+    single_sc, data = prepare_data(replace(sc, parallel="none"))
+    return registry.build(replace(single_sc, parallel="none")), data
+
+
+@pytest.mark.parametrize("sharding", ["table-wise", "row-wise"])
+def test_ps_sharded_predictions_equal_unsharded(tmp_path: Path, sharding: str) -> None:
+    sc = _scenario(f"sharded:2:{sharding}")
+    rng = np.random.default_rng(5)
+    params = {k: (v + rng.normal(0, 0.05, v.shape)).astype(np.float32)
+              for k, v in initial_params(sc.model, 11).items()}
+    np.savez(tmp_path / "params.npz", **params)
+    out = run_distributed(sc, timeout_s=150, run_dir=tmp_path / "run",
+                          job_extra={"predict_only": True, "load_params": str(tmp_path / "params.npz")})
+    r0 = out["ranks"][0]
+    assert max(r0["loaded_max_abs_diff"].values()) == 0.0  # what the ps hold is what was loaded
+    layout = r0["layout"]
+    if sharding == "row-wise":  # every table split over both ps, rows covered exactly once
+        for f, parts in enumerate(layout):
+            assert sorted(p[0] for p in parts) == [0, 1]
+            assert sum(p[2] for p in parts) == sc.model.table_sizes[f]
+    else:  # whole tables, both ps used
+        assert all(len(parts) == 1 for parts in layout)
+        assert {parts[0][0] for parts in layout} == {0, 1}
+    sharded = np.load(tmp_path / "run" / "predictions.npy")
+    impl, data = _single(sc)
+    impl.set_params(params)
+    expected = impl.predict(data.eval)
+    assert sharded.shape == expected.shape
+    np.testing.assert_allclose(sharded, expected, atol=1e-5)
+
+
+def test_ps_training_moves_every_table_and_reports_load(tmp_path: Path) -> None:
+    sc = _scenario("sharded:2:row-wise", optimizer="adagrad", learning_rate=0.05)
+    out = run_distributed(sc, timeout_s=150, run_dir=tmp_path, job_extra={"dump_params": True})
+    params = dict(np.load(tmp_path / "rank0.params.npz"))
+    init = initial_params(sc.model, sc.train.seed)
+    for f in range(sc.model.num_tables):
+        assert not np.array_equal(params[f"emb.{f}"], init[f"emb.{f}"]), f"table {f} did not train"
+        assert np.isfinite(params[f"emb.{f}"]).all()
+    par = out["parallel"]
+    ps_rows = [r for r in par["per_rank"] if r.get("role") == "ps"]
+    assert len(ps_rows) == 2
+    assert sum(r["local_bytes"] for r in ps_rows) == sum(n * 8 * 4 for n in sc.model.table_sizes)
+    assert par["imbalance"]["bytes"] >= 1.0 and par["imbalance"]["lookups"] >= 1.0
+    assert sum(r["local_lookups_per_batch"] for r in ps_rows) == pytest.approx(
+        sum(par["sharding_plan"]["per_rank"][i]["lookups_per_batch"] for i in range(2)), rel=1e-6)
+    assert all(r["peak_rss_bytes"] > 0 for r in par["per_rank"])  # chief, both ps, both workers
+    assert par["peak_rss_bytes_max"] == max(r["peak_rss_bytes"] for r in par["per_rank"])
+    assert par["comm_bytes_per_step_measured"]["topology"] == "parameter-server"
+    assert 0.0 <= out["quality"]["auc"] <= 1.0 and out["quality"]["eval_samples"] == 384
+
+
+def test_one_worker_one_ps_trains_like_one_process(tmp_path: Path) -> None:
+    # One worker runs the scheduled steps one after another: plain SGD must give the single-process weights.
+    sc = _scenario("sharded:1:table-wise")
+    run_distributed(sc, timeout_s=150, run_dir=tmp_path, job_extra={"dump_params": True})
+    got = dict(np.load(tmp_path / "rank0.params.npz"))
+    impl, data = _single(sc)
+    for b in data.train.split(sc.train.batch_size):
+        impl.train_step(impl.stage(b))
+    ref = impl.get_params()
+    for name in ref:
+        np.testing.assert_allclose(got[name], ref[name], atol=1e-5, err_msg=name)
+
+
+def test_failing_chief_is_named_and_servers_are_ended(tmp_path: Path) -> None:
+    from tests.test_parallel_launch import _survivors
+
+    sc = _scenario("sharded:2:row-wise")
+    with pytest.raises(launch.WorkerFailed) as err:
+        run_distributed(sc, timeout_s=120, run_dir=tmp_path,
+                        env={launch.FAULT_ENV: "raise:0", launch.FAULT_ENV + "_PHASE": "init"})
+    assert "rank 0" in str(err.value) and "injected failure" in str(err.value)
+    assert _survivors(str(tmp_path)) == []
