@@ -1,23 +1,22 @@
 """Parallel suite: framework x parallel mode (threads, data parallel, sharded embeddings).
 
 Each supported pair runs once in setup_cache (distributed modes launch real engines: torchrun + DDP or
-TorchRec DMP, TF MultiWorkerMirroredStrategy) and its record is published. Unsupported pairs are
-skipped in setup with the reason. Lower is better everywhere: seconds per sample, 1 - scaling
+TorchRec DMP, TF MultiWorkerMirroredStrategy or ParameterServerStrategy) and its record is published.
+Unsupported pairs are skipped in setup with the reason. Lower is better everywhere: seconds per sample, 1 - scaling
 efficiency, imbalance (max/mean load, 1.0 is perfect), 1 - AUC.
 """
 
 from recsys_impls import benchsupport as bs
 
 FRAMEWORKS = ["torch", "tf"]
-MODES = ["none", "threads:1", "threads:2", "ddp:2", "sharded:2:table-wise", "sharded:2:row-wise", "mwms:2"]
+MODES = ["none", "threads:1", "threads:2", "ddp:2", "ddp:2:fp16", "ddp:2:powersgd", "sharded:2:table-wise",
+         "sharded:2:row-wise", "mwms:2"]
 
 
 def _supported(framework, mode):
     from recsys_impls.errors import ScenarioUnsupported
     from recsys_impls.parallel.spec import check_supported, parse_parallel
 
-    if framework == "tf" and mode.startswith("sharded"):
-        return "TensorFlow sharded embeddings (ParameterServerStrategy) are not wired in this suite yet"
     try:
         check_supported(parse_parallel(mode), framework)
     except ScenarioUnsupported as exc:
@@ -87,3 +86,27 @@ class Parallel:
         return 1.0 - self.r["quality"]["auc"]
 
     track_auc_gap.unit = "1-AUC"
+
+    def track_hook_auc_loss(self, records, framework, parallel):
+        effect = self.p.get("comm_hook_effect")
+        if not effect or effect.get("auc_delta") is None:
+            raise NotImplementedError("no communication hook in this mode")
+        return -effect["auc_delta"]
+
+    track_hook_auc_loss.unit = "AUC(plain) - AUC(hook)"
+
+    def track_hook_step_time_ratio(self, records, framework, parallel):
+        effect = self.p.get("comm_hook_effect")
+        if not effect or effect.get("step_time_ratio") is None:
+            raise NotImplementedError("no communication hook in this mode")
+        return effect["step_time_ratio"]
+
+    track_hook_step_time_ratio.unit = "step time hook/plain"
+
+    def track_peak_rss_bytes(self, records, framework, parallel):
+        peak = (self.r.get("memory") or {}).get("peak_host_rss_bytes")
+        if peak is None:
+            raise NotImplementedError("no peak RSS in this record")
+        return peak
+
+    track_peak_rss_bytes.unit = "bytes"

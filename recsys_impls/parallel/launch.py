@@ -125,6 +125,7 @@ def run_group(procs_: list[Proc], run_dir: Path, timeout_s: float, poll_s: float
                 raise _failure(run_dir, f"timed out after {timeout_s:.0f}s", "")
             time.sleep(poll_s)
     finally:
+        _record_server_peaks(started, run_dir)
         for _, popen in started:
             tree.update(procs.descendants(popen.pid))
         tree.update(procs.marked(marker))  # orphans re-parented to init carry our marker in their environment
@@ -137,6 +138,24 @@ def run_group(procs_: list[Proc], run_dir: Path, timeout_s: float, poll_s: float
                 popen.wait(timeout=5)
         for f in files:
             f.close()
+
+
+SERVER_PEAK_SUFFIX = ".peak_rss"
+
+
+def _record_server_peaks(started: list[tuple[Proc, subprocess.Popen]], run_dir: Path) -> None:
+    """Servers never exit, so they cannot report their own memory: read each one's peak RSS before it is
+    ended, into ``{name}.peak_rss`` (bytes)."""
+    for p, popen in started:
+        if p.server and popen.poll() is None:
+            peak = procs.peak_rss_bytes(popen.pid)
+            if peak is not None:
+                (run_dir / f"{p.name.replace(' ', '')}{SERVER_PEAK_SUFFIX}").write_text(str(peak))
+
+
+def server_peaks(run_dir: Path) -> dict[str, int]:
+    """{server name without spaces: peak RSS bytes} recorded by the last run_group in ``run_dir``."""
+    return {f.name[: -len(SERVER_PEAK_SUFFIX)]: int(f.read_text()) for f in run_dir.glob(f"*{SERVER_PEAK_SUFFIX}")}
 
 
 def _failure(run_dir: Path, what: str, proc_name: str) -> WorkerFailed:

@@ -82,6 +82,17 @@ def alive(pid: int, start_time: int | None = None) -> bool:
     return start_time is None or st[1] == start_time
 
 
+def peak_rss_bytes(pid: int) -> int | None:
+    """Peak resident memory (VmHWM) of a live process, or None (gone, or no /proc)."""
+    try:
+        for line in (_PROC / str(pid) / "status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
 def terminate(pids: dict[int, int], grace_s: float = 3.0) -> list[int]:
     """SIGTERM each recorded process, wait up to ``grace_s``, SIGKILL the rest. Returns pids still alive."""
     for sig in (signal.SIGTERM, signal.SIGKILL):

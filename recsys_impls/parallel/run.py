@@ -49,7 +49,11 @@ def _launch(scenario: Scenario, plan: ParallelPlan, run_dir: Path, timeout_s: fl
 
         procs, workers = tf_processes(plan, run_dir, env)
     launch.run_group(procs, run_dir, timeout_s)
-    return read_results(run_dir, workers)
+    results = read_results(run_dir, workers)
+    peaks = launch.server_peaks(run_dir)
+    if peaks:  # ParameterServerStrategy servers: measured by the launcher before it ended them
+        results[0]["server_peak_rss_bytes"] = peaks
+    return results
 
 
 def run_distributed(scenario: Scenario, timeout_s: float | None = None, run_dir: Path | None = None,
@@ -83,9 +87,7 @@ def summarize(scenario: Scenario, plan: ParallelPlan, results: list[dict[str, An
         "global_batch": global_batch, "local_batch": r0["local_batch"],
         "threads_per_process": r0.get("threads"), "backend": r0.get("backend"),
         "train_samples_per_s": throughput, "step_ms_mean": 1e3 * seconds / max(timed_steps, 1),
-        "per_rank": [{k: r.get(k) for k in ("rank", "samples_per_s", "step_ms_mean", "step_ms_p50", "seconds",
-                                              "local_bytes", "local_lookups_per_batch", "final_loss")}
-                     for r in results],
+        "per_rank": _per_rank(results),
     }
     if plan.data_parallel and fps[0] and fps[0][0] is not None:
         section["replicas_identical"] = len(set(fps[0])) == 1
@@ -96,8 +98,30 @@ def summarize(scenario: Scenario, plan: ParallelPlan, results: list[dict[str, An
     if "sharding_plan" in r0:
         section["sharding_plan"] = r0["sharding_plan"]
         section["imbalance"] = r0["sharding_plan"].get("imbalance")
+    peaks = [r["peak_rss_bytes"] for r in section["per_rank"] if r.get("peak_rss_bytes")]
+    section["peak_rss_bytes_max"] = max(peaks) if peaks else None
     return {"parallel": section, "quality": r0["quality"], "size": r0.get("size", {}),
             "data": {"name": r0.get("data_name"), **r0.get("data_info", {})}, "final_loss": r0.get("final_loss")}
+
+
+_RANK_KEYS = ("rank", "role", "samples_per_s", "step_ms_mean", "step_ms_p50", "seconds", "local_bytes",
+              "variable_bytes", "local_lookups_per_batch", "final_loss", "peak_rss_bytes")
+
+
+def _per_rank(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per process: each worker's own figures; for ParameterServerStrategy the chief's row plus
+    one per ps (placed bytes, lookups) and per worker, with the servers' peak RSS read by the launcher."""
+    rows = [{k: r.get(k) for k in _RANK_KEYS if k in r or k != "role"} for r in results]
+    r0 = results[0]
+    if "per_rank_override" in r0:
+        peaks = r0.get("server_peak_rss_bytes", {})
+        for extra in r0["per_rank_override"]:
+            row = {k: extra.get(k) for k in _RANK_KEYS if k in extra}
+            row["peak_rss_bytes"] = peaks.get(str(extra["rank"]))
+            if row["peak_rss_bytes"] is None:
+                row["peak_rss_bytes_reason"] = "server ended before its memory could be read"
+            rows.append(row)
+    return rows
 
 
 def run_parallel(scenario: Scenario, progress: bool = False, baseline: bool = True,
@@ -135,6 +159,8 @@ def run_parallel(scenario: Scenario, progress: bool = False, baseline: bool = Tr
     else:
         par.setdefault("scaling_efficiency", None)
         par["scaling_efficiency_reason"] = "no 1-process baseline run (baseline=False or world size 1)"
+    if plan.comm_hook != "none":
+        par["comm_hook_effect"] = hook_effect(scenario, plan, out, timeout_s)
     from recsys_impls.runner import SCHEMA_VERSION, _clean
 
     record = {
@@ -145,13 +171,39 @@ def run_parallel(scenario: Scenario, progress: bool = False, baseline: bool = Tr
                        "input_conversion_in_timed_window": False},
         "latency_ms": {"p50": None, "reason": "not measured for distributed scenarios"},
         "size": out["size"], "data": out["data"],
-        "memory": {"peak_host_rss_bytes": None, "reason": "per-process memory not gathered from workers"},
+        "memory": _memory(par),
         "energy": {"joules": None, "reason": "not sampled for distributed scenarios"},
         "env": fingerprint.environment_fingerprint(),
         "duration_s": time.time() - started,
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
     }
     return _clean(record)
+
+
+def hook_effect(scenario: Scenario, plan: ParallelPlan, out: dict[str, Any],
+                timeout_s: float | None = None) -> dict[str, Any]:
+    """What a communication hook changes: the same world size without the hook, run by the same launcher;
+    AUC difference (hook minus plain) and step-time ratio (hook / plain; < 1 means faster)."""
+    ref_spec = f"{plan.mode}:{plan.world_size}"
+    ref = run_distributed(replace(scenario, parallel=ref_spec), timeout_s)
+    auc, ref_auc = out["quality"].get("auc"), ref["quality"].get("auc")
+    step, ref_step = out["parallel"]["step_ms_mean"], ref["parallel"]["step_ms_mean"]
+    return {"reference_spec": ref_spec, "hook": plan.comm_hook, "auc": auc, "reference_auc": ref_auc,
+            "auc_delta": auc - ref_auc if auc is not None and ref_auc is not None else None,
+            "step_ms_mean": step, "reference_step_ms_mean": ref_step,
+            "step_time_ratio": step / ref_step if ref_step else None,
+            "compressed": "dense gradient buckets only; sparse embedding gradients use the plain all-reduce"}
+
+
+def _memory(par: dict[str, Any]) -> dict[str, Any]:
+    """Peak host RSS of the largest process of the run (per-process figures are in parallel.per_rank)."""
+    peak = par.get("peak_rss_bytes_max")
+    out: dict[str, Any] = {"peak_host_rss_bytes": peak, "peak_host_rss_scope": "max over the run's processes",
+                           "peak_device_bytes": None,
+                           "peak_device_bytes_reason": "not gathered from distributed workers"}
+    if peak is None:
+        out["reason"] = "no process reported its peak RSS"
+    return out
 
 
 def _with_world(plan: ParallelPlan, n: int) -> str:

@@ -75,6 +75,8 @@ def _run(run_dir: Path, index: int, world: int) -> None:
     prints = impl.gather_strings(fingerprint(params), world)
     if job.get("dump_params"):
         np.savez(run_dir / f"rank{index}.params.npz", **params)
+    from recsys_impls.measure.host import peak_rss_bytes
+
     result: dict[str, Any] = {
         "rank": index, "world_size": world, "mode": "mwms", "local_batch": batches[0].batch_size,
         "threads": threads, "backend": "MultiWorkerMirroredStrategy RING",
@@ -83,7 +85,7 @@ def _run(run_dir: Path, index: int, world: int) -> None:
         "step_ms_p50": 1e3 * float(np.median(times)) if times else None,
         "samples_per_s": batches[0].batch_size * timed / seconds if seconds > 0 else None,
         "final_loss": float(impl.loss(staged[-1])), "replica_fingerprints": prints,
-        "comm_measured": comm_measured,
+        "comm_measured": comm_measured, "peak_rss_bytes": peak_rss_bytes(),
     }
     if index == 0:
         from recsys_impls import metrics

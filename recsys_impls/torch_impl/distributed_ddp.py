@@ -31,7 +31,10 @@ def _allreduce_mean(bucket: dist.GradBucket) -> torch.futures.Future[torch.Tenso
 def _dense_only(hook: Any, state: Any) -> Any:
     """Apply ``hook`` to dense buckets; sparse buckets (embedding gradients) get the plain mean all-reduce."""
 
-    def dispatch(st: Any, bucket: dist.GradBucket) -> torch.futures.Future[torch.Tensor]:
+    # No annotations here: DDP compares them with the real classes, and under ``from __future__ import
+    # annotations`` they are strings, which register_comm_hook rejects ("bucket annotation should be
+    # dist.GradBucket").
+    def dispatch(st, bucket):  # noqa: ANN001, ANN202
         if bucket.buffer().is_sparse:
             return _allreduce_mean(bucket)
         return hook(st, bucket)

@@ -77,6 +77,8 @@ def _run(run_dir: Path, rank: int, world: int) -> None:
     if job.get("dump_params") and params is not None:
         np.savez(run_dir / f"rank{rank}.params.npz", **params)
     local = batches[0].batch_size
+    from recsys_impls.measure.host import peak_rss_bytes
+
     result = {
         "rank": rank, "world_size": world, "mode": mode, "local_batch": local,
         "threads": torch.get_num_threads(), "backend": dist.get_backend(),
@@ -84,6 +86,7 @@ def _run(run_dir: Path, rank: int, world: int) -> None:
         "samples_per_s": local * timing["timed_steps"] / timing["seconds"] if timing["seconds"] > 0 else None,
         "final_loss": float(impl.loss(staged[-1])),
         "replica_fingerprints": prints,
+        "peak_rss_bytes": peak_rss_bytes(),
         **extra,
     }
     if gathered is not None:
