@@ -41,3 +41,13 @@ def test_baseline_bytes_are_fp32_in_container() -> None:
     raw = (1000 + 10) * 16 * 4
     assert raw < b["embedding"] < raw + 2048  # the payload plus a small per-array .npz header
     assert b["model"] > b["embedding"]
+
+
+def test_master_plan_drops_post_training_steps_only() -> None:
+    from recsys_impls.compression import parse_compression
+    from recsys_impls.compression.section import master_plan
+
+    assert master_plan(parse_compression("int8,prune:0.5")).methods == ()
+    assert master_plan(parse_compression("freq-prune:3,int4")).methods == ()
+    assert master_plan(parse_compression("qr:4:add,int8")).methods == ("qr",)
+    assert master_plan(parse_compression("hash:0.1,mlp-int8")).hash_fraction == 0.1

@@ -2,7 +2,7 @@
 
 Scenario shape: the "tiny" preset's tables with 64-wide embeddings (row-wise int8 keeps 8 bytes of
 scale and bias per row, so its ratio depends on the width: 64 -> 3.56x, 16 -> 2.67x) and short
-training. Records are saved beside asv's results like the core suite's.
+training, one intra-op thread. Records are saved beside asv's results like the core suite's.
 """
 
 from __future__ import annotations
@@ -32,6 +32,9 @@ def scenario(framework: str, data: str, compression: str = "none") -> Any:
     layers["model"].update(embedding_dim=64, bottom_mlp=[64, 64])
     layers["train"].update(TRAIN)
     layers["data"] = {"source": data}
+    # One intra-op thread: on a shared 2-core machine, default threading made runs ~10x slower and the
+    # baseline/compressed speed ratios noise; single-threaded both sides compare like for like.
+    layers["device"] = {"threads": 1}
     layers["scenario"] = {"framework": framework, "compression": compression}
     return build_scenario(layers)
 
