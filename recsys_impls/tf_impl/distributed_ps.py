@@ -103,7 +103,9 @@ class PSTFDLRM(TFDLRM):
     """TFDLRM whose variables live on ParameterServerStrategy's ps tasks and whose steps are scheduled
     on its workers by a ClusterCoordinator."""
 
-    def __init__(self, scenario: Scenario, strategy: Any, sharding: str, table_ranks: list[int] | None = None) -> None:
+    def __init__(self, scenario: Scenario, strategy: Any, cluster: dict[str, list[str]], sharding: str,
+                 table_ranks: list[int] | None = None) -> None:
+        """``cluster``: the cluster spec as a dict (the strategy keeps its resolver private)."""
         if scenario.compression != "none":
             raise ScenarioUnsupported(f"ps sharding + compression {scenario.compression!r}: plain fp32 tables only")
         if scenario.device.precision != "fp32" or scenario.device.compile != "none":
@@ -112,13 +114,11 @@ class PSTFDLRM(TFDLRM):
             raise ScenarioUnsupported(f"TensorFlow ps sharding {sharding!r}: table-wise or row-wise")
         self.strategy = strategy
         self.sharding = sharding
-        self.num_ps = int(strategy.extended._num_ps)  # noqa: SLF001 - no public accessor
-        self.num_workers = int(strategy.extended._num_workers)  # noqa: SLF001
+        self.num_ps = len(cluster["ps"])
+        self.num_workers = len(cluster["worker"])
         self.table_ranks = table_ranks or [f % self.num_ps for f in range(scenario.model.num_tables)]
         self.grad_scale = 1.0
-        from tensorflow.python.distribute.coordinator import cluster_coordinator
-
-        self.coordinator = cluster_coordinator.ClusterCoordinator(strategy)
+        self.coordinator = tf.distribute.experimental.coordinator.ClusterCoordinator(strategy)
         # TFDLRM builds its tables through the embedding registry: ours is registered under a private name.
         register_embedding(_PS_TABLES, lambda config, params, _arg: ShardedTables(config, params))
         super().__init__(replace(scenario, parallel="none", compression=_PS_TABLES))

@@ -66,7 +66,8 @@ def _chief(run_dir: Path, num_workers: int) -> None:
     scenario, data = prepare_data(scenario)
     cfg, t = scenario.model, scenario.train
     resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
-    num_ps = len(resolver.cluster_spec().as_dict().get("ps", []))
+    cluster = resolver.cluster_spec().as_dict()
+    num_ps = len(cluster.get("ps", []))
     sample = data.train.slice(0, min(data.train.batch_size, 50 * t.batch_size))
     per_sample, counts = planner.measured_ids(sample, cfg.table_sizes)
     loads = planner.table_loads(cfg.table_sizes, cfg.embedding_dim, t.batch_size, cfg.ids_per_feature,
@@ -76,7 +77,7 @@ def _chief(run_dir: Path, num_workers: int) -> None:
     strategy = tf.distribute.experimental.ParameterServerStrategy(
         resolver, variable_partitioner=PSTFDLRM.partitioner(num_ps) if sharding == "row-wise" else None)
     ctx.phase("build")
-    impl = PSTFDLRM(scenario, strategy, sharding,
+    impl = PSTFDLRM(scenario, strategy, cluster, sharding,
                     table_ranks=our_plan["assignment"] if sharding == "table-wise" else None)
     if job.get("load_params"):
         impl.set_params(dict(np.load(job["load_params"])))
