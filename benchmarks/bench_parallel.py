@@ -33,7 +33,7 @@ class Parallel:
         records = {}
         for framework in FRAMEWORKS:
             for mode in MODES:
-                why = _supported(framework, mode)
+                why = bs.quick_skip_reason((framework, mode) in bs.QUICK_PARALLEL) or _supported(framework, mode)
                 if why is None:
                     try:
                         bs.framework_or_skip(framework)

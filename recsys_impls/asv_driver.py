@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from recsys_impls.benchsupport import repo_root
+from recsys_impls.benchsupport import QUICK_ENV, repo_root
 from recsys_impls.errors import UsageError
 
 
@@ -36,6 +36,8 @@ def run(quick: bool = True, machine: str | None = None, bench: str | None = None
     commit = _git_head(root)
     # asv sets ASV_COMMIT only in environments it builds; with --python=same the records need it too.
     env = dict(os.environ, RECSYS_MACHINE=machine, ASV_COMMIT=commit)
+    if quick:
+        env[QUICK_ENV] = "1"
     asv = [sys.executable, "-m", "asv"]
     subprocess.run([*asv, "machine", "--yes", "--machine", machine], cwd=root, env=env, check=True,
                    stdout=subprocess.DEVNULL)

@@ -19,6 +19,24 @@ from recsys_impls.errors import ScenarioUnsupported, UsageError
 QUICK_TRAIN = {"steps": 120, "batch_size": 256, "eval_samples": 20000, "latency_batches": 30}
 
 
+# `python -m recsys_impls bench --quick` sets RECSYS_BENCH_QUICK=1: the expensive suites then run a
+# representative subset (asv parameters stay fixed, the rest show as skipped with this reason).
+QUICK_ENV = "RECSYS_BENCH_QUICK"
+QUICK_PARALLEL = {("torch", "ddp:2"), ("torch", "sharded:2:table-wise"), ("torch", "sharded:2:row-wise"),
+                  ("tf", "ddp:2")}
+
+
+def quick_mode() -> bool:
+    return os.environ.get(QUICK_ENV, "") not in ("", "0")
+
+
+def quick_skip_reason(in_quick_subset: bool) -> str | None:
+    """Why a scenario is not run in a quick run, or None when it runs."""
+    if quick_mode() and not in_quick_subset:
+        return f"not in the quick subset ({QUICK_ENV}=1); the full suite (nightly) runs it"
+    return None
+
+
 def repo_root() -> Path:
     """The asv config directory (asv sets ASV_CONF_DIR), else this checkout's root."""
     return Path(os.environ.get("ASV_CONF_DIR") or Path(__file__).resolve().parents[1])

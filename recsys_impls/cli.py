@@ -149,6 +149,23 @@ def summary_table(record: dict[str, Any]) -> str:
         rows.append(("train energy J/1k samples", _fmt(energy["train"].get("joules_per_1k_samples"))))
     else:
         rows.append(("energy", f"n/a ({energy.get('reason')})"))
+    comp = record.get("compression")
+    if comp:
+        rows += [
+            ("embedding / model bytes ratio vs fp32",
+             f"{_fmt(comp.get('embedding_ratio'), '{:.2f}x')} / {_fmt(comp.get('model_ratio'), '{:.2f}x')}"),
+            ("AUC change vs fp32 baseline (gate)", f"{_fmt(comp.get('auc_delta'), '{:+.4f}')} ({comp.get('gate')})"),
+            ("inference speed vs fp32", _fmt(comp.get("infer_speed_vs_baseline"), "{:.2f}x")),
+        ]
+    par = record.get("parallel")
+    if par:
+        rows += [
+            ("parallel mode / world size", f"{par.get('mode')} / {par.get('world_size')}"),
+            ("scaling efficiency", _fmt(par.get("scaling_efficiency"), "{:.2f}")),
+        ]
+        if par.get("imbalance"):
+            rows.append(("imbalance (max/mean)", ", ".join(f"{k} {_fmt(v, '{:.3f}')}"
+                                                           for k, v in par["imbalance"].items())))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
 

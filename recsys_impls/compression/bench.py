@@ -7,7 +7,6 @@ training, one intra-op thread. Records are saved beside asv's results like the c
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from recsys_impls.compression.codecs import STANDARD_CODECS, lossy_quality_effect, measure_codec
@@ -15,14 +14,10 @@ from recsys_impls.errors import ScenarioUnsupported, UsageError
 
 MODEL_METHODS = ("fp16", "bf16", "int8", "int4", "hash:0.1", "qr:10", "mixed-dim:0.3", "freq-prune:3",
                  "prune:0.8", "mlp-int8", "int8,prune:0.8")
-QUICK_METHODS = ("int8", "hash:0.1")
+QUICK_METHODS = ("int8", "int4", "hash:0.1", "qr:10", "mixed-dim:0.3")
 CODECS = STANDARD_CODECS
 LOSSY_CODECS = tuple(c for c in STANDARD_CODECS if "dense-" in c)
 TRAIN = {"steps": 150, "batch_size": 256, "eval_samples": 10000, "latency_batches": 20}
-
-
-def quick() -> bool:
-    return os.environ.get("RECSYS_BENCH_QUICK", "") not in ("", "0")
 
 
 def scenario(framework: str, data: str, compression: str = "none") -> Any:
@@ -55,8 +50,9 @@ def run_model_grid(methods: list[str], frameworks: list[str], datasets: list[str
         for data in datasets:
             for method in methods:
                 params = {"method": method, "framework": framework, "data": data}
-                if quick() and method not in QUICK_METHODS:
-                    out[(method, framework, data)] = {"status": "skipped", "error": "not in RECSYS_BENCH_QUICK"}
+                why = bs.quick_skip_reason(method in QUICK_METHODS)
+                if why:
+                    out[(method, framework, data)] = {"status": "skipped", "error": why}
                     continue
                 if not framework_available(framework):
                     out[(method, framework, data)] = {"status": "skipped", "error": f"{framework} not installed"}
