@@ -34,17 +34,35 @@ def initial_params(config: ModelConfig, seed: int) -> dict[str, np.ndarray]:
     return params
 
 
-def param_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
-    """Names and shapes ``get_params`` must return for this config (used by tests)."""
+def mlp_param_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """Names and shapes of both MLPs' parameters (every compression variant shares them)."""
     shapes: dict[str, tuple[int, ...]] = {}
-    for f, rows in enumerate(config.table_sizes):
-        shapes[f"emb.{f}"] = (rows, config.embedding_dim)
     for name, in_dim, widths in (("bottom", config.num_dense, config.bottom_mlp),
                                  ("top", config.interaction_dim, config.top_mlp)):
         for k, (o, i) in enumerate(mlp_shapes(in_dim, widths)):
             shapes[f"{name}.{k}.weight"] = (o, i)
             shapes[f"{name}.{k}.bias"] = (o,)
     return shapes
+
+
+def param_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """Names and shapes ``get_params`` must return for this config (used by tests)."""
+    shapes: dict[str, tuple[int, ...]] = {f"emb.{f}": (rows, config.embedding_dim)
+                                          for f, rows in enumerate(config.table_sizes)}
+    shapes.update(mlp_param_shapes(config))
+    return shapes
+
+
+def check_params(params: dict[str, np.ndarray], expected: dict[str, tuple[int, ...]]) -> None:
+    """``set_params`` input check shared by every implementation: one line naming what is off."""
+    from recsys_impls.errors import UsageError
+
+    missing, extra = sorted(set(expected) - set(params)), sorted(set(params) - set(expected))
+    if missing or extra:
+        raise UsageError(f"set_params: missing {missing[:5]}, unexpected {extra[:5]}; names must match get_params")
+    for name, shape in expected.items():
+        if tuple(np.shape(params[name])) != shape:
+            raise UsageError(f"set_params: {name} has shape {np.shape(params[name])}, expected {shape}")
 
 
 def reference_forward(params: dict[str, np.ndarray], config: ModelConfig, batch) -> np.ndarray:  # noqa: ANN001

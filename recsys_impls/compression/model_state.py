@@ -40,7 +40,7 @@ from recsys_impls.compression.quant import (
 from recsys_impls.compression.spec import CompressionPlan
 from recsys_impls.config import ModelConfig
 from recsys_impls.init_params import initial_params as base_initial_params
-from recsys_impls.init_params import mlp_shapes
+from recsys_impls.init_params import mlp_param_shapes
 
 PRECISION_SUFFIX = {"fp16": "@fp16", "bf16": "@bf16", "int8": "@int8", "int4": "@int4"}
 
@@ -77,11 +77,7 @@ def embedding_shapes(config: ModelConfig, plan: CompressionPlan) -> dict[str, tu
 
 def param_shapes(config: ModelConfig, plan: CompressionPlan) -> dict[str, tuple[int, ...]]:
     shapes: dict[str, tuple[int, ...]] = dict(embedding_shapes(config, plan))
-    for name, in_dim, widths in (("bottom", config.num_dense, config.bottom_mlp),
-                                 ("top", config.interaction_dim, config.top_mlp)):
-        for k, (o, i) in enumerate(mlp_shapes(in_dim, widths)):
-            shapes[f"{name}.{k}.weight"] = (o, i)
-            shapes[f"{name}.{k}.bias"] = (o,)
+    shapes.update(mlp_param_shapes(config))
     return shapes
 
 

@@ -20,7 +20,7 @@ import tensorflow as tf
 from recsys_impls.compression import model_state as ms
 from recsys_impls.compression.spec import parse_compression
 from recsys_impls.config import Scenario
-from recsys_impls.errors import UsageError
+from recsys_impls.init_params import check_params
 from recsys_impls.tf_impl.compress_embeddings import CompressedTables
 from recsys_impls.tf_impl.model import TFDLRM, Staged
 from recsys_impls.tf_impl.optim import Optimizer
@@ -110,11 +110,7 @@ class CompressedTFDLRM(TFDLRM):
     def set_params(self, params: dict[str, np.ndarray]) -> None:
         """Float32 master weights in the plan's training form (see model_state.param_shapes)."""
         expected = ms.param_shapes(self.model_config, self.plan)
-        if set(params) != set(expected):
-            raise UsageError(f"set_params: names must be {sorted(expected)[:6]}...; got {sorted(params)[:6]}...")
-        for name, shape in expected.items():
-            if tuple(np.shape(params[name])) != shape:
-                raise UsageError(f"set_params: {name} has shape {np.shape(params[name])}, expected {shape}")
+        check_params(params, expected)
         self.embeddings.set_params(params)
         self.bottom.set_params(params)
         self.top.set_params(params)

@@ -17,8 +17,7 @@ import tensorflow as tf
 from recsys_impls.base import Recommender
 from recsys_impls.config import Scenario
 from recsys_impls.data.batch import Batch
-from recsys_impls.errors import UsageError
-from recsys_impls.init_params import initial_params, param_shapes
+from recsys_impls.init_params import check_params, initial_params, param_shapes
 from recsys_impls.tf_impl import runtime
 from recsys_impls.tf_impl.embeddings import EmbeddingComponent, make_embeddings, serialized_nbytes
 from recsys_impls.tf_impl.loss_scale import DynamicLossScale
@@ -155,12 +154,7 @@ class TFDLRM(Recommender):
 
     def set_params(self, params: dict[str, np.ndarray]) -> None:
         expected = param_shapes(self.model_config)
-        missing, extra = sorted(set(expected) - set(params)), sorted(set(params) - set(expected))
-        if missing or extra:
-            raise UsageError(f"set_params: missing {missing[:5]}, unexpected {extra[:5]}; names must match get_params")
-        for name, shape in expected.items():
-            if tuple(np.shape(params[name])) != shape:
-                raise UsageError(f"set_params: {name} has shape {np.shape(params[name])}, expected {shape}")
+        check_params(params, expected)
         self.embeddings.set_params(params)
         self.bottom.set_params(params)
         self.top.set_params(params)

@@ -25,7 +25,8 @@ from torch import nn
 from recsys_impls.compression import model_state as ms
 from recsys_impls.compression.spec import parse_compression
 from recsys_impls.config import Scenario
-from recsys_impls.errors import ScenarioUnsupported, UsageError
+from recsys_impls.errors import ScenarioUnsupported
+from recsys_impls.init_params import check_params
 from recsys_impls.torch_impl.compress_embeddings import CompressedEmbeddings
 from recsys_impls.torch_impl.interaction import DotInteraction
 from recsys_impls.torch_impl.model import DenseArch, DLRMNet, StagedBatch, TorchDLRM
@@ -178,11 +179,7 @@ class CompressedTorchDLRM(TorchDLRM):
             super().set_params(params)
             return
         expected = ms.param_shapes(self.model_config, self.plan)
-        if set(params) != set(expected):
-            raise UsageError(f"set_params: names must be {sorted(expected)[:6]}...; got {sorted(params)[:6]}...")
-        for name, shape in expected.items():
-            if tuple(np.shape(params[name])) != shape:
-                raise UsageError(f"set_params: {name} has shape {np.shape(params[name])}, expected {shape}")
+        check_params(params, expected)
         self.net.embeddings.load_named(params)
         with torch.no_grad():
             for name, lin in self._named_linears():

@@ -20,8 +20,8 @@ from torch import nn
 from recsys_impls.base import Recommender
 from recsys_impls.config import Scenario
 from recsys_impls.data.batch import Batch
-from recsys_impls.errors import ScenarioUnsupported, UsageError
-from recsys_impls.init_params import initial_params, param_shapes
+from recsys_impls.errors import ScenarioUnsupported
+from recsys_impls.init_params import check_params, initial_params, param_shapes
 from recsys_impls.torch_impl.embeddings import EmbeddingBags, build_embeddings, to_device
 from recsys_impls.torch_impl.interaction import DotInteraction
 from recsys_impls.torch_impl.mlp import build_mlp
@@ -188,13 +188,7 @@ class TorchDLRM(Recommender):
 
     def set_params(self, params: dict[str, np.ndarray]) -> None:
         expected = param_shapes(self.model_config)
-        missing = sorted(set(expected) - set(params))
-        extra = sorted(set(params) - set(expected))
-        if missing or extra:
-            raise UsageError(f"set_params: missing {missing[:5]}, unexpected {extra[:5]}; names must match get_params")
-        for name, shape in expected.items():
-            if tuple(np.shape(params[name])) != shape:
-                raise UsageError(f"set_params: {name} has shape {np.shape(params[name])}, expected {shape}")
+        check_params(params, expected)
         self.net.embeddings.load_tables([params[f"emb.{f}"] for f in range(self.model_config.num_tables)])
         with torch.no_grad():
             for name, lin in self._named_linears():
