@@ -144,9 +144,12 @@ def _energy(window: Any, samples: int) -> dict[str, Any]:
 
 
 def _clean(value: Any) -> Any:
-    """JSON-safe: NaN/inf become None (the reason sits beside them)."""
+    """JSON-safe plain types: NaN/inf become None (the reason sits beside them), str subclasses
+    (torch's TorchVersion) plain str, so a pickled record never imports a framework to load."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
+    if isinstance(value, str) and type(value) is not str:
+        return str(value)
     if isinstance(value, dict):
         return {k: _clean(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

@@ -35,3 +35,20 @@ def test_frameworks_learn_alike():
     a, b = _record("torch")["quality"], _record("tf")["quality"]
     assert abs(a["auc"] - b["auc"]) < 0.005, (a["auc"], b["auc"])
     assert abs(a["logloss"] - b["logloss"]) < 0.005
+
+
+def _plain(value, path="record"):
+    """Records are pickled by asv's setup_cache: only plain types, or loading one imports a framework."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _plain(v, f"{path}.{k}")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _plain(v, f"{path}[{i}]")
+    else:
+        assert type(value) in (str, int, float, bool, type(None)), f"{path} is {type(value)}"
+
+
+@pytest.mark.parametrize("framework", ["torch", "tf"])
+def test_record_holds_plain_types_only(framework):
+    _plain(_record(framework))

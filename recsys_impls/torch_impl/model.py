@@ -204,7 +204,7 @@ class TorchDLRM(Recommender):
 
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "torch_version": torch.__version__,
+            "torch_version": str(torch.__version__),  # TorchVersion would make pickles import torch
             "optimizer": self.train_config.optimizer,
             "sparse_optimizer": type(self._opts[0]).__name__ + " (sparse gradients)"
             if self.net.embeddings.sparse_parameters() else None,
