@@ -60,11 +60,7 @@ def _energy(record, phase):
 def _finite(value, what, reason):
     """The figure, or a skip of this one track (asv's SkipNotImplemented) saying why it is missing."""
     if value is None or not math.isfinite(value):
-        try:
-            from asv_runner.benchmarks.mark import SkipNotImplemented as skip
-        except ImportError:  # outside asv: its base class
-            skip = NotImplementedError
-        raise skip(f"{what} not measured: {reason or 'no value in the record'}")
+        raise bs.skip(f"{what} not measured: {reason or 'no value in the record'}")
     return value
 
 

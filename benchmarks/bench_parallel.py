@@ -61,7 +61,7 @@ class Parallel:
     def track_scaling_inefficiency(self, records, framework, parallel):
         eff = self.p.get("scaling_efficiency")
         if eff is None:
-            raise NotImplementedError("no scaling efficiency for a single-process mode")
+            raise bs.skip("no scaling efficiency for a single-process mode")
         return 1.0 - eff
 
     track_scaling_inefficiency.unit = "1-efficiency"
@@ -69,7 +69,7 @@ class Parallel:
     def track_imbalance_bytes(self, records, framework, parallel):
         imb = self.p.get("imbalance")
         if not imb:
-            raise NotImplementedError("no sharding plan in this mode")
+            raise bs.skip("no sharding plan in this mode")
         return imb["bytes"]
 
     track_imbalance_bytes.unit = "max/mean"
@@ -77,7 +77,7 @@ class Parallel:
     def track_imbalance_lookups(self, records, framework, parallel):
         imb = self.p.get("imbalance")
         if not imb:
-            raise NotImplementedError("no sharding plan in this mode")
+            raise bs.skip("no sharding plan in this mode")
         return imb["lookups"]
 
     track_imbalance_lookups.unit = "max/mean"
@@ -90,7 +90,7 @@ class Parallel:
     def track_hook_auc_loss(self, records, framework, parallel):
         effect = self.p.get("comm_hook_effect")
         if not effect or effect.get("auc_delta") is None:
-            raise NotImplementedError("no communication hook in this mode")
+            raise bs.skip("no communication hook in this mode")
         return -effect["auc_delta"]
 
     track_hook_auc_loss.unit = "AUC(plain) - AUC(hook)"
@@ -98,7 +98,7 @@ class Parallel:
     def track_hook_step_time_ratio(self, records, framework, parallel):
         effect = self.p.get("comm_hook_effect")
         if not effect or effect.get("step_time_ratio") is None:
-            raise NotImplementedError("no communication hook in this mode")
+            raise bs.skip("no communication hook in this mode")
         return effect["step_time_ratio"]
 
     track_hook_step_time_ratio.unit = "step time hook/plain"
@@ -106,7 +106,7 @@ class Parallel:
     def track_peak_rss_bytes(self, records, framework, parallel):
         peak = (self.r.get("memory") or {}).get("peak_host_rss_bytes")
         if peak is None:
-            raise NotImplementedError("no peak RSS in this record")
+            raise bs.skip("no peak RSS in this record")
         return peak
 
     track_peak_rss_bytes.unit = "bytes"
