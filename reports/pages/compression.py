@@ -22,17 +22,17 @@ def points(ctx: Context) -> tuple[pd.DataFrame, str]:
         if "suite" in r and (r["suite"] == "compression").any():
             r = r[r["suite"] == "compression"]
         if not r.empty:
-            nbytes = r["compression.bytes"] if "compression.bytes" in r else r.get("size.model_bytes")
+            nbytes = r["compression.model_bytes"] if "compression.model_bytes" in r else r.get("size.model_bytes")
             if nbytes is None:
                 nbytes = pd.Series([None] * len(r), index=r.index)
             nbytes = nbytes.fillna(r["size.model_bytes"]) if "size.model_bytes" in r else nbytes
+            infer = r.get("throughput.infer_samples_per_s")
             df = pd.DataFrame({
                 "machine": r["machine"], "framework": r["framework"], "data": r.get("data", "?"),
                 "method": r["compression"], "auc": r["quality.auc"], "bytes": nbytes,
-                "infer_samples_per_s": r.get("throughput.infer_samples_per_s"),
-                "record_gate": r.get("compression.gate"),
+                "infer_samples_per_s": infer, "record_gate": r.get("compression.gate"),
             })
-            return df.reset_index(drop=True), "run records"
+            return pd.concat([df, _baselines(r, infer)], ignore_index=True), "run records"
     piv = asv_pivot(ctx.rows, "bench_compression")
     if piv.empty or "track_auc_gap" not in piv:
         return pd.DataFrame(), ""
@@ -47,6 +47,22 @@ def points(ctx: Context) -> tuple[pd.DataFrame, str]:
         "infer_samples_per_s": thr, "record_gate": None,
     })
     return df, "asv track_ benchmarks"
+
+
+def _baselines(r: pd.DataFrame, infer: pd.Series | None) -> pd.DataFrame:
+    """The fp32 baseline each compressed record was measured against (its own section holds the
+    baseline's AUC, bytes in the same container, and relative speed), as "none" points."""
+    if "compression.baseline_auc" not in r or "compression.baseline_model_bytes" not in r:
+        return pd.DataFrame()
+    speed = r.get("compression.infer_speed_vs_baseline")
+    base_infer = infer / speed if infer is not None and speed is not None else None
+    df = pd.DataFrame({
+        "machine": r["machine"], "framework": r["framework"], "data": r.get("data", "?"), "method": "none",
+        "auc": r["compression.baseline_auc"], "bytes": r["compression.baseline_model_bytes"],
+        "infer_samples_per_s": base_infer, "record_gate": None,
+    })
+    # One baseline per (machine, framework, data): every compressed run of a grid shares it.
+    return df.dropna(subset=["auc"]).drop_duplicates(["machine", "framework", "data"])
 
 
 def gates(df: pd.DataFrame) -> pd.DataFrame:
