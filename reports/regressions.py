@@ -20,7 +20,8 @@ import pandas as pd
 from recsys_impls.errors import UsageError
 from reports.asv_results import load_benchmarks_json, rows_from_result
 
-QUALITY_AUC = re.compile(r"auc_gap|one_minus_auc")
+# All lower-is-better AUC figures: 1-AUC, and AUC lost to compression or a comm hook (baseline - variant).
+QUALITY_AUC = re.compile(r"auc_gap|one_minus_auc|auc_loss")
 QUALITY_LOSS = re.compile(r"logloss|normalized_entropy|(^|_)ne($|_)")
 HIGHER_IS_BETTER = re.compile(r"efficiency|samples_per_s|throughput|(^|_)auc$|accuracy|speedup")
 
@@ -178,6 +179,17 @@ def judge(base: pd.Series, head: pd.Series, th: Thresholds) -> tuple[str, str]:
         if b <= 0 or h <= 0:
             return "same", "non-positive value"
         b, h, ss_b, ss_h = 1 / b, 1 / h, None, None
+    if b <= 0 or h <= 0:
+        # A ratio test is meaningless across zero (asv's own test flags identical negative values):
+        # compare the change with the factor's share of the larger magnitude instead.
+        if b == h:
+            return "same", ""
+        margin = (th.factor - 1) * max(abs(b), abs(h))
+        if h - b > margin:
+            return "regressed", f"rose {h - b:.4g} > {margin:.4g} (factor on magnitude; values cross or touch zero)"
+        if b - h > margin:
+            return "improved", f"fell {b - h:.4g} > {margin:.4g} (factor on magnitude; values cross or touch zero)"
+        return "same", ""
     use = th.use_stats and ss_b is not None and ss_h is not None
     how = "Mann-Whitney/CI + factor" if use else "factor only"
     if _is_result_better(b, h, ss_b, ss_h, th.factor, use_stats=use):

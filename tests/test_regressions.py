@@ -151,3 +151,24 @@ def test_commits_subcommand_lists_oldest_first(capsys: pytest.CaptureFixture[str
     assert main(["commits", "--results", str(RESULTS), "--machine", "toy-2threads"]) == 0
     assert capsys.readouterr().out.split() == [COMMITS["base"], COMMITS["rerun"], COMMITS["slow"]]
     assert main(["commits", "--results", str(RESULTS)]) == 2  # two machines: must pick one
+
+
+def test_identical_non_positive_values_are_never_flagged():
+    """asv's ratio test calls -4e-6 vs -4e-6 'worse' (x < x / 1.1 for negatives); ours must not."""
+    import pandas as pd
+
+    from reports.regressions import Thresholds, judge
+
+    def row(metric, value):
+        return pd.Series({"status": "ok", "version": "v", "value": value, "metric": metric, "type": "track",
+                          "ci_lo": float("nan"), "ci_hi": float("nan"), "q25": float("nan"), "q75": float("nan"),
+                          "repeat": float("nan"), "number": float("nan"), "samples": None})
+
+    th = Thresholds()
+    assert judge(row("track_sampler_wall_overhead", -0.61), row("track_sampler_wall_overhead", -0.61), th)[0] == "same"
+    w = "track_sampler_wall_overhead"
+    assert judge(row(w, -0.5), row(w, 0.5), th)[0] == "regressed"
+    assert judge(row("track_sampler_wall_overhead", 0.5), row("track_sampler_wall_overhead", -0.5), th)[0] == "improved"
+    # AUC lost to compression is judged like 1-AUC: an absolute threshold, never a ratio.
+    assert judge(row("track_auc_loss", -4e-6), row("track_auc_loss", -4e-6), th)[0] == "same"
+    assert judge(row("track_auc_loss", 0.0001), row("track_auc_loss", 0.0030), th)[0] == "regressed"
