@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from recsys_impls.config import ModelConfig
@@ -65,29 +67,37 @@ def check_params(params: dict[str, np.ndarray], expected: dict[str, tuple[int, .
             raise UsageError(f"set_params: {name} has shape {np.shape(params[name])}, expected {shape}")
 
 
-def reference_forward(params: dict[str, np.ndarray], config: ModelConfig, batch) -> np.ndarray:  # noqa: ANN001
-    """Slow, obviously-correct numpy forward pass returning probabilities; the parity oracle."""
+def dlrm_forward(config: ModelConfig, batch, weight: Callable[[str], np.ndarray],  # noqa: ANN001
+                 bias: Callable[[str], np.ndarray], rows: Callable[[int, np.ndarray], np.ndarray]) -> np.ndarray:
+    """Slow, obviously-correct float64 DLRM forward pass returning probabilities.
+
+    ``weight``/``bias`` give a layer's parameters by name, ``rows(f, ids)`` the table rows of feature f,
+    so plain and compressed stored forms share one oracle.
+    """
     x = batch.dense.astype(np.float64)
-    k = 0
-    while f"bottom.{k}.weight" in params:
-        x = np.maximum(x @ params[f"bottom.{k}.weight"].T + params[f"bottom.{k}.bias"], 0.0)
-        k += 1
+    for k in range(len(config.bottom_mlp)):
+        x = np.maximum(x @ weight(f"bottom.{k}.weight").T + bias(f"bottom.{k}.bias"), 0.0)
     vecs = [x]
     offsets = batch.feature_offsets()
     for f in range(config.num_tables):
         ids = batch.ids[offsets[f] : offsets[f + 1]]
         seg = np.repeat(np.arange(batch.batch_size), batch.lengths[f])
         pooled = np.zeros((batch.batch_size, config.embedding_dim))
-        np.add.at(pooled, seg, params[f"emb.{f}"][ids])
+        np.add.at(pooled, seg, rows(f, ids))
         vecs.append(pooled)
     t = np.stack(vecs, axis=1)
     z = np.einsum("bid,bjd->bij", t, t)
     li, lj = np.tril_indices(config.num_tables + 1, -1)
     h = np.concatenate([x, z[:, li, lj]], axis=1)
-    k = 0
     n_top = len(config.top_mlp)
     for k in range(n_top):
-        h = h @ params[f"top.{k}.weight"].T + params[f"top.{k}.bias"]
+        h = h @ weight(f"top.{k}.weight").T + bias(f"top.{k}.bias")
         if k < n_top - 1:
             h = np.maximum(h, 0.0)
     return (1.0 / (1.0 + np.exp(-h[:, 0]))).astype(np.float32)
+
+
+def reference_forward(params: dict[str, np.ndarray], config: ModelConfig, batch) -> np.ndarray:  # noqa: ANN001
+    """The parity oracle for plain (uncompressed) parameters."""
+    return dlrm_forward(config, batch, params.__getitem__, params.__getitem__,
+                        lambda f, ids: params[f"emb.{f}"][ids])

@@ -39,8 +39,8 @@ from recsys_impls.compression.quant import (
 )
 from recsys_impls.compression.spec import CompressionPlan
 from recsys_impls.config import ModelConfig
+from recsys_impls.init_params import dlrm_forward, mlp_param_shapes
 from recsys_impls.init_params import initial_params as base_initial_params
-from recsys_impls.init_params import mlp_param_shapes
 
 PRECISION_SUFFIX = {"fp16": "@fp16", "bf16": "@bf16", "int8": "@int8", "int4": "@int4"}
 
@@ -239,24 +239,5 @@ def embedding_rows(config: ModelConfig, plan: CompressionPlan, stored: dict[str,
 def reference_forward(config: ModelConfig, plan: CompressionPlan, stored: dict[str, np.ndarray],
                       batch: Any) -> np.ndarray:
     """Probabilities of the stored compressed model (float64 math; mlp-int8 as weight-only int8)."""
-    x = batch.dense.astype(np.float64)
-    for k in range(len(config.bottom_mlp)):
-        x = np.maximum(x @ mlp_weight(stored, f"bottom.{k}.weight").T + stored[f"bottom.{k}.bias"], 0.0)
-    vecs = [x]
-    offsets = batch.feature_offsets()
-    for f in range(config.num_tables):
-        ids = batch.ids[offsets[f] : offsets[f + 1]]
-        seg = np.repeat(np.arange(batch.batch_size), batch.lengths[f])
-        pooled = np.zeros((batch.batch_size, config.embedding_dim))
-        np.add.at(pooled, seg, embedding_rows(config, plan, stored, f, ids))
-        vecs.append(pooled)
-    t = np.stack(vecs, axis=1)
-    z = np.einsum("bid,bjd->bij", t, t)
-    li, lj = np.tril_indices(config.num_tables + 1, -1)
-    h = np.concatenate([x, z[:, li, lj]], axis=1)
-    n_top = len(config.top_mlp)
-    for k in range(n_top):
-        h = h @ mlp_weight(stored, f"top.{k}.weight").T + stored[f"top.{k}.bias"]
-        if k < n_top - 1:
-            h = np.maximum(h, 0.0)
-    return (1.0 / (1.0 + np.exp(-h[:, 0]))).astype(np.float32)
+    return dlrm_forward(config, batch, lambda name: mlp_weight(stored, name), stored.__getitem__,
+                        lambda f, ids: embedding_rows(config, plan, stored, f, ids))
