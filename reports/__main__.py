@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-stats", action="store_true", help="factor only; ignore asv's samples/CI test")
     r.add_argument("--only-changed", action="store_true", help="print only changed benchmarks")
     r.add_argument("--markdown", default=None, help="write a Markdown summary to this file")
+    r.add_argument("--regressed-list", default=None, help="write the regressed benchmarks' names, one a line")
     c = sub.add_parser("commits", allow_abbrev=False, help="print a machine's commits with results, oldest first")
     c.add_argument("--results", default=".asv/results", help="asv results_dir (default .asv/results)")
     c.add_argument("--machine", default=None, help="machine name (needed when several have results)")
@@ -76,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
 
         th = Thresholds(factor=args.factor, auc_drop=args.auc_drop, logloss_rise=args.logloss_rise,
                         use_stats=not args.no_stats)
-        return run_cli(args.base, args.head, args.results, args.machine, th, args.markdown, args.only_changed)
+        return run_cli(args.base, args.head, args.results, args.machine, th, args.markdown, args.only_changed,
+                       args.regressed_list)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -285,7 +285,7 @@ def _md_table(df: pd.DataFrame) -> str:
 
 
 def run_cli(base: str, head: str, results: str, machine: str | None, th: Thresholds,
-            markdown: str | None = None, only_changed: bool = False) -> int:
+            markdown: str | None = None, only_changed: bool = False, regressed_list: str | None = None) -> int:
     """Print the table, write the Markdown summary; 1 if anything regressed, else 0."""
     th.validate()
     rdir = Path(results)
@@ -303,6 +303,13 @@ def run_cli(base: str, head: str, results: str, machine: str | None, th: Thresho
             Path(markdown).write_text(markdown_summary(cmp, b, h, th))
         except OSError as exc:
             raise UsageError(f"--markdown {markdown}: cannot write: {exc.strerror}") from None
+    if regressed_list:
+        # One benchmark name a line: what nightly.sh re-runs to confirm a regression before reporting it.
+        names = sorted(set(cmp.loc[cmp["verdict"] == "regressed", "benchmark"]))
+        try:
+            Path(regressed_list).write_text("".join(f"{name}\n" for name in names))
+        except OSError as exc:
+            raise UsageError(f"--regressed-list {regressed_list}: cannot write: {exc.strerror}") from None
     return 1 if n else 0
 
 

@@ -172,3 +172,14 @@ def test_identical_non_positive_values_are_never_flagged():
     # AUC lost to compression is judged like 1-AUC: an absolute threshold, never a ratio.
     assert judge(row("track_auc_loss", -4e-6), row("track_auc_loss", -4e-6), th)[0] == "same"
     assert judge(row("track_auc_loss", 0.0001), row("track_auc_loss", 0.0030), th)[0] == "regressed"
+
+
+def test_regressed_list_names_what_to_rerun(tmp_path: Path) -> None:
+    """nightly.sh re-runs exactly these benchmarks to confirm a regression."""
+    listing = tmp_path / "regressed.txt"
+    assert _cli("--base", COMMITS["base"][:8], "--head", COMMITS["slow"][:7], "--regressed-list", str(listing)) == 1
+    names = listing.read_text().splitlines()
+    assert names and all("time_train_step" in n for n in names) and len(names) == len(set(names))
+    clean = tmp_path / "none.txt"
+    assert _cli("--base", COMMITS["rerun"], "--head", COMMITS["rerun"], "--regressed-list", str(clean)) == 0
+    assert clean.read_text() == ""
