@@ -179,7 +179,8 @@ def test_regressed_list_names_what_to_rerun(tmp_path: Path) -> None:
     listing = tmp_path / "regressed.txt"
     assert _cli("--base", COMMITS["base"][:8], "--head", COMMITS["slow"][:7], "--regressed-list", str(listing)) == 1
     names = listing.read_text().splitlines()
-    assert names and all("time_train_step" in n for n in names) and len(names) == len(set(names))
+    assert "bench_core.TrainStep.time_train_step" in names and len(names) == len(set(names))
+    assert names == sorted(names) and all(" " not in n for n in names)
     clean = tmp_path / "none.txt"
     assert _cli("--base", COMMITS["rerun"], "--head", COMMITS["rerun"], "--regressed-list", str(clean)) == 0
     assert clean.read_text() == ""
