@@ -71,7 +71,8 @@ set -e
 # only regressions that persist. NIGHTLY_CONFIRM=0 turns it off; it needs the head checked out (mode same).
 if [ "$status" -eq 1 ] && [ "${NIGHTLY_CONFIRM:-1}" = 1 ] && [ "$MODE" = same ] \
    && [ "$(git rev-parse HEAD | cut -c1-8)" = "${HEAD_RESULT:0:8}" ]; then
-  REGEX=$(sed 's/[.]/\\./g; s/^/^/; s/$/$/' "$OUT/regressed.txt" | paste -sd'|')
+  # asv matches a parameterised benchmark as "name(param, ...)": anchor the name, allow the params.
+  REGEX=$(sed 's/[.]/\\./g; s/^/^/; s/$/(\\(|$)/' "$OUT/regressed.txt" | paste -sd'|')
   echo "== confirming $(wc -l < "$OUT/regressed.txt") regressed benchmark(s) with a re-run of the head"
   ASV_COMMIT=$(git rev-parse HEAD) $PY -m asv run --python=same --set-commit-hash "$(git rev-parse HEAD)" \
     --machine "$MACHINE" --record-samples --bench "$REGEX" || true
