@@ -32,7 +32,7 @@ import tensorflow as tf
 
 from recsys_impls.config import ModelConfig, Scenario
 from recsys_impls.errors import ScenarioUnsupported
-from recsys_impls.tf_impl.embeddings import PerTableTables, _sorted_bag_sum, register_embedding, serialized_nbytes
+from recsys_impls.tf_impl.embeddings import PerTableTables, register_embedding, serialized_nbytes
 from recsys_impls.tf_impl.model import TFDLRM, Staged
 
 _PS_TABLES = "_ps-tables"
@@ -56,15 +56,8 @@ class ShardedTables(PerTableTables):
 
     kind = "fp32-per-table-ps"
 
-    def pool(self, ids: tf.Tensor, lengths: tf.Tensor) -> tf.Tensor:
-        batch = tf.shape(lengths)[1]
-        per_feature = tf.split(ids, tf.reduce_sum(lengths, axis=1), num=self.config.num_tables)
-        pooled = []
-        for f, table in enumerate(self.tables):
-            sample = tf.repeat(tf.range(batch), lengths[f])
-            rows = tf.nn.embedding_lookup(table, per_feature[f])  # dispatched per shard for ShardedVariable
-            pooled.append(_sorted_bag_sum(rows, sample, batch))
-        return tf.stack(pooled, axis=1)
+    def _lookup(self, table: Any, ids: tf.Tensor) -> tf.Tensor:
+        return tf.nn.embedding_lookup(table, ids)  # dispatched per shard for a ShardedVariable
 
     @property
     def trainable_variables(self) -> tuple[tf.Variable, ...]:

@@ -118,8 +118,12 @@ class PerTableTables(EmbeddingComponent):
         pooled = []
         for f, table in enumerate(self.tables):
             sample = tf.repeat(tf.range(batch), lengths[f])
-            pooled.append(_sorted_bag_sum(tf.gather(table, per_feature[f]), sample, batch))
+            pooled.append(_sorted_bag_sum(self._lookup(table, per_feature[f]), sample, batch))
         return tf.stack(pooled, axis=1)
+
+    def _lookup(self, table: tf.Variable, ids: tf.Tensor) -> tf.Tensor:
+        """Rows of one table; subclasses whose tables are sharded override only this."""
+        return tf.gather(table, ids)
 
     def get_params(self) -> dict[str, np.ndarray]:
         return {f"emb.{f}": t.numpy() for f, t in enumerate(self.tables)}
