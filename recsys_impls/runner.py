@@ -22,7 +22,7 @@ from recsys_impls.base import Recommender
 from recsys_impls.config import Scenario
 from recsys_impls.data.batch import Batch
 from recsys_impls.data.dataset import Dataset
-from recsys_impls.errors import UsageError
+from recsys_impls.errors import ScenarioUnsupported, UsageError
 from recsys_impls.measure import fingerprint, host, nvml, timing
 
 SCHEMA_VERSION = 1
@@ -249,8 +249,7 @@ def failed_record(scenario: Scenario, error: BaseException) -> dict[str, Any]:
     """What a failed scenario leaves behind: its axes and why, so nothing else is lost."""
     return {
         "schema_version": SCHEMA_VERSION,
-        "status": "skipped" if getattr(error, "exit_code", None) == 2 and type(error).__name__ == "ScenarioUnsupported"
-        else "failed",
+        "status": "skipped" if isinstance(error, ScenarioUnsupported) else "failed",
         "framework": scenario.framework,
         "scenario": scenario.to_dict(),
         "error": f"{type(error).__name__}: {error}",
