@@ -7,6 +7,7 @@ raise NotImplementedError in setup, so asv shows them as skipped with the reason
 ``RECSYS_BENCH_QUICK=1`` limits the model methods to int8 and hash:0.1 (a couple of minutes).
 """
 
+from recsys_impls import benchsupport as bs
 from recsys_impls.compression import bench as cb
 
 METHODS = list(cb.MODEL_METHODS)
@@ -107,7 +108,7 @@ class LossyDataCodecQuality:
     setup_cache.timeout = 1800
 
     def setup(self, results, codec, framework):
-        self.r = cb.require_ok(results.get((codec, framework)))
+        self.r = bs.require_ok(results.get((codec, framework)))
 
     def track_auc_loss(self, results, codec, framework):
         return -self.r["auc_delta"]

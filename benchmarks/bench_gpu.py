@@ -220,22 +220,14 @@ _overhead_all.timeout = 1800
 
 def _steps_fn(impl, staged, target_s=0.5):
     """A callable running enough training steps (about target_s) for several sampler ticks."""
-    import time
+    from recsys_impls.measure.loop import timed_loop
 
-    for s in staged[:3]:
-        impl.train_step(s)
-    impl.synchronize()
-    t0 = time.perf_counter()
-    for s in staged:
-        impl.train_step(s)
-    impl.synchronize()
-    per_step = max((time.perf_counter() - t0) / len(staged), 1e-6)
+    probe = timed_loop(impl.train_step, staged, warmup=3, start=0, steps=len(staged), sync=impl.synchronize)
+    per_step = max(probe.seconds / probe.timed_steps, 1e-6)
     n = max(len(staged), math.ceil(target_s / per_step))
 
     def run():
-        for i in range(n):
-            impl.train_step(staged[i % len(staged)])
-        impl.synchronize()
+        timed_loop(impl.train_step, staged, start=0, steps=n, sync=impl.synchronize)
 
     return run
 

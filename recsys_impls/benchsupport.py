@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from recsys_impls.config import PRESETS, Scenario, build_scenario
-from recsys_impls.errors import ScenarioUnsupported, UsageError
+from recsys_impls.errors import ScenarioUnsupported
 
 # asv's scenario size for quick runs: the "tiny" preset, shortened. Small on purpose: the whole
 # suite must finish in minutes on two cores. Bigger shapes come from the "dlrm-ref" timing params.
@@ -86,14 +86,9 @@ def run_and_record(suite: str, params: dict[str, Any], scenario: Scenario) -> di
 
     One scenario failing never loses the others: the caller stores every record it gets.
     """
-    from recsys_impls.runner import failed_record, run_scenario
+    from recsys_impls.execute import execute_or_record
 
-    try:
-        record = run_scenario(scenario)
-    except (ScenarioUnsupported, UsageError) as exc:
-        record = failed_record(scenario, exc)
-    except Exception as exc:  # noqa: BLE001 - recorded with its reason, the suite goes on
-        record = failed_record(scenario, exc)
+    record = execute_or_record(scenario).to_plain()
     save_record(record, suite, params)
     return record
 

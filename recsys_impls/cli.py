@@ -6,7 +6,6 @@ Every user error ends as one line on stderr and exit code 2; never a traceback.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -171,20 +170,15 @@ def summary_table(record: dict[str, Any]) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from recsys_impls.runner import run_scenario
+    from recsys_impls.execute import execute
 
     scenario = scenario_from_args(args)
     if args.json:
         _check_writable(args.json)
     progress = not args.quiet and sys.stderr.isatty()
-    if scenario.compression not in ("", "none") and scenario.parallel in ("", "none"):
-        from recsys_impls.compression.section import run_compression  # also runs the fp32 baseline
-
-        record = run_compression(scenario, progress=progress)
-    else:
-        record = run_scenario(scenario, progress=progress)
+    record = execute(scenario, progress=progress)
     if args.json:
-        Path(args.json).write_text(json.dumps(record, indent=2, sort_keys=True))
+        record.save(args.json)
     if not args.quiet:
         print(summary_table(record))
         if args.json:

@@ -389,9 +389,10 @@ def scenario_from_dict(d: dict[str, Any]) -> Any:
 
 def _prepared_steps(scenario: Any, phase: str, max_steps: int | None) -> tuple[Recommender, list[Any], Any]:
     """Build the scenario's model and stage its batches for ``phase``: (model, staged, step fn)."""
-    from recsys_impls import registry, runner  # noqa: PLC0415 - heavy; only when profiling
+    from recsys_impls import registry  # noqa: PLC0415 - heavy; only when profiling
+    from recsys_impls.data.loader import prepare  # noqa: PLC0415
 
-    scenario, data = runner.prepare(scenario)
+    scenario, data = prepare(scenario)
     impl = registry.build(scenario)
     step = _step_fn(impl, phase)
     bs = scenario.train.batch_size

@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 from recsys_impls.compression.codecs import STANDARD_CODECS, lossy_quality_effect, measure_codec
-from recsys_impls.errors import ScenarioUnsupported, UsageError
 
 MODEL_METHODS = ("fp16", "bf16", "int8", "int4", "hash:0.1", "qr:10", "mixed-dim:0.3", "freq-prune:3",
                  "prune:0.8", "mlp-int8", "int8,prune:0.8")
@@ -34,15 +33,9 @@ def scenario(framework: str, data: str, compression: str = "none") -> Any:
     return build_scenario(layers)
 
 
-def _failed(exc: BaseException) -> dict[str, Any]:
-    return {"status": "skipped" if isinstance(exc, ScenarioUnsupported) else "failed",
-            "error": f"{type(exc).__name__}: {exc}"}
-
-
 def run_model_grid(methods: list[str], frameworks: list[str], datasets: list[str]) -> dict[Any, Any]:
     """Every (method, framework, data) record with its compression section; failures keep a reason."""
     from recsys_impls import benchsupport as bs
-    from recsys_impls.compression.section import run_compression
     from recsys_impls.registry import framework_available
 
     out: dict[Any, Any] = {}
@@ -57,27 +50,15 @@ def run_model_grid(methods: list[str], frameworks: list[str], datasets: list[str
                 if not framework_available(framework):
                     out[(method, framework, data)] = {"status": "skipped", "error": f"{framework} not installed"}
                     continue
-                try:
-                    record = run_compression(scenario(framework, data, method))
-                except (ScenarioUnsupported, UsageError) as exc:
-                    record = _failed(exc)
-                except Exception as exc:  # noqa: BLE001 - recorded with its reason; the grid goes on
-                    record = _failed(exc)
-                bs.save_record(record, "compression", params)
-                out[(method, framework, data)] = record
+                out[(method, framework, data)] = bs.run_and_record("compression", params,
+                                                                   scenario(framework, data, method))
     return out
-
-
-def require_ok(record: dict[str, Any] | None) -> dict[str, Any]:
-    if record is None:
-        raise NotImplementedError("not run")
-    if record.get("status", "ok") != "ok":
-        raise NotImplementedError(record.get("error", "failed"))
-    return record
 
 
 def require_section(record: dict[str, Any] | None) -> dict[str, Any]:
     """The record's compression section plus the absolute inference speed, or NotImplementedError."""
+    from recsys_impls.benchsupport import require_ok
+
     r = require_ok(record)
     if "compression" not in r:
         raise NotImplementedError("record has no compression section")
@@ -100,19 +81,22 @@ def codec_grid() -> dict[str, dict[str, Any]]:
 def lossy_codec_grid(frameworks: list[str]) -> dict[Any, Any]:
     """Train each framework's baseline once on synthetic data; AUC of its eval data through each codec."""
     from recsys_impls import registry
-    from recsys_impls.runner import prepare, train
+    from recsys_impls.data.loader import prepare
+    from recsys_impls.record import Record
+    from recsys_impls.runner import train
 
     out: dict[Any, Any] = {}
     for framework in frameworks:
+        base = scenario(framework, "synthetic")
         try:
-            sc, data = prepare(scenario(framework, "synthetic"))
+            sc, data = prepare(base)
             impl = registry.build(sc)
             train(impl, data.train.split(sc.train.batch_size), sc.train.warmup_steps)
             for codec in LOSSY_CODECS:
                 out[(codec, framework)] = lossy_quality_effect(impl, data.eval, codec)
         except Exception as exc:  # noqa: BLE001 - recorded with its reason
             for codec in LOSSY_CODECS:
-                out[(codec, framework)] = _failed(exc)
+                out[(codec, framework)] = Record.failed(base, exc).to_plain()
     return out
 
 

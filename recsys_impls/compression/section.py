@@ -100,7 +100,8 @@ def post_training_effect(impl: Any, scenario: Scenario, data: Any, record: dict[
 
 def run_compression(scenario: Scenario, progress: bool = False) -> dict[str, Any]:
     """Run ``scenario`` and its fp32 baseline on the same data and seed; the record gets "compression"."""
-    from recsys_impls.runner import prepare, run_scenario
+    from recsys_impls.data.loader import prepare
+    from recsys_impls.runner import run_scenario
 
     prepared = prepare(scenario)
     sc, data = prepared

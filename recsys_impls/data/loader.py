@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from recsys_impls.config import Scenario
 from recsys_impls.data.dataset import Dataset
 from recsys_impls.errors import UsageError
@@ -38,3 +40,12 @@ def load_dataset(scenario: Scenario, num_train: int, num_eval: int) -> Dataset:
     return load_criteo_tsv(
         source, model.num_dense, model.table_sizes, num_train, num_eval, skip_bad_lines=scenario.data.skip_bad_lines,
     )
+
+
+def prepare(scenario: Scenario) -> tuple[Scenario, Dataset]:
+    """Load the scenario's data and fit the model shape to it (MovieLens decides its own tables)."""
+    scenario = scenario.validate()
+    t = scenario.train
+    data = load_dataset(scenario, num_train=t.steps * t.batch_size, num_eval=t.eval_samples)
+    model = replace(scenario.model, num_dense=data.num_dense, table_sizes=tuple(data.table_sizes))
+    return replace(scenario, model=model).validate(), data

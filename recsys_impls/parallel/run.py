@@ -1,10 +1,11 @@
-"""``run_parallel(scenario) -> record``: the runner's entry for every ``--parallel`` value but ``none``.
+"""``run_parallel(scenario) -> record`` for distributed scenarios (``ddp``, ``sharded``, ``mwms``, ...).
 
-threads:N runs in this process (the implementation honours DeviceConfig.threads). Distributed modes
-write a job file, launch the workers (torchrun for PyTorch; TF_CONFIG processes for TensorFlow), and
-fold the per-rank JSON results into one record whose ``parallel`` section carries the mode, world size,
-sharding, per-rank figures, imbalance, scaling efficiency and communication volumes. A failed or timed
-out run raises WorkerFailed (the runner records it as failed; other scenarios are unaffected).
+``recsys_impls.execute`` sends a scenario here when it needs more than one process (``threads:N`` stays
+in one process and never comes here). This module writes a job file, launches the workers (torchrun
+for PyTorch; TF_CONFIG processes for TensorFlow), and folds their per-rank results (each a
+``record.rank_result``, timed by ``measure.loop``) into one record whose ``parallel`` section carries
+the mode, world size, sharding, per-rank figures, imbalance, scaling efficiency and communication
+volumes. A failed or timed out run raises WorkerFailed.
 """
 
 from __future__ import annotations
@@ -21,16 +22,26 @@ from recsys_impls.config import Scenario
 from recsys_impls.parallel import comm, launch
 from recsys_impls.parallel.spec import ParallelPlan, check_supported, parse_parallel
 from recsys_impls.parallel.worker import read_results, write_job
+from recsys_impls.record import Record, timestamp
 
-DEFAULT_TIMEOUT_S = float(os.environ.get("RECSYS_PARALLEL_TIMEOUT", "600"))
+TIMEOUT_ENV = "RECSYS_PARALLEL_TIMEOUT"
+DEFAULT_TIMEOUT_S = 600.0
 
 
-def threads_scenario(scenario: Scenario) -> Scenario:
-    """threads:N as a single-process scenario with DeviceConfig.threads = N."""
-    plan = parse_parallel(scenario.parallel)
-    if plan.mode != "threads":
-        return scenario
-    return replace(scenario, parallel="none", device=replace(scenario.device, threads=plan.threads))
+def default_timeout_s() -> float:
+    """The run's hard time bound: RECSYS_PARALLEL_TIMEOUT seconds, or 600."""
+    from recsys_impls.errors import UsageError
+
+    text = os.environ.get(TIMEOUT_ENV, "")
+    if not text:
+        return DEFAULT_TIMEOUT_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (value > 0 and value != float("inf")):
+        raise UsageError(f"{TIMEOUT_ENV}={text[:40]!r}: must be a positive, finite number of seconds")
+    return value
 
 
 def _launch(scenario: Scenario, plan: ParallelPlan, run_dir: Path, timeout_s: float, job_extra: dict[str, Any],
@@ -64,7 +75,7 @@ def run_distributed(scenario: Scenario, timeout_s: float | None = None, run_dir:
     own_dir = run_dir is None
     run_dir = Path(tempfile.mkdtemp(prefix="recsys-parallel-")) if own_dir else run_dir
     try:
-        results = _launch(scenario, plan, run_dir, timeout_s or DEFAULT_TIMEOUT_S, job_extra or {}, env)
+        results = _launch(scenario, plan, run_dir, timeout_s or default_timeout_s(), job_extra or {}, env)
     finally:
         if own_dir and not os.environ.get("RECSYS_KEEP_RUN_DIR"):
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -80,6 +91,10 @@ def summarize(scenario: Scenario, plan: ParallelPlan, results: list[dict[str, An
     seconds = max(r["seconds"] for r in results)
     timed_steps = r0["timed_steps"]
     throughput = global_batch * timed_steps / seconds if seconds > 0 else None
+    # Every rank timed the same barrier-bounded window; the slowest rank's steps are the run's steps.
+    slowest = max(results, key=lambda r: (r.get("train") or {}).get("step_ms", {}).get("median") or 0.0)
+    train = dict(slowest.get("train") or {}, batch_size=global_batch, samples_per_s=throughput,
+                 timed_samples=global_batch * timed_steps, seconds=seconds, slowest_rank=slowest.get("rank"))
     fps = [r.get("replica_fingerprints") for r in results]
     section: dict[str, Any] = {
         "mode": plan.mode, "spec": plan.spec, "world_size": plan.world_size,
@@ -100,7 +115,7 @@ def summarize(scenario: Scenario, plan: ParallelPlan, results: list[dict[str, An
         section["imbalance"] = r0["sharding_plan"].get("imbalance")
     peaks = [r["peak_rss_bytes"] for r in section["per_rank"] if r.get("peak_rss_bytes")]
     section["peak_rss_bytes_max"] = max(peaks) if peaks else None
-    return {"parallel": section, "quality": r0["quality"], "size": r0.get("size", {}),
+    return {"parallel": section, "train": train, "quality": r0["quality"], "size": r0.get("size", {}),
             "data": {"name": r0.get("data_name"), **r0.get("data_info", {})}, "final_loss": r0.get("final_loss")}
 
 
@@ -112,6 +127,8 @@ def _per_rank(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per process: each worker's own figures; for ParameterServerStrategy the chief's row plus
     one per ps (placed bytes, lookups) and per worker, with the servers' peak RSS read by the launcher."""
     rows = [{k: r.get(k) for k in _RANK_KEYS if k in r or k != "role"} for r in results]
+    for row, r in zip(rows, results, strict=True):
+        row["step_ms"] = (r.get("train") or {}).get("step_ms")
     r0 = results[0]
     if "per_rank_override" in r0:
         peaks = r0.get("server_peak_rss_bytes", {})
@@ -125,24 +142,14 @@ def _per_rank(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def run_parallel(scenario: Scenario, progress: bool = False, baseline: bool = True,
-                 timeout_s: float | None = None) -> dict[str, Any]:
-    """Record for a parallel scenario. With ``baseline``, the same launcher also runs world size 1 so the
+                 timeout_s: float | None = None) -> Record:
+    """Record for a distributed scenario. With ``baseline``, the same launcher also runs world size 1 so the
     scaling efficiency compares like with like (same code path, same threads per process)."""
-    plan = parse_parallel(scenario.parallel)
-    if plan.mode == "none":
-        from recsys_impls.runner import run_scenario
-
-        return run_scenario(scenario, progress=progress)
-    if plan.mode == "threads":
-        from recsys_impls.runner import run_scenario
-
-        record = run_scenario(threads_scenario(scenario), progress=progress)
-        record["scenario"]["parallel"] = scenario.parallel
-        record["parallel"] = {"mode": "threads", "spec": plan.spec, "world_size": 1, "threads": plan.threads,
-                              "train_samples_per_s": record["throughput"]["train_samples_per_s"]}
-        return record
     from recsys_impls.measure import fingerprint
 
+    plan = parse_parallel(scenario.parallel)
+    if not plan.distributed:
+        raise ValueError(f"run_parallel launches distributed scenarios; {scenario.parallel!r} runs in one process")
     started = time.time()
     out = run_distributed(scenario, timeout_s)
     par = out["parallel"]
@@ -152,7 +159,8 @@ def run_parallel(scenario: Scenario, progress: bool = False, baseline: bool = Tr
         b = base["parallel"]["train_samples_per_s"]
         par["baseline_1_process"] = {"spec": one.parallel, "train_samples_per_s": b,
                                      "auc": base["quality"].get("auc"),
-                                     "step_ms_mean": base["parallel"]["step_ms_mean"]}
+                                     "step_ms_mean": base["parallel"]["step_ms_mean"],
+                                     "step_ms": base["train"].get("step_ms")}
         if b and par["train_samples_per_s"]:
             par["speedup"] = par["train_samples_per_s"] / b
             par["scaling_efficiency"] = par["train_samples_per_s"] / (plan.world_size * b)
@@ -161,23 +169,21 @@ def run_parallel(scenario: Scenario, progress: bool = False, baseline: bool = Tr
         par["scaling_efficiency_reason"] = "no 1-process baseline run (baseline=False or world size 1)"
     if plan.comm_hook != "none":
         par["comm_hook_effect"] = hook_effect(scenario, plan, out, timeout_s)
-    from recsys_impls.runner import SCHEMA_VERSION, _clean
-
-    record = {
-        "schema_version": SCHEMA_VERSION, "status": "ok", "framework": scenario.framework,
-        "scenario": scenario.to_dict(), "quality": out["quality"], "parallel": par,
-        "throughput": {"train_samples_per_s": par["train_samples_per_s"], "infer_samples_per_s": None,
-                       "infer_samples_per_s_reason": "distributed scenarios time training; inference is single-process",
-                       "input_conversion_in_timed_window": False},
-        "latency_ms": {"p50": None, "reason": "not measured for distributed scenarios"},
-        "size": out["size"], "data": out["data"],
-        "memory": _memory(par),
-        "energy": {"joules": None, "reason": "not sampled for distributed scenarios"},
-        "env": fingerprint.environment_fingerprint(),
-        "duration_s": time.time() - started,
-        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
-    }
-    return _clean(record)
+    record = Record.new(
+        scenario, quality=out["quality"], parallel=par, train=out["train"],
+        throughput={"train_samples_per_s": par["train_samples_per_s"], "infer_samples_per_s": None,
+                    "infer_samples_per_s_reason": "distributed scenarios time training; inference is single-process",
+                    "input_conversion_in_timed_window": False},
+        latency_ms={"p50": None, "reason": "not measured for distributed scenarios"},
+        size=out["size"], data=out["data"],
+        memory=_memory(par),
+        energy={"joules": None, "reason": "not sampled for distributed scenarios"},
+        threads=out.get("threads"),
+        env=fingerprint.environment_fingerprint(),
+        duration_s=time.time() - started,
+        timestamp=timestamp(started),
+    )
+    return record.cleaned()
 
 
 def hook_effect(scenario: Scenario, plan: ParallelPlan, out: dict[str, Any],

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 from dataclasses import replace
 from typing import Any
 
@@ -15,15 +14,8 @@ from recsys_impls.errors import UsageError
 
 
 def prepare_data(scenario: Scenario) -> tuple[Scenario, Any]:
-    """Every rank loads the same deterministic data (the scenario seed) through the runner's path."""
-    if importlib.util.find_spec("recsys_impls.data.loader") is None:  # until the shared loader lands
-        from recsys_impls.data.synthetic import load_synthetic
-
-        m, t = scenario.model, scenario.train
-        data = load_synthetic(m.num_dense, m.table_sizes, m.ids_per_feature, scenario.data.zipf_exponent,
-                              t.seed, t.steps * t.batch_size, t.eval_samples)
-        return scenario, data
-    from recsys_impls.runner import prepare
+    """Every rank loads the same deterministic data (the scenario seed) through the one data path."""
+    from recsys_impls.data.loader import prepare
 
     return prepare(replace(scenario, parallel="none"))
 

@@ -60,9 +60,10 @@ class WorkerContext:
                         time.sleep(1)
 
     def write_result(self, result: dict[str, Any]) -> None:
-        tmp = self.run_dir / f"rank{self.rank}.json.tmp"
-        tmp.write_text(json.dumps(result))
-        tmp.replace(self.run_dir / f"rank{self.rank}.json")
+        """This rank's result (a ``record.rank_result``), written atomically for the launcher."""
+        from recsys_impls.record import Record
+
+        Record(result).save(self.run_dir / f"rank{self.rank}.json")
 
 
 def redirect_stdio(run_dir: Path, rank: int | str) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -92,18 +91,15 @@ def _chief(run_dir: Path, num_workers: int) -> None:
     comm_measured = impl.comm_sizes(global_staged)
     report = impl.placement_report(counts, t.batch_size, per_sample)
     ctx.phase("train")
-    warm = min(t.warmup_steps, max(len(steps) - 1, 0))
-    for closures in steps[:warm]:
+    from recsys_impls.measure.loop import timed_loop
+
+    def schedule(closures: list[Any]) -> None:  # one global step: a closure per worker, dispatched async
         for s in closures:
             impl.schedule_train(s)
-    impl.join()
-    start = time.perf_counter()
-    for closures in steps[warm:]:
-        for s in closures:
-            impl.schedule_train(s)
-    impl.join()
-    seconds = time.perf_counter() - start
-    timed = len(steps) - warm
+
+    # Updates are asynchronous: a step's time here is its dispatch, so only the window (closed by join)
+    # is a throughput; per-step times are kept but say how the coordinator paced, not the workers.
+    loop = timed_loop(schedule, steps, warmup=t.warmup_steps, sync=impl.join)
     ctx.phase("evaluate")
     chunks = data.eval.split(t.batch_size) or [data.eval]
     probs = impl.predict_many([impl.stage(c) for c in chunks])
@@ -126,25 +122,26 @@ def _chief(run_dir: Path, num_workers: int) -> None:
         "measured_bytes_imbalance": float(placed.max() / placed.mean()) if placed.mean() else 1.0,
         "measured": report,
     })
-    result: dict[str, Any] = {
-        "rank": 0, "role": "chief", "world_size": num_workers, "num_ps": num_ps, "mode": plan["mode"],
-        "local_batch": t.batch_size // num_workers, "threads": threads,
-        "backend": "ParameterServerStrategy + ClusterCoordinator (grpc, asynchronous updates)",
-        "warmup_steps": warm, "timed_steps": timed, "seconds": seconds,
-        "step_ms_mean": 1e3 * seconds / max(timed, 1), "step_ms_p50": None,
-        "samples_per_s": t.batch_size * timed / seconds if seconds > 0 else None,
-        "final_loss": float(impl.loss(steps[-1][0])),
-        "comm_measured": comm_measured, "sharding_plan": our_plan,
-        "peak_rss_bytes": peak_rss_bytes(),
-        "per_rank_override": [
+    from recsys_impls.record import rank_result
+
+    summary = loop.summary(t.batch_size)
+    summary["step_ms_note"] = "asynchronous updates: per-step times are the coordinator's dispatch pacing"
+    result = rank_result(
+        0, num_workers, plan["mode"], summary, t.batch_size // num_workers,
+        role="chief", num_ps=num_ps, threads=threads,
+        backend="ParameterServerStrategy + ClusterCoordinator (grpc, asynchronous updates)",
+        final_loss=float(impl.loss(steps[-1][0])),
+        comm_measured=comm_measured, sharding_plan=our_plan,
+        peak_rss_bytes=peak_rss_bytes(),
+        per_rank_override=[
             {"rank": f"ps{p['ps']}", "role": "ps", "local_bytes": p["table_bytes"],
              "variable_bytes": p["variable_bytes"], "local_lookups_per_batch": p["lookups_per_batch"]}
             for p in report["per_ps"]
         ] + [{"rank": f"worker{w}", "role": "worker"} for w in range(num_workers)],
-        "quality": q, "data_name": data.name,
-        "data_info": {k: v for k, v in data.info.items() if isinstance(v, (int, float, str, type(None)))},
-        "size": {"model_bytes": sizes.get("model"), "embedding_bytes": sizes.get("embedding")},
-    }
+        quality=q, data_name=data.name,
+        data_info={k: v for k, v in data.info.items() if isinstance(v, (int, float, str, type(None)))},
+        size={"model_bytes": sizes.get("model"), "embedding_bytes": sizes.get("embedding")},
+    )
     ctx.write_result(result)
     ctx.phase("done")
 

@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -49,19 +47,10 @@ def _run(run_dir: Path, index: int, world: int) -> None:
     staged = [impl.stage(b) for b in batches]
     comm_measured = impl.comm_sizes(staged[0])
     ctx.phase("train")
-    warm = min(scenario.train.warmup_steps, max(len(staged) - 1, 0))
-    for s in staged[:warm]:
-        impl.train_step(s)
-    impl.barrier()
-    times = []
-    start = time.perf_counter()
-    for s in staged[warm:]:
-        t0 = time.perf_counter()
-        impl.train_step(s)
-        times.append(time.perf_counter() - t0)
-    impl.barrier()
-    seconds = time.perf_counter() - start
-    timed = len(staged) - warm
+    from recsys_impls.measure.loop import timed_loop
+
+    # The barrier is a collective over the ring: it returns once every worker's steps have run.
+    loop = timed_loop(impl.train_step, staged, warmup=scenario.train.warmup_steps, barrier=impl.barrier)
     ctx.phase("evaluate")
     n = data.eval.batch_size // world
     ev = data.eval.slice(index * n, (index + 1) * n)
@@ -76,17 +65,14 @@ def _run(run_dir: Path, index: int, world: int) -> None:
     if job.get("dump_params"):
         np.savez(run_dir / f"rank{index}.params.npz", **params)
     from recsys_impls.measure.host import peak_rss_bytes
+    from recsys_impls.record import rank_result
 
-    result: dict[str, Any] = {
-        "rank": index, "world_size": world, "mode": "mwms", "local_batch": batches[0].batch_size,
-        "threads": threads, "backend": "MultiWorkerMirroredStrategy RING",
-        "warmup_steps": warm, "timed_steps": timed, "seconds": seconds,
-        "step_ms_mean": 1e3 * seconds / max(timed, 1),
-        "step_ms_p50": 1e3 * float(np.median(times)) if times else None,
-        "samples_per_s": batches[0].batch_size * timed / seconds if seconds > 0 else None,
-        "final_loss": float(impl.loss(staged[-1])), "replica_fingerprints": prints,
-        "comm_measured": comm_measured, "peak_rss_bytes": peak_rss_bytes(),
-    }
+    local = batches[0].batch_size
+    result = rank_result(
+        index, world, "mwms", loop.summary(local), local, threads=threads,
+        backend="MultiWorkerMirroredStrategy RING", final_loss=float(impl.loss(staged[-1])),
+        replica_fingerprints=prints, comm_measured=comm_measured, peak_rss_bytes=peak_rss_bytes(),
+    )
     if index == 0:
         from recsys_impls import metrics
 

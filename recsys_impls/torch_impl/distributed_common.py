@@ -1,11 +1,9 @@
-"""Pieces both PyTorch distributed modes share: process-group set-up, per-rank data slices, timing
-with barriers, parameter fingerprints and gathered evaluation."""
+"""Pieces both PyTorch distributed modes share: process-group set-up, per-rank data slices, parameter
+fingerprints and gathered evaluation (the timed window is ``measure.loop.timed_loop`` with a barrier)."""
 
 from __future__ import annotations
 
 import os
-import time
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -33,34 +31,6 @@ def local_device(device: str) -> str:
     return device
 
 
-
-
-
-
-def timed_loop(step: Callable[[Any], None], staged: list[Any], warmup: int, sync: Callable[[], None]) -> dict[str, Any]:
-    """Warm-up steps, then the timed steps between two barriers (so every rank times the same window)."""
-    warmup = min(warmup, max(len(staged) - 1, 0))
-    for s in staged[:warmup]:
-        step(s)
-    sync()
-    dist.barrier()
-    step_times = []
-    start = time.perf_counter()
-    for s in staged[warmup:]:
-        t0 = time.perf_counter()
-        step(s)
-        step_times.append(time.perf_counter() - t0)
-    sync()
-    dist.barrier()
-    seconds = time.perf_counter() - start
-    timed = len(staged) - warmup
-    return {"warmup_steps": warmup, "timed_steps": timed, "seconds": seconds,
-            "step_ms_mean": 1e3 * seconds / max(timed, 1),
-            "step_ms_p50": 1e3 * float(np.median(step_times)) if step_times else None}
-
-
-
-
 def gather_predictions(probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     """All ranks' eval predictions, concatenated in rank order on rank 0 (None elsewhere)."""
     parts: list[Any] = [None] * dist.get_world_size()
@@ -68,8 +38,6 @@ def gather_predictions(probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarra
     if dist.get_rank() != 0:
         return None
     return np.concatenate([p for p, _ in parts]), np.concatenate([lb for _, lb in parts])
-
-
 
 
 def quality(probs: np.ndarray, labels: np.ndarray) -> dict[str, Any]:

@@ -64,7 +64,10 @@ def _run(run_dir: Path, rank: int, world: int) -> None:
     else:
         raise ValueError(f"unknown distributed mode {mode!r}")
     ctx.phase("train")
-    timing = dc.timed_loop(impl.train_step, staged, scenario.train.warmup_steps, impl.synchronize)
+    from recsys_impls.measure.loop import timed_loop
+
+    loop = timed_loop(impl.train_step, staged, warmup=scenario.train.warmup_steps, sync=impl.synchronize,
+                      sync_each_step=not device.startswith("cpu"), barrier=dist.barrier)
     ctx.phase("evaluate")
     ev = dc.eval_slice(data.eval, rank, world)
     chunks = ev.split(scenario.train.batch_size // world) or [ev]
@@ -78,17 +81,14 @@ def _run(run_dir: Path, rank: int, world: int) -> None:
         np.savez(run_dir / f"rank{rank}.params.npz", **params)
     local = batches[0].batch_size
     from recsys_impls.measure.host import peak_rss_bytes
+    from recsys_impls.record import rank_result
 
-    result = {
-        "rank": rank, "world_size": world, "mode": mode, "local_batch": local,
-        "threads": torch.get_num_threads(), "backend": dist.get_backend(),
-        **timing,
-        "samples_per_s": local * timing["timed_steps"] / timing["seconds"] if timing["seconds"] > 0 else None,
-        "final_loss": float(impl.loss(staged[-1])),
-        "replica_fingerprints": prints,
-        "peak_rss_bytes": peak_rss_bytes(),
+    result = rank_result(
+        rank, world, mode, loop.summary(local), local,
+        threads=torch.get_num_threads(), backend=dist.get_backend(),
+        final_loss=float(impl.loss(staged[-1])), replica_fingerprints=prints, peak_rss_bytes=peak_rss_bytes(),
         **extra,
-    }
+    )
     if gathered is not None:
         result["quality"] = dc.quality(*gathered)
         result["data_info"] = {k: v for k, v in data.info.items() if isinstance(v, (int, float, str, type(None)))}

@@ -1,0 +1,96 @@
+"""``execute(scenario) -> Record``: the one place that decides how a scenario runs.
+
+Every entry point (the CLI's ``run``, every asv suite, the tests) comes through here:
+
+* ``threads:N`` is a single-process run with N intra-op threads: the scenario is rewritten to
+  ``parallel="none", device.threads=N`` and its record says so in a ``parallel`` section;
+* a compressed single-process scenario runs beside its fp32 baseline on the same data
+  (``compression.section``) and its record gets the ``compression`` section;
+* a scenario that needs several processes goes to the launcher (``parallel.run``);
+* everything else is a plain single-process run (``runner``).
+
+Only this module imports both the runner and the parallel package, so neither imports the other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from recsys_impls.config import Scenario
+from recsys_impls.errors import ScenarioUnsupported, UsageError
+from recsys_impls.record import Record
+
+PATHS = ("single", "compressed", "distributed")
+
+
+def _parallel_plan(scenario: Scenario) -> Any:
+    from recsys_impls.parallel.spec import parse_parallel
+
+    return parse_parallel(scenario.parallel or "none")
+
+
+def in_one_process(scenario: Scenario) -> Scenario:
+    """The scenario as one process runs it: ``threads:N`` becomes ``device.threads = N``."""
+    plan = _parallel_plan(scenario)
+    if plan.mode != "threads":
+        return scenario
+    return replace(scenario, parallel="none", device=replace(scenario.device, threads=plan.threads))
+
+
+def path_of(scenario: Scenario) -> str:
+    """Which execution path ``scenario`` takes: "single", "compressed" or "distributed"."""
+    plan = _parallel_plan(scenario)
+    compressed = scenario.compression not in ("", "none")
+    if plan.distributed:
+        if compressed:
+            raise ScenarioUnsupported(
+                f"--parallel {scenario.parallel} with --compression {scenario.compression}: distributed runs "
+                "use fp32 tables; run the compression alone or with threads:N")
+        return "distributed"
+    return "compressed" if compressed else "single"
+
+
+def execute(scenario: Scenario, progress: bool = False) -> Record:
+    """Run ``scenario`` on the path it needs and return its record (raises on failure; see ``execute_or_record``)."""
+    path = path_of(scenario)
+    if path == "distributed":
+        from recsys_impls.parallel.run import run_parallel
+
+        return run_parallel(scenario, progress=progress)
+    single = in_one_process(scenario)
+    if path == "compressed":
+        from recsys_impls.compression.section import run_compression
+
+        record = run_compression(single, progress=progress)
+    else:
+        from recsys_impls.runner import run_scenario
+
+        record = run_scenario(single, progress=progress)
+    if single is not scenario:
+        record = _as_threads_record(record, scenario)
+    return record
+
+
+def _as_threads_record(record: Record, scenario: Scenario) -> Record:
+    """A threads:N run's record keeps the user's axis value and says how it ran."""
+    plan = _parallel_plan(scenario)
+    record["scenario"]["parallel"] = scenario.parallel
+    record["parallel"] = {"mode": "threads", "spec": plan.spec, "world_size": 1, "threads": plan.threads,
+                          "train_samples_per_s": record["throughput"]["train_samples_per_s"]}
+    return record
+
+
+def execute_or_record(scenario: Scenario, progress: bool = False) -> Record:
+    """``execute``, with a failure turned into a record (status "skipped" or "failed" and the reason).
+
+    For suites that run many scenarios: one failing never loses the others.
+    """
+    try:
+        return execute(scenario, progress=progress)
+    except (ScenarioUnsupported, UsageError) as exc:
+        return Record.failed(scenario, exc)
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # noqa: BLE001 - recorded with its reason, the suite goes on
+        return Record.failed(scenario, exc)
