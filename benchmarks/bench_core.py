@@ -131,3 +131,26 @@ class Memory:
         for s in staged:
             impl.train_step(s)
         impl.synchronize()
+
+
+class LoopOverhead:
+    """What the timed loop itself costs per step, as a fraction of a dlrm-ref training step."""
+
+    params = [FRAMEWORKS]
+    param_names = ["framework"]
+    timeout = 600
+    number = 1
+    repeat = 1
+
+    def setup(self, framework):
+        from recsys_impls.measure.loop import loop_overhead_seconds, timed_loop
+
+        impl, staged, _ = bs.timing_fixture(framework, "dlrm-ref")
+        res = timed_loop(impl.train_step, staged, warmup=2, start=0, steps=2 * len(staged), sync=impl.synchronize)
+        self.step_s = res.stats()["median"] / 1e3
+        self.overhead_s = loop_overhead_seconds()
+
+    def track_loop_overhead_fraction(self, framework):
+        return self.overhead_s / self.step_s
+
+    track_loop_overhead_fraction.unit = "loop s / step s"

@@ -21,12 +21,14 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from recsys_impls.base import Recommender
 from recsys_impls.errors import ScenarioUnsupported, UsageError
+from recsys_impls.measure.loop import timed_loop
 
 PHASES = ("train", "infer")
 NO_PYTHON_FRAME = "[no Python frame]"
@@ -291,6 +293,30 @@ def _step_fn(recommender: Recommender, phase: str) -> Any:
     return recommender.train_step if phase == "train" else recommender.infer
 
 
+def _numbered(step: Any, phase: str, warmup: int, scope: Any) -> Any:
+    """``step`` inside a named scope per timed step ("train step 0", ...); warm-up steps run unnamed."""
+    calls = [0]
+
+    def named(batch: Any) -> Any:
+        i = calls[0] - warmup
+        calls[0] += 1
+        if i < 0:
+            return step(batch)
+        with scope(f"{phase} step {i}"):
+            return step(batch)
+
+    return named
+
+
+@contextmanager
+def _tf_profiler_session(tf: Any, logdir: str) -> Iterator[None]:
+    tf.profiler.experimental.start(logdir)
+    try:
+        yield
+    finally:
+        tf.profiler.experimental.stop()
+
+
 def torch_profiler_trace(
     recommender: Recommender,
     staged_batches: Sequence[Any],
@@ -314,19 +340,13 @@ def torch_profiler_trace(
     if len(staged_batches) <= warmup:
         raise UsageError(f"torch profiler: {len(staged_batches)} batches given; need more than warmup={warmup}")
     out = _out_dir(out_dir)
-    for b in staged_batches[:warmup]:
-        step(b)
-    recommender.synchronize()
     activities = [ProfilerActivity.CPU]
     if torch.cuda.is_available():
         activities.append(ProfilerActivity.CUDA)
-    with profile(
-        activities=activities, record_shapes=record_shapes, profile_memory=profile_memory, with_stack=with_stack
-    ) as prof:
-        for i, b in enumerate(staged_batches[warmup:]):
-            with record_function(f"{phase} step {i}"):
-                step(b)
-        recommender.synchronize()
+    prof = profile(activities=activities, record_shapes=record_shapes, profile_memory=profile_memory,
+                   with_stack=with_stack)
+    timed_loop(_numbered(step, phase, warmup, lambda name: record_function(name)), staged_batches, warmup=warmup,
+               sync=recommender.synchronize, window=[prof])
     trace = out / "torch_trace.json"
     prof.export_chrome_trace(str(trace))
     sort_key = "self_cuda_time_total" if ProfilerActivity.CUDA in activities else "self_cpu_time_total"
@@ -361,17 +381,12 @@ def tf_profiler_trace(
     if len(staged_batches) <= warmup:
         raise UsageError(f"tf profiler: {len(staged_batches)} batches given; need more than warmup={warmup}")
     out = _out_dir(out_dir)
-    for b in staged_batches[:warmup]:
-        step(b)
-    recommender.synchronize()
-    tf.profiler.experimental.start(str(out))
-    try:
-        for i, b in enumerate(staged_batches[warmup:]):
-            with tf.profiler.experimental.Trace(phase, step_num=i, _r=1):
-                step(b)
-        recommender.synchronize()
-    finally:
-        tf.profiler.experimental.stop()
+
+    def trace(name: str) -> Any:
+        return tf.profiler.experimental.Trace(phase, step_num=int(name.rsplit(" ", 1)[1]), _r=1)
+
+    timed_loop(_numbered(step, phase, warmup, trace), staged_batches, warmup=warmup, sync=recommender.synchronize,
+               window=[_tf_profiler_session(tf, str(out))])
     files = sorted(str(p) for p in out.glob("plugins/profile/*/*") if p.is_file())
     return {"logdir": str(out), "files": files, "steps": len(staged_batches) - warmup, "phase": phase}
 
@@ -407,16 +422,12 @@ def _prepared_steps(scenario: Any, phase: str, max_steps: int | None) -> tuple[R
 
 def _warmup_loop(step: Any, staged: Sequence[Any], synchronize: Any) -> None:
     """Warm-up steps, in their own frame so the flame graph separates them from the measured loop."""
-    for s in staged:
-        step(s)
-    synchronize()
+    timed_loop(step, staged, start=0, steps=len(staged), sync=synchronize)
 
 
 def _profiled_loop(step: Any, staged: Sequence[Any], synchronize: Any) -> None:
     """The loop py-spy should look at: find this frame in the flame graph and zoom in."""
-    for s in staged:
-        step(s)
-    synchronize()
+    timed_loop(step, staged, start=0, steps=len(staged), sync=synchronize)
 
 
 def profile_scenario(

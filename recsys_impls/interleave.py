@@ -1,0 +1,83 @@
+"""Side-by-side comparison of two frameworks on the same work, interleaved in one process (A B A B ...).
+
+A ratio taken from two runs minutes apart on a shared machine measures the machine's drift as much as
+the code. Here both models are built once, with the same thread settings, and timed in alternating
+blocks of steps through the one timed loop; each block pair gives one ratio, so the drift cancels
+within a pair. The result is the median ratio with a bootstrap interval over the pairs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from recsys_impls.measure.loop import timed_loop
+from recsys_impls.measure.stats import MIN_SAMPLES_FOR_CI, bootstrap_median_ci, summarize_seconds
+
+PHASES = ("train", "infer")
+
+
+def _step(impl: Any, phase: str) -> Any:
+    if phase == "train":
+        return impl.train_step
+    return lambda s: impl.to_numpy(impl.infer(s))
+
+
+def compare(frameworks: tuple[str, str] = ("tf", "torch"), preset: str = "dlrm-ref", phase: str = "train",
+            blocks: int = 10, steps_per_block: int = 10, threads: int | None = None) -> dict[str, Any]:
+    """Median per-step time of ``frameworks[0]`` over ``frameworks[1]`` (``ratio`` > 1: the first is slower)."""
+    from recsys_impls import benchsupport as bs
+    from recsys_impls.errors import UsageError
+
+    if phase not in PHASES:
+        raise UsageError(f"compare --phase {phase}: accepted: {', '.join(PHASES)}")
+    if blocks < 1 or steps_per_block < 1:
+        raise UsageError("compare: --blocks and --steps-per-block must be positive integers")
+    device = {"threads": threads} if threads else {}
+    fixtures = {fw: bs.timing_fixture(fw, preset, **device) for fw in frameworks}
+    per_step: dict[str, list[float]] = {fw: [] for fw in frameworks}
+    block_medians: dict[str, list[float]] = {fw: [] for fw in frameworks}
+    for fw in frameworks:  # warm-up both before the first timed block
+        impl, staged, _ = fixtures[fw]
+        timed_loop(_step(impl, phase), staged, start=0, steps=3, sync=impl.synchronize)
+    for _ in range(blocks):
+        for fw in frameworks:
+            impl, staged, _ = fixtures[fw]
+            res = timed_loop(_step(impl, phase), staged, start=0, steps=steps_per_block, sync=impl.synchronize,
+                             sync_each_step=phase == "infer")
+            per_step[fw] += res.step_seconds
+            block_medians[fw].append(float(np.median(res.step_seconds)))
+    a, b = frameworks
+    ratios = np.asarray(block_medians[a]) / np.asarray(block_medians[b])
+    out: dict[str, Any] = {
+        "frameworks": list(frameworks), "preset": preset, "phase": phase, "blocks": blocks,
+        "steps_per_block": steps_per_block, "order": "A B A B ... (one block of each per round)",
+        "step_ms": {fw: summarize_seconds(per_step[fw]) for fw in frameworks},
+        "ratio": float(np.median(ratios)), "ratio_pairs": int(ratios.size),
+        "batch_size": fixtures[a][2][0].batch_size,
+    }
+    if ratios.size >= MIN_SAMPLES_FOR_CI:
+        out["ratio_ci_low"], out["ratio_ci_high"] = bootstrap_median_ci(ratios)
+    else:
+        out["ratio_ci_low"] = out["ratio_ci_high"] = None
+        out["ratio_ci_reason"] = f"{ratios.size} block pairs: fewer than {MIN_SAMPLES_FOR_CI}, no interval"
+    from recsys_impls.threads import record_section
+
+    out["threads"] = {fw: record_section(fw) for fw in frameworks}
+    return out
+
+
+def render(result: dict[str, Any]) -> str:
+    """A few readable lines."""
+    a, b = result["frameworks"]
+    sa, sb = result["step_ms"][a], result["step_ms"][b]
+    ci = (f"99% CI {result['ratio_ci_low']:.3f}..{result['ratio_ci_high']:.3f}" if result["ratio_ci_low"] is not None
+          else result.get("ratio_ci_reason", ""))
+    return "\n".join([
+        f"{result['phase']} step, preset {result['preset']}, batch {result['batch_size']}, "
+        f"{result['blocks']} rounds x {result['steps_per_block']} steps, interleaved",
+        f"  {a}: median {sa['median']:.3f} ms (n={sa['n']})",
+        f"  {b}: median {sb['median']:.3f} ms (n={sb['n']})",
+        f"  {a}/{b} time ratio {result['ratio']:.3f} over {result['ratio_pairs']} block pairs ({ci})",
+    ])
