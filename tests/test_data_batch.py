@@ -60,3 +60,17 @@ def test_bad_layout_is_rejected() -> None:
     with pytest.raises(ValueError, match="labels"):
         Batch(dense=np.zeros((2, 1), np.float32), ids=np.zeros(2, np.int64),
               lengths=np.ones((1, 2), np.int32), labels=np.zeros(3, np.float32))
+
+
+def test_split_computes_bag_offsets_once(batch: Batch, monkeypatch) -> None:
+    """Splitting into k batches is one pass over the lengths, not k passes (linear, not quadratic)."""
+    calls = []
+    original = Batch.bag_offsets
+
+    def counting(self):
+        calls.append(1)
+        return original(self)
+
+    monkeypatch.setattr(Batch, "bag_offsets", counting)
+    parts = batch.split(16)
+    assert len(parts) == 16 and len(calls) == 1

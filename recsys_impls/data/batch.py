@@ -53,11 +53,15 @@ class Batch:
         off = self.feature_offsets()
         return self.ids[off[f] : off[f + 1]]
 
-    def slice(self, start: int, stop: int) -> Batch:
-        """Samples [start, stop) as a new Batch (ids copied, so the result is contiguous)."""
+    def slice(self, start: int, stop: int, bag: np.ndarray | None = None) -> Batch:
+        """Samples [start, stop) as a new Batch (ids copied, so the result is contiguous).
+
+        ``bag`` is ``bag_offsets()`` when the caller already has it: slicing many batches out of one
+        dataset then costs the size of each slice, not a pass over the whole dataset per slice.
+        """
         stop = min(stop, self.batch_size)
         f, b = self.lengths.shape
-        bag = self.bag_offsets()
+        bag = self.bag_offsets() if bag is None else bag
         rows = np.arange(f) * b
         ids = np.concatenate([self.ids[bag[r + start] : bag[r + stop]] for r in rows]) if f else self.ids[:0]
         return Batch(
@@ -69,7 +73,8 @@ class Batch:
 
     def split(self, batch_size: int) -> list[Batch]:
         """Consecutive batches of ``batch_size`` samples; the last, partial one is dropped."""
-        return [self.slice(i, i + batch_size) for i in range(0, self.batch_size - batch_size + 1, batch_size)]
+        bag = self.bag_offsets()
+        return [self.slice(i, i + batch_size, bag) for i in range(0, self.batch_size - batch_size + 1, batch_size)]
 
     @staticmethod
     def concat(batches: list[Batch]) -> Batch:
