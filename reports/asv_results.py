@@ -21,7 +21,7 @@ from recsys_impls.errors import UsageError
 
 COLUMNS = [
     "machine", "commit", "date", "env", "benchmark", "module", "group", "metric", "type", "unit",
-    "params", "param_key", "value", "ci_lo", "ci_hi", "q25", "q75", "repeat", "number", "samples",
+    "params", "param_key", "value", "n", "ci_lo", "ci_hi", "q25", "q75", "repeat", "number", "samples",
     "version", "status",
 ]
 
@@ -52,6 +52,22 @@ def param_key(params: dict[str, Any]) -> str:
 
 def _isnan(v: Any) -> bool:
     return isinstance(v, float) and math.isnan(v)
+
+
+def sample_count(value: Any, stats: dict[str, Any] | None, samples: Any) -> int | None:
+    """How many independent samples asv's figure is the median of.
+
+    asv's stats hold "repeat" = len(samples) (each sample the mean of "number" calls), so it is the
+    count even when samples were not recorded. No stats (track_*, peakmem_*): one value, n = 1.
+    ``asv run --quick`` times one call: repeat 1, number 1, bounds -inf..inf. None when there is no value.
+    """
+    if status_of(value) != "ok":
+        return None
+    if stats and isinstance(stats.get("repeat"), (int, float)) and not _isnan(stats["repeat"]):
+        return int(stats["repeat"])
+    if isinstance(samples, list) and samples:
+        return len(samples)
+    return 1
 
 
 def status_of(value: Any) -> str:
@@ -117,7 +133,7 @@ def rows_from_result(result: Any, benchmarks: dict[str, dict[str, Any]], machine
                 "benchmark": key, "module": module, "group": group, "metric": metric or rest,
                 "type": meta.get("type") or _type_from_name(metric or rest), "unit": meta.get("unit"),
                 "params": pdict, "param_key": param_key(pdict),
-                "value": float(value) if status_of(value) == "ok" else value,
+                "value": float(value) if status_of(value) == "ok" else value, "n": sample_count(value, st, sm),
                 "ci_lo": st.get("ci_99_a"), "ci_hi": st.get("ci_99_b"), "q25": st.get("q_25"),
                 "q75": st.get("q_75"), "repeat": st.get("repeat"), "number": st.get("number"),
                 "samples": sm, "version": result.benchmark_version.get(key), "status": status_of(value),
@@ -154,6 +170,7 @@ def load_store(results_dir: str | os.PathLike[str]) -> ResultStore:
     frame = pd.DataFrame(rows, columns=COLUMNS)
     if not frame.empty:
         frame["date"] = pd.to_numeric(frame["date"])
+        frame["n"] = pd.to_numeric(frame["n"])
     return ResultStore(path=path, rows=frame, machines=machines, benchmarks=benchmarks, warnings=warnings)
 
 

@@ -6,6 +6,7 @@ for every table, static/style.css, and copies profiles (SVG/JSON) so links work 
 
 from __future__ import annotations
 
+import html
 import json
 import math
 import shutil
@@ -41,9 +42,12 @@ def _jsonable(v: Any) -> Any:
     return v
 
 
+HIDDEN = ("record", "fingerprint", "samples", "params", "flag_list")
+
+
 def write_table(frame: pd.DataFrame, data_dir: Path, name: str) -> dict[str, str]:
     """CSV and JSON twins of a table; returns their paths relative to the site root."""
-    frame = frame.drop(columns=[c for c in ("record", "fingerprint", "samples", "params") if c in frame.columns])
+    frame = frame.drop(columns=[c for c in HIDDEN if c in frame.columns])
     frame.to_csv(data_dir / f"{name}.csv", index=False)
     rows = [{str(k): _jsonable(v) for k, v in r.items()} for r in frame.to_dict(orient="records")]
     (data_dir / f"{name}.json").write_text(json.dumps(rows, indent=1, default=str))
@@ -58,11 +62,22 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def table_html(frame: pd.DataFrame) -> str:
-    frame = frame.drop(columns=[c for c in ("record", "fingerprint", "samples", "params") if c in frame.columns])
+def _flagged(v: Any) -> bool:
+    return not (v is None or (isinstance(v, float) and math.isnan(v)) or v == "" or v is False)
+
+
+def table_html(frame: pd.DataFrame, highlight: str = "") -> str:
+    """An escaped HTML table (first 500 rows); rows whose ``highlight`` column is non-empty get class "flag"."""
+    frame = frame.drop(columns=[c for c in HIDDEN if c in frame.columns])
     shown = frame.head(500)
-    return shown.to_html(index=False, escape=True, na_rep="n/a", classes="data", border=0,
-                         formatters={c: _fmt for c in shown.columns})
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in shown.columns)
+    body = []
+    for rec in shown.itertuples(index=False):
+        flag = highlight in shown.columns and _flagged(rec[list(shown.columns).index(highlight)])
+        cells = "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in rec)
+        body.append(f'<tr class="flag">{cells}</tr>' if flag else f"<tr>{cells}</tr>")
+    return (f'<table class="data">\n<thead><tr>{head}</tr></thead>\n<tbody>\n' + "\n".join(body)
+            + "\n</tbody>\n</table>")
 
 
 def find_profiles(profiles_dir: Path, out: Path) -> list[dict[str, str]]:
@@ -95,13 +110,12 @@ def render_site(pages: list[Page], ctx: Context, out: Path, profiles: list[dict[
     for page in pages:
         rendered = []
         for sec in page.sections:
-            tables = [{"caption": t.caption, "html": table_html(t.frame), "files": write_table(t.frame, out / "data",
-                                                                                                t.name),
-                       "rows": len(t.frame)} for t in sec.tables]
+            tables = [{"caption": t.caption, "html": table_html(t.frame, t.highlight),
+                       "files": write_table(t.frame, out / "data", t.name), "rows": len(t.frame)} for t in sec.tables]
             images = []
             for plot in sec.plots:
                 plot.figure.savefig(out / "img" / f"{plot.name}.png")
-                images.append({"src": f"img/{plot.name}.png", "alt": plot.alt})
+                images.append({"src": f"img/{plot.name}.png", "alt": plot.alt, "caption": plot.caption or plot.alt})
             rendered.append({"title": sec.title, "text": sec.text, "tables": tables, "images": images})
         html = env.get_template("page.html").render(page=page, sections=rendered, nav=nav, active=page.slug)
         (out / f"{page.slug}.html").write_text(html)
@@ -116,9 +130,36 @@ def render_site(pages: list[Page], ctx: Context, out: Path, profiles: list[dict[
                          "skipped": int((sub["status"] == "skipped").sum())})
     html = env.get_template("index.html").render(
         pages=[{"href": f"{p.slug}.html", "title": p.title, "summary": p.summary()} for p in pages],
-        machines=machines, profiles=profiles, sources=sources, nav=nav, active="index",
+        machines=machines, profiles=profiles, sources=sources, nav=nav, active="index", flags=all_flags(ctx),
         n_records=len(ctx.records), generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))
     (out / "index.html").write_text(html)
+
+
+def all_flags(ctx: Context) -> list[dict[str, str]]:
+    """Flags for the index: the consistency check's disagreements (newest commit per machine) and the
+    flags the newest records carry (roofline above 1.05, disagreements written by annotate_records)."""
+    from reports.consistency import check_latest
+
+    out: dict[tuple[str, str, str, str], dict[str, str]] = {}
+    for p in check_latest(ctx.rows, ctx.records):
+        if p.get("flag"):
+            f = p["flag"]
+            out[(p["machine"], Path(p["record_file"]).name, f["figure"], f["kind"])] = {
+                "machine": p["machine"], "record": Path(p["record_file"]).name, "page": "framework.html", **f}
+    recs = ctx.latest_records()
+    if not recs.empty and "flag_list" in recs:
+        for _, r in recs.iterrows():
+            for f in r["flag_list"] if isinstance(r["flag_list"], list) else []:
+                key = (r["machine"], Path(str(r["file"])).name, str(f.get("figure")), str(f.get("kind")))
+                out.setdefault(key, {"machine": r["machine"], "record": key[1], "page": _page_of(r),
+                                     "figure": key[2], "kind": key[3], "detail": str(f.get("detail", ""))})
+    return sorted(out.values(), key=lambda f: (f["machine"], f["kind"], f["record"], f["figure"]))
+
+
+def _page_of(row: pd.Series) -> str:
+    suite = str(row.get("suite") or "")
+    return {"compression": "compression.html", "parallel": "parallel.html", "gpu": "gpu.html"}.get(
+        suite, "framework.html")
 
 
 def build(results: str = ".asv/results", records: str | None = None, out: str = "reports/html",

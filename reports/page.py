@@ -18,6 +18,7 @@ class Table:
     name: str
     frame: pd.DataFrame
     caption: str = ""
+    highlight: str = ""  # a column: rows where it is non-empty are highlighted (flags)
 
 
 @dataclass
@@ -25,6 +26,7 @@ class Plot:
     name: str
     figure: Any  # matplotlib Figure
     alt: str
+    caption: str = ""  # shown under the image (what is drawn, its n, what was left out); alt when empty
 
 
 @dataclass
@@ -83,3 +85,61 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
         if not dominated:
             front.append(i)
     return front
+
+
+# Fewer samples than this give no ratio, no verdict and no confidence interval anywhere in the report.
+MIN_SAMPLES = 5
+
+
+def enough_samples(*counts: Any) -> bool:
+    """Every count is a number >= MIN_SAMPLES."""
+    return all(finite(n) and n >= MIN_SAMPLES for n in counts)
+
+
+def n_label(n: Any) -> str:
+    """How the report names a figure's sample count when it is too small to compare."""
+    if not finite(n) or n <= 1:
+        return "single sample"
+    if n < MIN_SAMPLES:
+        return f"n={int(n)}, too few for a CI"
+    return f"n={int(n)}"
+
+
+def too_few_label(counts: dict[str, Any]) -> str:
+    """'single sample' / 'n=3, too few for a CI' for the smallest count, naming each side's n."""
+    smallest = min((n if finite(n) else 0 for n in counts.values()), default=0)
+    sides = ", ".join(f"{k} n={int(n) if finite(n) else '?'}" for k, n in counts.items())
+    return f"{n_label(smallest)}: no ratio ({sides})"
+
+
+def ratio_interval(a_lo: Any, a_hi: Any, b_lo: Any, b_hi: Any) -> tuple[float | None, float | None]:
+    """Conservative interval of a/b from the two intervals: a_lo/b_hi .. a_hi/b_lo (None when any
+    bound is missing, infinite or not positive)."""
+    if all(finite(x) and x > 0 for x in (a_lo, a_hi, b_lo, b_hi)):
+        return a_lo / b_hi, a_hi / b_lo
+    return None, None
+
+
+RATIO_CI_NOTE = ("The interval of a ratio a/b is derived from the two figures' 99% intervals as "
+                 "a_low/b_high .. a_high/b_low: conservative (its coverage is at least 98%).")
+
+
+def add_sample_counts(piv: pd.DataFrame, rows: pd.DataFrame, module: str) -> pd.DataFrame:
+    """Beside each time_* column of an asv pivot (context.asv_pivot: machine, params..., metrics),
+    "<metric> n": the samples its median is taken over (track_* columns are one value each, n = 1)."""
+    from reports.asv_results import latest_per_machine
+
+    if piv.empty or rows.empty:
+        return piv
+    sub = latest_per_machine(rows)
+    sub = sub[(sub["module"] == module) & (sub["status"] == "ok") & sub["metric"].str.startswith("time_")]
+    out = piv.copy()
+    for metric, g in sub.groupby("metric"):
+        if metric not in out.columns:
+            continue
+        names = list(g["params"].iloc[0])
+        counts = {(m, *(p.get(k) for k in names)): n for m, p, n in zip(g["machine"], g["params"], g["n"],
+                                                                         strict=True)}
+        keys = zip(out["machine"], *(out[k] for k in names), strict=True)
+        out.insert(list(out.columns).index(metric) + 1, f"{metric} n", [counts.get(tuple(k)) for k in keys])
+    return out

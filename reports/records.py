@@ -2,11 +2,15 @@
 
 Records come from several issues and land at different times, so every section is optional: a
 missing section gives NaN columns, never an error. Unreadable JSON is bad input (exit 2).
+Schema version 1 (no "schema_version" key, or 1) has no per-step statistics; version 2 adds
+train.step_ms / infer.batch_ms / latency_ms.stats (n, median, 99% CI), threads, roofline and flags.
+Both load into the same columns; what a v1 record lacks is NaN.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -17,6 +21,57 @@ from recsys_impls.errors import UsageError
 
 # Sections flattened as "<section>.<key>" columns (scalars only; lists stay in "record").
 SECTIONS = ("quality", "throughput", "latency_ms", "size", "memory", "energy", "compression", "parallel")
+# Version-2 sections whose nested dicts are flattened too: train.step_ms.median, roofline.train.fraction,
+# threads.env.OMP_NUM_THREADS, latency_ms.stats.n ...
+NESTED = ("train", "infer", "latency_ms", "threads", "roofline")
+# A roofline fraction above this is not physically possible: the peak or the operation count is wrong.
+ROOFLINE_LIMIT = 1.05
+PHASES = ("train", "infer")
+
+
+def _scalar(v: Any) -> bool:
+    return isinstance(v, (str, int, float, bool)) or v is None
+
+
+def _nested(prefix: str, d: dict[str, Any], row: dict[str, Any], depth: int = 3) -> None:
+    for k, v in d.items():
+        if isinstance(v, dict) and depth > 1:
+            _nested(f"{prefix}.{k}", v, row, depth - 1)
+        elif _scalar(v):
+            row[f"{prefix}.{k}"] = v
+
+
+def roofline_label(score: Any) -> str:
+    """ "0.93 of compute bound" from a roofline Score; "" when there is none."""
+    if not isinstance(score, dict):
+        return ""
+    frac, bound = score.get("fraction"), score.get("bound")
+    if not isinstance(frac, (int, float)) or isinstance(frac, bool) or not math.isfinite(frac):
+        return f"n/a ({score.get('reason')})" if score.get("reason") else ""
+    text = f"{frac:.2f} of {bound or '?'} bound"
+    if frac > ROOFLINE_LIMIT:
+        text += f" - FLAG: above {ROOFLINE_LIMIT}"
+    return text
+
+
+def record_flags(record: dict[str, Any]) -> list[dict[str, str]]:
+    """The record's own flags, plus a roofline flag for any fraction above ROOFLINE_LIMIT that the
+    record did not flag itself (so an old writer's missing flag cannot hide it)."""
+    flags = [f for f in record.get("flags") or [] if isinstance(f, dict)]
+    roof = record.get("roofline") if isinstance(record.get("roofline"), dict) else {}
+    for phase in PHASES:
+        score = roof.get(phase)
+        frac = score.get("fraction") if isinstance(score, dict) else None
+        if isinstance(frac, (int, float)) and not isinstance(frac, bool) and frac > ROOFLINE_LIMIT:
+            figure = f"roofline.{phase}.fraction"
+            if not any(f.get("figure") == figure for f in flags):
+                flags.append({"figure": figure, "kind": f"roofline-above-{ROOFLINE_LIMIT}",
+                              "detail": f"{frac:.2f} of the {score.get('bound', '?')} bound"})
+    return flags
+
+
+def flags_text(flags: list[dict[str, str]]) -> str:
+    return "; ".join(f"{f.get('kind', '?')}: {f.get('figure', '?')} ({f.get('detail', '')})" for f in flags)
 
 
 def scenario_axes(scenario: Any) -> dict[str, Any]:
@@ -44,12 +99,25 @@ def flatten(record: dict[str, Any]) -> dict[str, Any]:
     for k, v in scenario_axes(record.get("scenario")).items():
         row.setdefault(k, v)
     row["framework"] = record.get("framework") or row.get("framework")
+    row["schema_version"] = record.get("schema_version", 1)
     for section in SECTIONS:
         sec = record.get(section)
         if isinstance(sec, dict):
             for k, v in sec.items():
-                if isinstance(v, (str, int, float, bool)) or v is None:
+                if _scalar(v):
                     row[f"{section}.{k}"] = v
+    for section in NESTED:
+        sec = record.get(section)
+        if isinstance(sec, dict):
+            _nested(section, sec, row)
+    roof = record.get("roofline") if isinstance(record.get("roofline"), dict) else {}
+    for phase in PHASES:
+        label = roofline_label(roof.get(phase))
+        if label:
+            row[f"roofline.{phase}"] = label
+    flags = record_flags(record)
+    row["flags"] = flags_text(flags)
+    row["flag_list"] = flags
     energy = record.get("energy")
     if isinstance(energy, dict):  # the runner nests NVML figures per timed window: energy.train / energy.infer
         for phase in ("train", "infer"):

@@ -31,6 +31,8 @@ def points(ctx: Context) -> tuple[pd.DataFrame, str]:
                 "machine": r["machine"], "framework": r["framework"], "data": r.get("data", "?"),
                 "method": r["compression"], "auc": r["quality.auc"], "bytes": nbytes,
                 "infer_samples_per_s": infer, "record_gate": r.get("compression.gate"),
+                "infer_n": r.get("infer.batch_ms.n"), "roofline_infer": r.get("roofline.infer"),
+                "flags": r.get("flags"),
             })
             return pd.concat([df, _baselines(r, infer)], ignore_index=True), "run records"
     piv = asv_pivot(ctx.rows, "bench_compression")
@@ -85,6 +87,8 @@ def gates(df: pd.DataFrame) -> pd.DataFrame:
                 "gate_99_9": None if rel is None else rel >= GATES[1],
                 "gates_passed": ", ".join(passed) if rel is not None else "n/a: no uncompressed baseline",
                 "record_gate": r.get("record_gate"),
+                "infer_samples_per_s": r.get("infer_samples_per_s"), "infer_n": r.get("infer_n"),
+                "roofline_infer": r.get("roofline_infer"), "flags": r.get("flags"),
             })
     return pd.DataFrame(out)
 
@@ -112,7 +116,12 @@ def _pareto_plot(df: pd.DataFrame, data: str, xcol: str, xlabel: str, smaller_be
     ax.legend(fontsize=7)
     fig.tight_layout()
     safe = "".join(ch if ch.isalnum() else "_" for ch in str(data))
-    return Plot(f"compression_{safe}_{xcol}", fig, f"AUC versus {xcol} for {data}")
+    caption = f"AUC versus {xcol} for {data}; each point one run record (one training run, n=1 for AUC)."
+    if xcol == "infer_samples_per_s":
+        ns = d["infer_n"].dropna() if "infer_n" in d else pd.Series(dtype=float)
+        caption += (f" Throughput: one timed pass per record over n={int(ns.min())}..{int(ns.max())} batches."
+                    if len(ns) else " Throughput: one timed pass per record (per-batch n not recorded: v1 records).")
+    return Plot(f"compression_{safe}_{xcol}", fig, f"AUC versus {xcol} for {data}", caption)
 
 
 def build(ctx: Context) -> Page:
@@ -125,7 +134,12 @@ def build(ctx: Context) -> Page:
                             "bench_compression results)."
         return page
     g = gates(df)
-    page.sections.append(Section("Gates", f"Source: {source}.", tables=[Table("compression_gates", g)]))
+    page.sections.append(Section(
+        "Gates", f"Source: {source}. infer_samples_per_s: one timed inference pass over the eval split per record; "
+        "infer_n: the per-batch samples behind it (schema v2 records; n/a for v1 records and asv figures). "
+        "roofline_infer: achieved rate as a fraction of its roofline bound; highlighted rows carry flags "
+        "(a fraction above 1.05 is not physically possible).",
+        tables=[Table("compression_gates", g, highlight="flags" if "flags" in g else "")]))
     for data in sorted(df["data"].dropna().unique(), key=str):
         sec = Section(f"Pareto plots: {data}")
         for xcol, label, small in (("bytes", "stored bytes (log)", True),

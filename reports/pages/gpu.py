@@ -6,7 +6,7 @@ import pandas as pd
 
 from reports.asv_results import latest_per_machine
 from reports.context import Context, asv_pivot
-from reports.page import Page, Plot, Section, Table, figure, finite
+from reports.page import Page, Plot, Section, Table, add_sample_counts, figure, finite
 
 DEVICE_AXES = ("device", "setting", "device.name", "device.precision", "device.compile", "device.compile_mode",
                "device.batch_size", "precision", "compile")
@@ -17,9 +17,11 @@ def settings_table(ctx: Context) -> pd.DataFrame:
     if recs.empty:
         return pd.DataFrame()
     axes = [c for c in DEVICE_AXES if c in recs and recs[c].notna().any()]
-    metrics = [c for c in ("throughput.train_samples_per_s", "throughput.infer_samples_per_s",
-                           "energy.joules_per_1k_samples", "energy.mean_watts", "energy.peak_watts",
-                           "memory.peak_device_bytes", "memory.peak_host_rss_bytes", "energy.reason") if c in recs]
+    metrics = [c for c in ("throughput.train_samples_per_s", "train.step_ms.n", "train.step_ms.median",
+                           "roofline.train", "throughput.infer_samples_per_s", "infer.batch_ms.n",
+                           "infer.batch_ms.median", "roofline.infer", "energy.joules_per_1k_samples",
+                           "energy.mean_watts", "energy.peak_watts", "memory.peak_device_bytes",
+                           "memory.peak_host_rss_bytes", "energy.reason", "flags") if c in recs]
     if not metrics:
         return pd.DataFrame()
     cols = ["machine", "framework", *[c for c in ("data",) if c in recs], *axes, *metrics]
@@ -40,7 +42,8 @@ def _plot(df: pd.DataFrame) -> Plot | None:
     ax.set_yticks(range(len(d)), labels, fontsize=8)
     ax.set_xlabel("joules per 1k samples (lower is better)")
     fig.tight_layout()
-    return Plot("gpu_energy", fig, "Joules per 1k samples per setting")
+    return Plot("gpu_energy", fig, "Joules per 1k samples per setting",
+                "Joules per 1k samples per setting: one NVML-measured training window per record (n=1 window).")
 
 
 def build(ctx: Context) -> Page:
@@ -48,7 +51,7 @@ def build(ctx: Context) -> Page:
                 "Per device setting (precision, compilation, batch size): throughput, energy per 1k samples "
                 "(NVML) and peak device memory. A figure that cannot be measured on a machine shows its reason.")
     df = settings_table(ctx)
-    piv = asv_pivot(ctx.rows, "bench_gpu")
+    piv = add_sample_counts(asv_pivot(ctx.rows, "bench_gpu"), ctx.rows, "bench_gpu")
     gpu_rows = latest_per_machine(ctx.rows)
     gpu_rows = gpu_rows[gpu_rows["module"] == "bench_gpu"] if not gpu_rows.empty else gpu_rows
     if df.empty and piv.empty:
@@ -61,15 +64,21 @@ def build(ctx: Context) -> Page:
             page.empty_reason = "no GPU or energy results yet (no records with energy/memory sections, no bench_gpu)."
         return page
     if not df.empty:
-        sec = Section("Per setting (run records)", tables=[Table("gpu_settings", df)])
+        sec = Section("Per setting (run records)",
+                      "Throughput: one timed window per record; train.step_ms.n / infer.batch_ms.n: per-step and "
+                      "per-batch samples behind the medians (schema v2 records, else absent). roofline.*: achieved "
+                      "rate as a fraction of its roofline bound; highlighted rows carry flags.",
+                      tables=[Table("gpu_settings", df, highlight="flags" if "flags" in df else "")])
         p = _plot(df)
         if p:
             sec.plots.append(p)
         else:
-            sec.text = "No energy figures recorded (every record gives its reason in the energy.reason column)."
+            sec.text += " No energy figures recorded (every record gives its reason in the energy.reason column)."
         page.sections.append(sec)
     if not piv.empty:
-        page.sections.append(Section("asv bench_gpu", tables=[Table("gpu_asv", piv)]))
+        page.sections.append(Section("asv bench_gpu", "time_* n: asv samples behind each median (1 under asv "
+                                     "--quick); track_* figures are one value each.",
+                                     tables=[Table("gpu_asv", piv)]))
     elif not gpu_rows.empty:
         counts = gpu_rows["status"].value_counts().to_dict()
         page.sections.append(Section("asv bench_gpu", "No numbers: " + ", ".join(

@@ -1,7 +1,8 @@
 """Hardware comparison: the same benchmarks across machines, normalised to a baseline machine.
 
 Each machine contributes its newest commit. Value ratio = machine / baseline (for times: < 1 is
-faster than the baseline). The geometric mean over benchmarks both machines ran is the summary.
+faster than the baseline), only where both figures have >= 5 samples or are exact byte counts. The
+geometric mean over the benchmarks with a ratio is the summary; its n column counts them.
 """
 
 from __future__ import annotations
@@ -11,7 +12,22 @@ import pandas as pd
 from recsys_impls.errors import UsageError
 from reports.asv_results import latest_per_machine
 from reports.context import Context
-from reports.page import Page, Plot, Section, Table, figure, finite, geomean, short
+from reports.page import (
+    MIN_SAMPLES,
+    RATIO_CI_NOTE,
+    Page,
+    Plot,
+    Section,
+    Table,
+    enough_samples,
+    figure,
+    finite,
+    geomean,
+    n_label,
+    ratio_interval,
+    short,
+)
+from reports.pages.framework import exact_figure
 from reports.regressions import kind_of
 
 FINGERPRINT_KEYS = ("cpu", "num_cpu", "ram", "os", "arch", "gpu", "gpu_name", "driver", "cuda", "torch",
@@ -45,14 +61,48 @@ def _flat(d: dict, prefix: str = "") -> dict[str, object]:
 
 
 def comparison(ctx: Context, baseline: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """(raw values, normalised ratios, geomean summary) with machines as columns."""
+    """(raw values, normalised ratios, geomean summary) with machines as columns.
+
+    A ratio is kept only where both machines' figures have >= MIN_SAMPLES samples (or the figure is an
+    exact byte count); the others are NaN and their "note" says why. "n <machine>" columns give the counts.
+    """
     latest = latest_per_machine(ctx.rows)
     latest = latest[latest["status"] == "ok"]
     machines = sorted(latest["machine"].unique(), key=lambda m: (m != baseline, m))
-    raw = latest.assign(unit=latest["unit"].fillna("")).groupby(
-        ["benchmark", "param_key", "unit", "machine"])["value"].first().unstack("machine")
-    raw = raw.reindex(columns=machines)
+    keyed = latest.assign(unit=latest["unit"].fillna("")).groupby(["benchmark", "param_key", "unit", "machine"])
+    raw = keyed["value"].first().unstack("machine").reindex(columns=machines)
+    counts = keyed["n"].first().unstack("machine").reindex(columns=machines)
+    ci_lo = keyed["ci_lo"].first().unstack("machine").reindex(columns=machines)
+    ci_hi = keyed["ci_hi"].first().unstack("machine").reindex(columns=machines)
+    types = latest.groupby("benchmark")["type"].first().to_dict()
     norm = raw.div(raw[baseline], axis=0) if baseline in raw else raw * float("nan")
+    notes = []
+    for idx in norm.index:
+        bench = idx[0]
+        exact = exact_figure(bench.rsplit(".", 1)[-1], types.get(bench, ""))
+        few = []
+        for m in machines:
+            if m == baseline or exact or enough_samples(counts.loc[idx, m], counts.loc[idx, baseline]
+                                                        if baseline in counts else None):
+                continue
+            if finite(norm.loc[idx, m]):
+                few.append(f"{m} {n_label(counts.loc[idx, m])}")
+            norm.loc[idx, m] = float("nan")
+        base_n = counts.loc[idx, baseline] if baseline in counts else None
+        if few and baseline in norm and not any(finite(norm.loc[idx, m]) for m in machines if m != baseline):
+            norm.loc[idx, baseline] = float("nan")  # baseline / baseline = 1 compares nothing
+        notes.append("exact count" if exact else (
+            f"no ratio: fewer than {MIN_SAMPLES} samples ({baseline} {n_label(base_n)}; {', '.join(few)})"
+            if few else ""))
+    norm = norm.assign(note=notes)
+    for m in machines:
+        raw[f"n {m}"] = counts[m]
+        norm[f"n {m}"] = counts[m]
+        if m != baseline and baseline in raw:
+            bounds = [ratio_interval(ci_lo.loc[i, m], ci_hi.loc[i, m], ci_lo.loc[i, baseline], ci_hi.loc[i, baseline])
+                      if finite(norm.loc[i, m]) else (None, None) for i in norm.index]
+            norm[f"{m} ci99_low"] = [b[0] for b in bounds]
+            norm[f"{m} ci99_high"] = [b[1] for b in bounds]
     names = {b: b.rsplit(".", 1)[-1] for b in raw.index.get_level_values(0)}
     kinds = {b: kind_of(n, n.split("_")[0]) for b, n in names.items()}
     summary = []
@@ -69,23 +119,44 @@ def comparison(ctx: Context, baseline: str) -> tuple[pd.DataFrame, pd.DataFrame,
 
 
 def _plot(norm: pd.DataFrame, baseline: str) -> Plot | None:
-    t = norm[norm["benchmark"].str.contains(r"\.time_")]
-    machines = [c for c in t.columns if c not in ("benchmark", "param_key", "unit") and c != baseline]
-    if t.empty or not machines:
+    times = norm[norm["benchmark"].str.contains(r"\.time_")]
+    machines = [c for c in times.columns if c not in ("benchmark", "param_key", "unit", "note") and c != baseline
+                and not c.startswith("n ") and " ci99_" not in c]
+    if times.empty or not machines:
+        return None
+    t = times[times[machines].apply(lambda r: any(finite(v) for v in r), axis=1)]
+    left_out = len(times) - len(t)
+    if t.empty:
         return None
     t = t.head(24)
     fig, ax = figure(8, max(2.5, 0.3 * len(t) * max(1, len(machines)) + 1))
     height = 0.8 / len(machines)
     for j, m in enumerate(machines):
-        ax.barh([i + j * height for i in range(len(t))], t[m], height=height, label=m)
+        vals = list(t[m])
+        lo = [v - c if finite(v) and finite(c) else 0 for v, c in zip(vals, t.get(f"{m} ci99_low", vals),
+                                                                      strict=False)]
+        hi = [c - v if finite(v) and finite(c) else 0 for v, c in zip(vals, t.get(f"{m} ci99_high", vals),
+                                                                      strict=False)]
+        ax.barh([i + j * height for i in range(len(t))], vals, height=height, xerr=[lo, hi], capsize=2,
+                label=m)
     ax.axvline(1.0, color="k", lw=1)
-    ax.set_yticks(range(len(t)), [f"{b.rsplit('.', 1)[-1]} [{p}]" for b, p in zip(t["benchmark"], t["param_key"],
-                                                                                  strict=False)], fontsize=7)
+    labels = [f"{b.rsplit('.', 1)[-1]} [{p}] n={_n(r, baseline)}/" + "/".join(_n(r, m) for m in machines)
+              for (_, r), b, p in zip(t.iterrows(), t["benchmark"], t["param_key"], strict=False)]
+    ax.set_yticks(range(len(t)), labels, fontsize=7)
     ax.set_xscale("log")
-    ax.set_xlabel(f"time relative to {baseline} (log; <1 = faster)")
+    ax.set_xlabel(f"median time / {baseline} (log; <1 = faster), 99% interval")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    return Plot("hardware_time_ratios", fig, f"Benchmark times relative to {baseline}")
+    caption = (f"Median time relative to {baseline} per benchmark, n = asv samples ({baseline}/other machines). "
+               f"{RATIO_CI_NOTE} ")
+    caption += (f"{left_out} time_* benchmark(s) without a ratio (fewer than {MIN_SAMPLES} samples) left out."
+                if left_out else f"Every time_* figure drawn has >= {MIN_SAMPLES} samples.")
+    return Plot("hardware_time_ratios", fig, f"Benchmark times relative to {baseline}", caption)
+
+
+def _n(row: pd.Series, machine: str) -> str:
+    v = row.get(f"n {machine}")
+    return str(int(v)) if finite(v) else "-"
 
 
 def build(ctx: Context) -> Page:

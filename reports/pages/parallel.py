@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from reports.context import Context, asv_pivot
-from reports.page import Page, Plot, Section, Table, figure, finite
+from reports.page import Page, Plot, Section, Table, add_sample_counts, figure, finite
 
 LOAD_KEYS = ("step_s", "compute_s", "load", "embedding_rows", "embedding_bytes", "lookups", "samples", "bytes")
 
@@ -20,9 +20,11 @@ def scaling(ctx: Context) -> tuple[pd.DataFrame, str]:
                 "sharding": r.get("parallel.sharding"), "world_size": r["parallel.world_size"].astype(int),
                 "train_samples_per_s": r.get("throughput.train_samples_per_s"),
                 "scaling_efficiency": r.get("parallel.scaling_efficiency"),
+                "train_step_n": r.get("train.step_ms.n"), "roofline_train": r.get("roofline.train"),
+                "flags": r.get("flags"),
             })
             return df.sort_values(["machine", "framework", "world_size"]).reset_index(drop=True), "run records"
-    piv = asv_pivot(ctx.rows, "bench_parallel")
+    piv = add_sample_counts(asv_pivot(ctx.rows, "bench_parallel"), ctx.rows, "bench_parallel")
     if piv.empty:
         return pd.DataFrame(), ""
     cols = [c for c in piv.columns if c.startswith(("track_", "time_"))]
@@ -81,7 +83,11 @@ def _scaling_plot(df: pd.DataFrame) -> Plot | None:
     ax2.set_title("efficiency = thr / (thr_1 x N)")
     ax1.legend(fontsize=7)
     fig.tight_layout()
-    return Plot("parallel_scaling", fig, "Training throughput and scaling efficiency against world size")
+    ns = df["train_step_n"].dropna() if "train_step_n" in df else pd.Series(dtype=float)
+    caption = ("Training throughput and scaling efficiency against world size; each point one run record's timed "
+               "window (" + (f"n={int(ns.min())}..{int(ns.max())} steps" if len(ns) else
+                             "per-step n not recorded: v1 records") + "; no interval drawn).")
+    return Plot("parallel_scaling", fig, "Training throughput and scaling efficiency against world size", caption)
 
 
 def _rank_plot(ranks: pd.DataFrame) -> Plot | None:
@@ -110,7 +116,12 @@ def build(ctx: Context) -> Page:
         page.empty_reason = "no parallel results yet (no records with a parallel section and no asv " \
                             "bench_parallel results)."
         return page
-    sec = Section("Scaling", f"Source: {source}.", tables=[Table("parallel_scaling", df)])
+    about = ("train_samples_per_s: one timed training window per record; train_step_n: per-step samples behind "
+             "it (schema v2 records, else n/a). roofline_train: achieved rate as a fraction of its roofline bound; "
+             "highlighted rows carry flags." if source == "run records" else
+             "track_* figures are one value per scenario run (n=1); time_* n: asv samples behind each median.")
+    sec = Section("Scaling", f"Source: {source}. {about}",
+                  tables=[Table("parallel_scaling", df, highlight="flags" if "flags" in df else "")])
     if source == "run records":
         p = _scaling_plot(df)
         if p:
