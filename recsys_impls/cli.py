@@ -61,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_scenario_options(run)
     run.add_argument("--json", default=None, help="write the record to this file")
     run.add_argument("--quiet", action="store_true", help="no progress bar or summary table")
+    run.add_argument("--oversubscribe", action="store_true",
+                     help="allow more busy threads than 2 x the available cores (multi-node or deliberate runs)")
     sub.add_parser("list", allow_abbrev=False, help="print the scenarios and axes")
     prof = sub.add_parser("profile", allow_abbrev=False, help="profile one scenario (py-spy, torch/TF profiler)")
     _add_scenario_options(prof)
@@ -171,11 +173,11 @@ def summary_table(record: dict[str, Any]) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from recsys_impls import preflight
     from recsys_impls.runner import run_scenario
 
     scenario = scenario_from_args(args)
-    if args.json:
-        _check_writable(args.json)
+    estimate = preflight.check(scenario, json_path=args.json, allow_oversubscribe=args.oversubscribe)
     progress = not args.quiet and sys.stderr.isatty()
     if scenario.compression not in ("", "none") and scenario.parallel in ("", "none"):
         from recsys_impls.compression.section import run_compression  # also runs the fp32 baseline
@@ -183,6 +185,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         record = run_compression(scenario, progress=progress)
     else:
         record = run_scenario(scenario, progress=progress)
+    record["preflight"] = estimate
     if args.json:
         Path(args.json).write_text(json.dumps(record, indent=2, sort_keys=True))
     if not args.quiet:
@@ -190,12 +193,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.json:
             print(f"record written to {args.json}")
     return 0
-
-
-def _check_writable(path: str) -> None:
-    parent = Path(path).resolve().parent
-    if not parent.is_dir():
-        raise UsageError(f"--json {path}: folder {parent} does not exist")
 
 
 def cmd_list(_: argparse.Namespace) -> int:
