@@ -60,7 +60,7 @@ def _note_shape(data: Dataset, model: ModelConfig) -> None:
 def _check_train_split(data: Dataset, scenario: Scenario, num_train: int, num_eval: int) -> None:
     """A file too short for one training batch: say which flags decide the split, before training fails."""
     have, batch = data.train.batch_size, scenario.train.batch_size
-    if have >= batch:
+    if have >= batch or have >= num_train:  # not cut short by the data (a caller may ask for less)
         return
     total = have + data.eval.batch_size
     where = f"--data {clip(scenario.data.source)}"
