@@ -76,8 +76,11 @@ def _int_in(section: str, key: str, value: Any, lo: int, hi: int, label: str | N
 
 def _number_in(section: str, key: str, value: Any, hi: float) -> None:
     """A finite number in (0, hi], or a one-line UsageError (inf, nan and 1e400 included)."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if not ok or not math.isfinite(value) or not 0 < value <= hi:
+    try:
+        number = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+    except OverflowError:  # an int past the float range
+        number = math.inf
+    if not math.isfinite(number) or not 0 < number <= hi:
         raise _bad(section, key, value, f"a finite number greater than 0 and at most {hi:g}")
 
 
@@ -428,12 +431,9 @@ def _coerce(section: str, key: str, value: Any, default: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise _bad(section, key, value, "a number (without quotes)")
         try:
-            number = float(value)
-        except OverflowError:
-            number = math.inf
-        if not math.isfinite(number):
-            raise _bad(section, key, value, "a finite number (inf, nan and values past 1e308 are not)")
-        return number
+            return float(value)
+        except OverflowError:  # an int past the float range: validate() says what is accepted
+            return math.inf
     if isinstance(default, str):
         if not isinstance(value, str):
             raise _bad(section, key, value, "a string")

@@ -147,6 +147,7 @@ def test_bad_flag_values(capsys, args, expect):
     ("learning_rate = inf\n", "learning_rate = inf"),
     ("learning_rate = 1e400\n", "learning_rate = inf"),
     ("learning_rate = nan\n", "learning_rate = nan"),
+    ("learning_rate = 1" + "0" * 400 + "\n", "at most 1000"),
     ("batch_size = 1e400\n", "a number past the float range reads as inf"),
     ("batch_size = 100.5\n", "a whole number, not rounded"),
     ("batch_size = true\n", "true/false is not accepted"),
