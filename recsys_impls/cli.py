@@ -60,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_scenario_options(run)
     run.add_argument("--json", default=None, help="write the record to this file")
     run.add_argument("--quiet", action="store_true", help="no progress bar or summary table")
+    run.add_argument("--oversubscribe", action="store_true",
+                     help="allow more busy threads than 2 x the available cores (multi-node or deliberate runs)")
     sub.add_parser("list", allow_abbrev=False, help="print the scenarios and axes")
     prof = sub.add_parser("profile", allow_abbrev=False, help="profile one scenario (py-spy, torch/TF profiler)")
     _add_scenario_options(prof)
@@ -173,10 +175,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from recsys_impls.execute import execute
 
     scenario = scenario_from_args(args)
-    if args.json:
-        _check_writable(args.json)
     progress = not args.quiet and sys.stderr.isatty()
-    record = execute(scenario, progress=progress)
+    record = execute(scenario, progress=progress, json_path=args.json, allow_oversubscribe=args.oversubscribe)
     if args.json:
         record.save(args.json)
     if not args.quiet:
@@ -184,12 +184,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.json:
             print(f"record written to {args.json}")
     return 0
-
-
-def _check_writable(path: str) -> None:
-    parent = Path(path).resolve().parent
-    if not parent.is_dir():
-        raise UsageError(f"--json {path}: folder {parent} does not exist")
 
 
 def cmd_list(_: argparse.Namespace) -> int:

@@ -7,18 +7,152 @@ its axes (framework, data, compression, parallel, device settings) are what asv 
 from __future__ import annotations
 
 import json
+import math
+import os
 import re
+import stat
 import tomllib
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from recsys_impls.errors import UsageError
+from recsys_impls.errors import UsageError, clip, shown
 
 FRAMEWORKS = ("torch", "tf")
 OPTIMIZERS = ("sgd", "adagrad")
 PRECISIONS = ("fp32", "tf32", "amp-fp16", "amp-bf16")
 COMPILE_MODES = ("none", "torch-compile", "torch-compile-max-autotune", "cuda-graphs", "xla")
+
+# Ranges of the values a scenario accepts (beyond them a run cannot work: a thread pool of 100000
+# segfaults PyTorch, a negative seed is refused by numpy, an id past int64 overflows).
+MAX_THREADS = 1024
+MAX_SEED = 2**32 - 1  # what every framework's seeding accepts
+MAX_TABLES = 1024  # the pairwise interaction is quadratic in the number of tables
+MAX_TABLE_ROWS = 2**40
+MAX_LAYERS = 64
+MAX_COUNT = 2**31 - 1  # batch sizes, sample counts, widths: int32 range
+MAX_STEPS = 10**9
+MAX_LEARNING_RATE = 1e3
+MAX_ZIPF_EXPONENT = 100.0
+MAX_TEXT = 200  # axis strings (framework, compression, parallel, device, ...)
+MAX_PATH = 4096
+MAX_CONFIG_BYTES = 4 << 20  # a config file is a few keys; this allows ~500k table sizes
+
+# The CLI flag behind each config key, so a message names both.
+_FLAGS = {
+    ("train", "steps"): "--steps", ("train", "batch_size"): "--batch-size",
+    ("train", "eval_samples"): "--eval-samples", ("train", "seed"): "--seed", ("train", "optimizer"): "--optimizer",
+    ("train", "learning_rate"): "--lr", ("data", "source"): "--data", ("data", "skip_bad_lines"): "--skip-bad-lines",
+    ("device", "device"): "--device", ("device", "precision"): "--precision", ("device", "compile"): "--compile",
+    ("device", "pinned_memory"): "--pinned-memory", ("device", "threads"): "--threads",
+    ("scenario", "framework"): "--framework", ("scenario", "compression"): "--compression",
+    ("scenario", "parallel"): "--parallel",
+}
+
+
+def _where(section: str, key: str) -> str:
+    """Where a value comes from, for messages: the flag and the config key."""
+    flag = _FLAGS.get((section, key))
+    name = key if section == "scenario" else f"{section}.{key}"
+    return f"{flag}, or {name} in a --config file" if flag else f"{name} in a --config file"
+
+
+def _bad(section: str, key: str, value: Any, accepted: str) -> UsageError:
+    return UsageError(f"{key} = {shown(value)} ({_where(section, key)}); accepted: {accepted}")
+
+
+def _text(value: Any) -> str:
+    """A flag value as typed (strings unquoted), clipped."""
+    return clip(value) if isinstance(value, str) else shown(value)
+
+
+def _int_in(section: str, key: str, value: Any, lo: int, hi: int, label: str | None = None) -> None:
+    """An int (not a bool) in [lo, hi], or a one-line UsageError."""
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise UsageError(f"{label or key} = {shown(value)} ({_where(section, key)}); "
+                         f"accepted: an integer from {lo} to {hi}")
+
+
+def _number_in(section: str, key: str, value: Any, hi: float) -> None:
+    """A finite number in (0, hi], or a one-line UsageError (inf, nan and 1e400 included)."""
+    try:
+        number = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+    except OverflowError:  # an int past the float range
+        number = math.inf
+    if not math.isfinite(number) or not 0 < number <= hi:
+        raise _bad(section, key, value, f"a finite number greater than 0 and at most {hi:g}")
+
+
+def _choice(section: str, key: str, value: Any, choices: tuple[str, ...]) -> None:
+    if not isinstance(value, str) or value not in choices:
+        raise _bad(section, key, value, ", ".join(choices))
+
+
+def check_data_source(source: Any) -> None:
+    """``--data``: synthetic, movielens, or a path to something the TSV reader can read: a regular file
+    (plain or gzip) or a pipe (``--data <(zcat day_0.gz)``). One line naming what the path is otherwise."""
+    accepted = ("accepted: synthetic, movielens, or a Criteo TSV (plain or gzip) as a regular file or a pipe, "
+                "e.g. --data <(zcat day_0.gz)")
+    if not isinstance(source, str):
+        raise _bad("data", "source", source, accepted.removeprefix("accepted: "))
+    if source in ("synthetic", "movielens"):
+        return
+    where = f"--data {clip(source)!s}" if source.strip() else f"--data {source!r}"
+    if not source.strip():
+        raise UsageError(f"{where}: empty; {accepted}")
+    if "\x00" in source or len(source) > MAX_PATH:
+        raise UsageError(f"{where}: not a usable path (a NUL byte, or over {MAX_PATH} characters); {accepted}")
+    try:
+        st = os.stat(source)
+    except FileNotFoundError:
+        why = "a broken symbolic link" if os.path.islink(source) else "no such file"
+        raise UsageError(f"{where}: {why}; {accepted}") from None
+    except NotADirectoryError:
+        raise UsageError(f"{where}: no such file (a part of the path is not a folder); {accepted}") from None
+    except OSError as exc:
+        raise UsageError(f"{where}: cannot be opened ({exc.strerror}); {accepted}") from None
+    mode = st.st_mode
+    if stat.S_ISDIR(mode):
+        raise UsageError(f"{where}: is a directory, not a file; {accepted}")
+    if stat.S_ISREG(mode) or stat.S_ISFIFO(mode):
+        if not os.access(source, os.R_OK):
+            raise UsageError(f"{where}: not readable (permission denied); {accepted}")
+        return
+    kind = ("a character device" if stat.S_ISCHR(mode) else "a block device" if stat.S_ISBLK(mode)
+            else "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
+    raise UsageError(f"{where}: is {kind}, not a file or a pipe; {accepted}")
+
+
+def is_pipe(source: str) -> bool:
+    """Whether a data source is a pipe (readable once: a second reader would see nothing)."""
+    try:
+        return stat.S_ISFIFO(os.stat(source).st_mode)
+    except (OSError, ValueError):
+        return False
+
+
+PARALLEL_TIMEOUT_ENV = "RECSYS_PARALLEL_TIMEOUT"
+DEFAULT_PARALLEL_TIMEOUT_S = 600.0
+MAX_PARALLEL_TIMEOUT_S = 7 * 24 * 3600.0
+
+
+def parallel_timeout_s(environ: Mapping[str, str] | None = None) -> float:
+    """Seconds a distributed run may take before its workers are stopped: ``RECSYS_PARALLEL_TIMEOUT``
+    (default 600), validated so a bad value is one line, not a traceback at import."""
+    env = os.environ if environ is None else environ
+    text = env.get(PARALLEL_TIMEOUT_ENV)
+    if text is None or not text.strip():
+        return DEFAULT_PARALLEL_TIMEOUT_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or not 0 < value <= MAX_PARALLEL_TIMEOUT_S:
+        raise UsageError(f"{PARALLEL_TIMEOUT_ENV}={shown(text)} (environment); accepted: seconds, a number greater "
+                         f"than 0 and at most {MAX_PARALLEL_TIMEOUT_S:g} (default {DEFAULT_PARALLEL_TIMEOUT_S:g})")
+    return value
+
 
 # Criteo-like cardinalities, capped so the default model fits CI (26 tables).
 CRITEO_SMALL_TABLES = [
@@ -49,18 +183,20 @@ class ModelConfig:
         return self.embedding_dim + n * (n - 1) // 2
 
     def validate(self) -> None:
-        _positive("num_dense", self.num_dense)
-        _positive("embedding_dim", self.embedding_dim)
-        _positive("ids_per_feature", self.ids_per_feature)
-        if not self.table_sizes:
-            raise UsageError("config: table_sizes is empty; give a list of positive table cardinalities")
+        _int_in("model", "num_dense", self.num_dense, 1, MAX_COUNT)
+        _int_in("model", "embedding_dim", self.embedding_dim, 1, MAX_COUNT)
+        _int_in("model", "ids_per_feature", self.ids_per_feature, 1, 10_000)
+        if not isinstance(self.table_sizes, tuple) or not 1 <= len(self.table_sizes) <= MAX_TABLES:
+            raise _bad("model", "table_sizes", self.table_sizes,
+                       f"a list of 1 to {MAX_TABLES} table sizes (rows), e.g. [100000, 5000]")
         for i, n in enumerate(self.table_sizes):
-            if not isinstance(n, int) or n <= 0:
-                raise UsageError(f"config: table_sizes[{i}] = {n!r}; every table size must be a positive integer")
+            _int_in("model", "table_sizes", n, 1, MAX_TABLE_ROWS, label=f"table_sizes[{i}]")
         for name in ("bottom_mlp", "top_mlp"):
             widths = getattr(self, name)
-            if not widths or any(not isinstance(w, int) or w <= 0 for w in widths):
-                raise UsageError(f"config: {name} = {list(widths)!r}; give a non-empty list of positive layer widths")
+            if not isinstance(widths, tuple) or not 1 <= len(widths) <= MAX_LAYERS:
+                raise _bad("model", name, widths, f"a list of 1 to {MAX_LAYERS} layer widths, e.g. [64, 16]")
+            for i, w in enumerate(widths):
+                _int_in("model", name, w, 1, MAX_COUNT, label=f"{name}[{i}]")
         if self.bottom_mlp[-1] != self.embedding_dim:
             raise UsageError(
                 f"config: bottom_mlp ends in {self.bottom_mlp[-1]} but embedding_dim is {self.embedding_dim}; "
@@ -87,17 +223,15 @@ class TrainConfig:
     latency_batch_size: int = 64
 
     def validate(self) -> None:
-        _positive("batch_size", self.batch_size)
-        _positive("steps", self.steps)
-        _positive("eval_samples", self.eval_samples)
-        _positive("latency_batches", self.latency_batches)
-        _positive("latency_batch_size", self.latency_batch_size)
-        if self.warmup_steps < 0:
-            raise UsageError(f"config: warmup_steps = {self.warmup_steps}; must be >= 0")
-        if self.optimizer not in OPTIMIZERS:
-            raise UsageError(f"config: optimizer = {self.optimizer!r}; accepted: {', '.join(OPTIMIZERS)}")
-        if not self.learning_rate > 0:
-            raise UsageError(f"config: learning_rate = {self.learning_rate}; must be > 0")
+        _int_in("train", "batch_size", self.batch_size, 1, MAX_COUNT)
+        _int_in("train", "steps", self.steps, 1, MAX_STEPS)
+        _int_in("train", "eval_samples", self.eval_samples, 1, MAX_COUNT)
+        _int_in("train", "latency_batches", self.latency_batches, 1, 10**6)
+        _int_in("train", "latency_batch_size", self.latency_batch_size, 1, MAX_COUNT)
+        _int_in("train", "warmup_steps", self.warmup_steps, 0, MAX_STEPS)
+        _int_in("train", "seed", self.seed, 0, MAX_SEED)
+        _choice("train", "optimizer", self.optimizer, OPTIMIZERS)
+        _number_in("train", "learning_rate", self.learning_rate, MAX_LEARNING_RATE)
 
 
 @dataclass(frozen=True)
@@ -109,14 +243,10 @@ class DataConfig:
     skip_bad_lines: bool = False
 
     def validate(self) -> None:
-        if self.source in ("synthetic", "movielens"):
-            pass
-        elif not Path(self.source).exists():
-            raise UsageError(
-                f"--data {self.source}: no such file; accepted: synthetic, movielens, or a path to a Criteo TSV file"
-            )
-        if not self.zipf_exponent > 0:
-            raise UsageError(f"config: zipf_exponent = {self.zipf_exponent}; must be > 0")
+        check_data_source(self.source)
+        _number_in("data", "zipf_exponent", self.zipf_exponent, MAX_ZIPF_EXPONENT)
+        if not isinstance(self.skip_bad_lines, bool):
+            raise _bad("data", "skip_bad_lines", self.skip_bad_lines, "true or false")
 
     @property
     def name(self) -> str:
@@ -134,14 +264,16 @@ class DeviceConfig:
     threads: int = 0  # 0: framework default
 
     def validate(self) -> None:
-        if not re.fullmatch(r"cpu|cuda(:\d+)?|GPU:\d+", self.device):
-            raise UsageError(f"--device {self.device}: accepted: cpu, cuda, cuda:N (PyTorch), GPU:N (TensorFlow)")
-        if self.precision not in PRECISIONS:
-            raise UsageError(f"--precision {self.precision}: accepted: {', '.join(PRECISIONS)}")
-        if self.compile not in COMPILE_MODES:
-            raise UsageError(f"--compile {self.compile}: accepted: {', '.join(COMPILE_MODES)}")
-        if self.threads < 0:
-            raise UsageError(f"--threads {self.threads}: must be >= 0 (0 = framework default)")
+        if not isinstance(self.device, str) or not re.fullmatch(r"cpu|cuda(:\d{1,4})?|GPU:\d{1,4}", self.device):
+            raise UsageError(f"--device {_text(self.device)}: accepted: cpu, cuda, cuda:N (PyTorch), "
+                             "GPU:N (TensorFlow)")
+        if not isinstance(self.precision, str) or self.precision not in PRECISIONS:
+            raise UsageError(f"--precision {_text(self.precision)}: accepted: {', '.join(PRECISIONS)}")
+        if not isinstance(self.compile, str) or self.compile not in COMPILE_MODES:
+            raise UsageError(f"--compile {_text(self.compile)}: accepted: {', '.join(COMPILE_MODES)}")
+        if not isinstance(self.pinned_memory, bool):
+            raise _bad("device", "pinned_memory", self.pinned_memory, "true or false")
+        _int_in("device", "threads", self.threads, 0, MAX_THREADS)
 
 
 @dataclass(frozen=True)
@@ -157,15 +289,21 @@ class Scenario:
     parallel: str = "none"
 
     def validate(self) -> Scenario:
-        if self.framework not in FRAMEWORKS:
-            raise UsageError(f"--framework {self.framework}: accepted: {', '.join(FRAMEWORKS)}")
+        if not isinstance(self.framework, str) or self.framework not in FRAMEWORKS:
+            raise UsageError(f"--framework {_text(self.framework)}: accepted: {', '.join(FRAMEWORKS)}")
+        for key in ("compression", "parallel"):
+            value = getattr(self, key)
+            if not isinstance(value, str) or len(value) > MAX_TEXT:
+                raise _bad("scenario", key, value, f"a string of at most {MAX_TEXT} characters (see `list`)")
         self.model.validate()
         self.train.validate()
         self.data.validate()
         self.device.validate()
         from recsys_impls.compression.spec import parse_compression  # numpy-free, cheap
+        from recsys_impls.parallel.spec import parse_parallel  # numpy-free, cheap
 
         parse_compression(self.compression)
+        parse_parallel(self.parallel)
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -184,6 +322,38 @@ def _field_names(cls: type) -> list[str]:
     return [f.name for f in fields(cls)]
 
 
+# load_config_file records which model keys the file itself set (presets do not), so build_scenario can
+# refuse a shape the data would silently replace (MovieLens decides its own tables and dense features).
+FROM_FILE = "_from_config_file"
+
+
+def _read_config_text(path: str | Path) -> str:
+    p = Path(path)
+    where = f"--config {clip(str(path))}"
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        raise UsageError(f"{where}: no such file; accepted: a TOML or JSON file") from None
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{where}: cannot be opened ({getattr(exc, 'strerror', None) or exc})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise UsageError(f"{where}: is a directory; accepted: a TOML or JSON file")
+    if not (stat.S_ISREG(st.st_mode) or stat.S_ISFIFO(st.st_mode)):
+        raise UsageError(f"{where}: not a regular file or a pipe; accepted: a TOML or JSON file")
+    try:
+        with open(p, "rb") as fh:
+            raw = fh.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise UsageError(f"{where}: cannot be read ({exc.strerror})") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise UsageError(f"{where}: larger than {MAX_CONFIG_BYTES >> 20} MiB; a config file holds a few keys")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{where}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
+                         "TOML and JSON config files must be UTF-8") from None
+
+
 def load_config_file(path: str | Path) -> dict[str, dict[str, Any]]:
     """Read a TOML or JSON config into {section: {key: value}}.
 
@@ -191,16 +361,17 @@ def load_config_file(path: str | Path) -> dict[str, dict[str, Any]]:
     placed in the section that owns them. Unknown keys are an error naming the accepted ones.
     """
     p = Path(path)
-    if not p.is_file():
-        raise UsageError(f"--config {path}: no such file")
-    text = p.read_text()
+    where = f"--config {clip(str(path))}"
+    text = _read_config_text(path)
+    kind = "JSON" if p.suffix.lower() == ".json" else "TOML"
     try:
-        raw = json.loads(text) if p.suffix.lower() == ".json" else tomllib.loads(text)
+        raw = json.loads(text) if kind == "JSON" else tomllib.loads(text)
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
-        kind = "JSON" if p.suffix.lower() == ".json" else "TOML"
-        raise UsageError(f"--config {path}: not valid {kind}: {exc}") from None
+        raise UsageError(f"{where}: not valid {kind}: {clip(str(exc))}") from None
+    except (ValueError, RecursionError) as exc:  # an integer of more than 4300 digits, nesting too deep
+        raise UsageError(f"{where}: not usable {kind}: {clip(str(exc), 120)}") from None
     if not isinstance(raw, dict):
-        raise UsageError(f"--config {path}: the top level must be a table/object of keys")
+        raise UsageError(f"{where}: the top level must be a table/object of keys")
     out: dict[str, dict[str, Any]] = {s: {} for s in _CONFIG_SECTIONS}
     owner = {name: s for s, cls in _CONFIG_SECTIONS.items() for name in _field_names(cls)}
     for key, value in raw.items():
@@ -208,7 +379,7 @@ def load_config_file(path: str | Path) -> dict[str, dict[str, Any]]:
             for sub, v in value.items():
                 if sub not in _field_names(_CONFIG_SECTIONS[key]):
                     accepted = ", ".join(_field_names(_CONFIG_SECTIONS[key]))
-                    raise UsageError(f"--config {path}: unknown key {key}.{sub}; accepted: {accepted}")
+                    raise UsageError(f"{where}: unknown key {key}.{shown(sub, 60)}; accepted: {accepted}")
                 out[key][sub] = v
         elif key in owner:
             out[owner[key]][key] = value
@@ -216,41 +387,68 @@ def load_config_file(path: str | Path) -> dict[str, dict[str, Any]]:
             out.setdefault("scenario", {})[key] = value
         else:
             accepted = ", ".join(sorted([*owner, "framework", "compression", "parallel"]))
-            raise UsageError(f"--config {path}: unknown key {key!r}; accepted: {accepted}")
+            raise UsageError(f"{where}: unknown key {shown(key, 60)}; accepted: {accepted}")
+    out[FROM_FILE] = {f"model.{k}": str(path) for k in ("table_sizes", "num_dense") if k in out["model"]}
     return out
 
 
+def _as_int(section: str, key: str, value: Any, what: str) -> int:
+    """An int from an int or an integral finite float (JSON has one number type); never from a bool or
+    a string, and never rounding (100.7 is an error, not 100)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        kind = "a string" if isinstance(value, str) else "true/false" if isinstance(value, bool) else "not a number"
+        raise _bad(section, key, value, f"{what} ({kind} is not accepted; write numbers without quotes)")
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise _bad(section, key, value, f"{what} (a number past the float range reads as inf)")
+        if not value.is_integer():
+            raise _bad(section, key, value, f"{what} (a whole number, not rounded)")
+        return int(value)
+    return value
+
+
 def _coerce(section: str, key: str, value: Any, default: Any) -> Any:
-    """Turn config values into the dataclass field's type, with a one-line error."""
-    where = f"{section}.{key}"
+    """Turn config values into the dataclass field's type, with a one-line error; no silent coercion."""
     if isinstance(default, tuple):
+        what = "a list of integers"
         if not isinstance(value, (list, tuple)):
-            raise UsageError(f"config: {where} = {value!r}; expected a list of integers")
-        try:
-            return tuple(int(v) for v in value)
-        except (TypeError, ValueError):
-            raise UsageError(f"config: {where} = {value!r}; expected a list of integers") from None
+            raise _bad(section, key, value, what)
+        out = []
+        for i, v in enumerate(value):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or isinstance(v, float) and not (
+                    math.isfinite(v) and v.is_integer()):
+                raise UsageError(f"{key}[{i}] = {shown(v)} ({_where(section, key)}); accepted: {what}, "
+                                 "each a whole number without quotes (no strings, true/false or fractions)")
+            out.append(int(v))
+        return tuple(out)
     if isinstance(default, bool):
         if not isinstance(value, bool):
-            raise UsageError(f"config: {where} = {value!r}; expected true or false")
+            raise _bad(section, key, value, "true or false")
         return value
     if isinstance(default, int):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
-            raise UsageError(f"config: {where} = {value!r}; expected an integer")
-        return int(value)
+        return _as_int(section, key, value, "an integer")
     if isinstance(default, float):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise UsageError(f"config: {where} = {value!r}; expected a number")
-        return float(value)
+            raise _bad(section, key, value, "a number (without quotes)")
+        try:
+            return float(value)
+        except OverflowError:  # an int past the float range: validate() says what is accepted
+            return math.inf
     if isinstance(default, str):
         if not isinstance(value, str):
-            raise UsageError(f"config: {where} = {value!r}; expected a string")
+            raise _bad(section, key, value, "a string")
+        if len(value) > (MAX_PATH if (section, key) == ("data", "source") else MAX_TEXT):
+            raise _bad(section, key, value, "a shorter string")
         return value
     return value
 
 
 def build_scenario(overrides: dict[str, dict[str, Any]] | None = None, base: Scenario | None = None) -> Scenario:
-    """Apply {section: {key: value}} overrides (from a file, then flags) to a Scenario and validate."""
+    """Apply {section: {key: value}} overrides (from a file, then flags) to a Scenario and validate.
+
+    Every source of values (flags, TOML, JSON, presets, asv) comes through here, so one set of rules
+    applies: finite, integral where needed, in range, no bool-as-int, no string-as-number.
+    """
     scenario = base or Scenario()
     overrides = overrides or {}
     parts: dict[str, Any] = {}
@@ -260,9 +458,18 @@ def build_scenario(overrides: dict[str, dict[str, Any]] | None = None, base: Sce
         parts[section] = replace(current, **values) if values else current
     top = {k: v for k, v in overrides.get("scenario", {}).items()}
     for k, v in top.items():
-        if not isinstance(v, str):
-            raise UsageError(f"config: {k} = {v!r}; expected a string")
-    return replace(scenario, **parts, **top).validate()
+        if not isinstance(v, str) or len(v) > MAX_TEXT:
+            raise _bad("scenario", k, v, f"a string of at most {MAX_TEXT} characters")
+    built = replace(scenario, **parts, **top).validate()
+    from_file = overrides.get(FROM_FILE) or {}
+    if built.data.source == "movielens" and from_file:
+        keys = ", ".join(k.split(".", 1)[1] for k in sorted(from_file))
+        raise UsageError(
+            f"--config {clip(next(iter(from_file.values())))} sets {keys}, but --data movielens decides its own "
+            "tables (user, item, age bucket, gender, occupation, genres, release decade) and 4 dense features; "
+            "remove table_sizes/num_dense from the file, or use --data synthetic or a TSV"
+        )
+    return built
 
 
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
@@ -290,8 +497,3 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "train": {"batch_size": 256, "steps": 100, "eval_samples": 20000},
     },
 }
-
-
-def _positive(name: str, value: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise UsageError(f"config: {name} = {value!r}; must be a positive integer")

@@ -11,6 +11,9 @@ class UsageError(ValueError):
 
     exit_code = 2
 
+    def __str__(self) -> str:  # one line, whatever the message was built from
+        return " ".join(super().__str__().splitlines())
+
 
 class ScenarioUnsupported(RuntimeError):
     """A valid scenario this machine or framework cannot run (no GPU, no package).
@@ -23,3 +26,31 @@ class ScenarioUnsupported(RuntimeError):
 
 class DataFormatError(UsageError):
     """A malformed input file; the message names the file and the line."""
+
+
+# How much of the user's input any message may quote: a 20 MB field or a million-entry list must not
+# be echoed back whole.
+MAX_ECHO = 200
+
+
+def clip(text: str, limit: int = MAX_ECHO) -> str:
+    """``text`` cut to about ``limit`` characters (saying how long it was), on one line."""
+    text = str(text).replace("\r", "\\r").replace("\n", "\\n")
+    if len(text) <= limit:
+        return text
+    return f"{text[: max(limit - 30, 10)]}... ({len(text)} characters)"
+
+
+def shown(value: object, limit: int = MAX_ECHO) -> str:
+    """A value's repr for a message, cheap even for a huge list or string (reprlib), and clipped."""
+    import reprlib
+
+    r = reprlib.Repr()
+    r.maxlist = r.maxtuple = r.maxdict = r.maxset = 8
+    r.maxstring = r.maxother = r.maxlong = limit
+    r.maxlevel = 3
+    try:
+        text = r.repr(value)
+    except ValueError:  # an int past Python's 4300-digit str limit
+        text = f"<{type(value).__name__} too long to print>"
+    return clip(text, limit)

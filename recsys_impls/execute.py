@@ -42,22 +42,28 @@ def path_of(scenario: Scenario) -> str:
     """Which execution path ``scenario`` takes: "single", "compressed" or "distributed"."""
     plan = _parallel_plan(scenario)
     compressed = scenario.compression not in ("", "none")
-    if plan.distributed:
-        if compressed:
-            raise ScenarioUnsupported(
-                f"--parallel {scenario.parallel} with --compression {scenario.compression}: distributed runs "
-                "use fp32 tables; run the compression alone or with threads:N")
+    if plan.distributed:  # compressed distributed runs are refused by the pre-flight check
         return "distributed"
     return "compressed" if compressed else "single"
 
 
-def execute(scenario: Scenario, progress: bool = False) -> Record:
-    """Run ``scenario`` on the path it needs and return its record (raises on failure; see ``execute_or_record``)."""
+def execute(scenario: Scenario, progress: bool = False, json_path: str | None = None,
+            allow_oversubscribe: bool = False) -> Record:
+    """Run ``scenario`` on the path it needs and return its record (raises on failure; see ``execute_or_record``).
+
+    The pre-flight check (values, memory, cores, paths) runs first: a scenario that cannot fit or
+    cannot run fails in under a second, before any allocation or process start.
+    """
+    from recsys_impls import preflight
+
+    estimate = preflight.check(scenario, json_path=json_path, allow_oversubscribe=allow_oversubscribe)
     path = path_of(scenario)
     if path == "distributed":
         from recsys_impls.parallel.run import run_parallel
 
-        return run_parallel(scenario, progress=progress)
+        record = run_parallel(scenario, progress=progress)
+        record["preflight"] = estimate
+        return record
     single = in_one_process(scenario)
     if path == "compressed":
         from recsys_impls.compression.section import run_compression
@@ -69,6 +75,7 @@ def execute(scenario: Scenario, progress: bool = False) -> Record:
         record = run_scenario(single, progress=progress)
     if single is not scenario:
         record = _as_threads_record(record, scenario)
+    record["preflight"] = estimate
     return record
 
 

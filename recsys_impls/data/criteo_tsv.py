@@ -18,19 +18,28 @@ field. Reading stops once enough good lines are in: the first ``num_train`` good
 training split, the next ``num_eval`` the eval split. A shorter file is split in the same proportion
 (at least one line each), and ``info["split"]`` says so; a file with fewer than two good lines is a
 UsageError.
+
+The input may be a pipe (``--data <(zcat day_0.gz)``): gzip is detected from the first bytes without
+seeking. A line longer than ``MAX_LINE_BYTES`` (the longest line the format allows) is bad as soon as
+that many bytes are buffered, so a huge field or a file without newlines is neither held in memory
+nor parsed; messages quote at most a few dozen characters of a field.
 """
 
 from __future__ import annotations
 
 import gzip
+import io
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
 
+from recsys_impls.config import check_data_source
 from recsys_impls.data.batch import Batch
 from recsys_impls.data.dataset import Dataset
-from recsys_impls.errors import DataFormatError, UsageError
+from recsys_impls.errors import DataFormatError, UsageError, clip
 
 NUM_DENSE = 13
 NUM_CAT = 26
@@ -38,6 +47,9 @@ NUM_FIELDS = 1 + NUM_DENSE + NUM_CAT
 BLOCK_BYTES = 16 << 20  # about 100k Criteo lines
 MAX_DENSE_DIGITS = 18  # fits int64 with room for the sign
 MAX_HEX_DIGITS = 16  # fits uint64
+# The longest valid line: label, 13 signed integers, 26 hex strings, 39 tabs and a \r.
+MAX_LINE_BYTES = 1 + NUM_DENSE * (1 + MAX_DENSE_DIGITS) + NUM_CAT * MAX_HEX_DIGITS + (NUM_FIELDS - 1) + 1
+QUOTE_CHARS = 40  # at most this much of a bad field is quoted in a message
 EXPECTED = (
     f"expected {NUM_FIELDS} tab-separated fields: label 0 or 1, {NUM_DENSE} integers (may be empty), "
     f"{NUM_CAT} hex strings of 1-{MAX_HEX_DIGITS} digits (may be empty)"
@@ -53,10 +65,46 @@ for _c in b"abcdef":
 _NIBBLE[0] = -2  # padding after the end of the string
 
 
-def _open(path: Path) -> BinaryIO:
+class _Prefixed(io.RawIOBase):
+    """A stream with the bytes already read put back in front: gzip detection on a pipe, which cannot seek."""
+
+    def __init__(self, head: bytes, rest: BinaryIO) -> None:
+        self._head, self._rest = head, rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:  # noqa: ANN001 - a writable buffer
+        if self._head:
+            n = min(len(b), len(self._head))
+            b[:n], self._head = self._head[:n], self._head[n:]
+            return n
+        data = self._rest.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+
+@contextmanager
+def _open(path: Path) -> Iterator[BinaryIO]:
+    """The file's bytes, gunzipped when it starts with the gzip magic; regular files and pipes alike."""
     with open(path, "rb") as fh:
         magic = fh.read(2)
-    return gzip.open(path, "rb") if magic == b"\x1f\x8b" else open(path, "rb")
+        if fh.seekable():
+            fh.seek(0)
+            stream: BinaryIO = fh
+        else:
+            stream = io.BufferedReader(_Prefixed(magic, fh), buffer_size=1 << 20)  # type: ignore[arg-type]
+        if magic == b"\x1f\x8b":
+            with gzip.GzipFile(fileobj=stream, mode="rb") as gz:
+                yield gz  # type: ignore[misc]
+        else:
+            yield stream
+
+
+def _quote(field: bytes) -> str:
+    """A bad field for a message: its first QUOTE_CHARS characters, repr'd."""
+    text = field[: QUOTE_CHARS + 1].decode(errors="replace")
+    return repr(text[:QUOTE_CHARS]) + (f"... ({len(field)} bytes)" if len(field) > QUOTE_CHARS else "")
 
 
 def _gather_chars(buf: np.ndarray, start: np.ndarray, length: np.ndarray, max_width: int) -> np.ndarray:
@@ -118,19 +166,21 @@ def hash_ids(values: np.ndarray, present: np.ndarray, table_sizes: tuple[int, ..
 
 def _describe_bad(line: bytes) -> str:
     """What is wrong with one line, for the error message (the slow path, first bad line only)."""
+    if len(line) > MAX_LINE_BYTES:
+        return f"line is {len(line)} bytes, longer than any valid line ({MAX_LINE_BYTES} bytes)"
     fields = line.rstrip(b"\r").split(b"\t")
     if len(fields) != NUM_FIELDS:
         return f"found {len(fields)} tab-separated field(s)"
     if fields[0] not in (b"0", b"1"):
-        return f"label is {fields[0].decode(errors='replace')!r}, not 0 or 1"
+        return f"label is {_quote(fields[0])}, not 0 or 1"
     for i, field in enumerate(fields[1:]):
         arr = np.frombuffer(field or b"0", dtype=np.uint8)
         ch, n = arr[None, None, :], np.array([[len(field)]])
         if i < NUM_DENSE and not _parse_dense(ch, n)[1].all():
-            return f"dense column {i + 1} (field {i + 2}) is {field.decode(errors='replace')!r}, not an integer"
+            return f"dense column {i + 1} (field {i + 2}) is {_quote(field)}, not an integer"
         if i >= NUM_DENSE and not _parse_hex(ch, n)[1].all():
             return (f"categorical column {i - NUM_DENSE + 1} (field {i + 2}) is "
-                    f"{field.decode(errors='replace')!r}, not a hex string of 1-{MAX_HEX_DIGITS} digits")
+                    f"{_quote(field)}, not a hex string of 1-{MAX_HEX_DIGITS} digits")
     return "malformed line"
 
 
@@ -177,7 +227,7 @@ def _parse_block(
     if bad and not skip:
         first = int(np.argmin(ok[:used]))
         line = block[line_start[first] : nl[first]]
-        raise DataFormatError(f"{path}:{first_lineno + first}: {_describe_bad(line)}; {EXPECTED}")
+        raise DataFormatError(f"{clip(str(path))}:{first_lineno + first}: {_describe_bad(line)}; {EXPECTED}")
     keep = ok[shaped]
     keep &= np.cumsum(keep) <= need  # rows after the last needed one are not used
     labels = (label_ch[keep] == ord("1")).astype(np.float32)
@@ -205,45 +255,58 @@ def load_criteo_tsv(
 ) -> Dataset:
     """Read the first ``num_train + num_eval`` good lines of a Criteo TSV (or .gz) file."""
     p = Path(path)
+    where = clip(str(p))
     if num_dense != NUM_DENSE or len(table_sizes) != NUM_CAT:
         raise UsageError(
-            f"--data {p}: a Criteo TSV has {NUM_DENSE} dense and {NUM_CAT} categorical columns but the model has "
+            f"--data {where}: a Criteo TSV has {NUM_DENSE} dense and {NUM_CAT} categorical columns but the model has "
             f"num_dense = {num_dense} and {len(table_sizes)} tables; set num_dense = {NUM_DENSE} and give "
             f"{NUM_CAT} table_sizes"
         )
-    if not p.is_file():
-        raise UsageError(f"--data {p}: no such file; accepted: synthetic, movielens, or a path to a Criteo TSV file")
+    check_data_source(str(p))  # a regular file or a pipe, readable; else one line saying what it is
     want = num_train + num_eval
     chunks: list[_Chunk] = []
     have = bad = lineno = 0
     try:
         with _open(p) as fh:
             rest = b""
+            skipping = False  # inside an over-long line that --skip-bad-lines drops
             while have < want:
                 data = fh.read(block_bytes)
+                eof = not data
+                if skipping:
+                    cut = data.find(b"\n")
+                    if cut < 0:
+                        if eof:
+                            break
+                        continue
+                    data, skipping = data[cut + 1 :], False
                 block = rest + data
-                if not data:
-                    if not block:
-                        break
-                    block += b"" if block.endswith(b"\n") else b"\n"
+                if eof:
+                    block += b"" if not block or block.endswith(b"\n") else b"\n"
                     rest = b""
                 else:
                     cut = block.rfind(b"\n") + 1
                     block, rest = block[:cut], block[cut:]
-                    if not block:
-                        continue
-                chunk, n_bad, used = _parse_block(block, lineno + 1, want - have, p, table_sizes, skip_bad_lines)
-                chunks.append(chunk)
-                have += chunk.labels.size
-                bad += n_bad
-                lineno += used
-                if not data:
+                if block:
+                    chunk, n_bad, used = _parse_block(block, lineno + 1, want - have, p, table_sizes, skip_bad_lines)
+                    chunks.append(chunk)
+                    have += chunk.labels.size
+                    bad += n_bad
+                    lineno += used
+                if eof or have >= want:
                     break
+                if len(rest) > MAX_LINE_BYTES:  # a line longer than any valid one, its end not yet read
+                    if not skip_bad_lines:
+                        raise DataFormatError(
+                            f"{where}:{lineno + 1}: line is longer than any valid line ({MAX_LINE_BYTES} bytes); "
+                            f"{EXPECTED}")
+                    bad, lineno, rest, skipping = bad + 1, lineno + 1, b"", True
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        raise DataFormatError(f"{p}:{lineno + 1}: cannot read the file ({exc}); {EXPECTED}") from None
+        why = clip(str(exc), 120)
+        raise DataFormatError(f"{where}:{lineno + 1}: cannot read the file ({why}); {EXPECTED}") from None
     if have < 2:
         raise UsageError(
-            f"--data {p}: only {have} usable line(s) ({bad} bad skipped); need at least 2, one for training "
+            f"--data {where}: only {have} usable line(s) ({bad} bad skipped); need at least 2, one for training "
             "and one for evaluation"
         )
     if have >= want:

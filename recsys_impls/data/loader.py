@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from recsys_impls.config import Scenario
+from recsys_impls.config import ModelConfig, Scenario
 from recsys_impls.data.dataset import Dataset
-from recsys_impls.errors import UsageError
+from recsys_impls.errors import UsageError, clip
 
 
 def _check_count(name: str, value: int) -> None:
@@ -18,7 +18,8 @@ def load_dataset(scenario: Scenario, num_train: int, num_eval: int) -> Dataset:
     """Train and eval splits for ``scenario.data.source``: "synthetic", "movielens" or a Criteo TSV path.
 
     Build the model with the returned ``table_sizes`` and ``num_dense``: for synthetic and TSV data they
-    are the scenario's; for MovieLens they come from the data.
+    are the scenario's; for MovieLens they come from the data, and ``info["model_shape"]`` says what
+    they replaced (a shape set in a --config file is refused earlier, in build_scenario).
     """
     _check_count("num_train", num_train)
     _check_count("num_eval", num_eval)
@@ -34,11 +35,45 @@ def load_dataset(scenario: Scenario, num_train: int, num_eval: int) -> Dataset:
     if source == "movielens":
         from recsys_impls.data.movielens import load_movielens
 
-        return load_movielens(seed=scenario.train.seed, num_train=num_train, num_eval=num_eval)
+        data = load_movielens(seed=scenario.train.seed, num_train=num_train, num_eval=num_eval)
+        _note_shape(data, model)
+        _check_train_split(data, scenario, num_train, num_eval)
+        return data
     from recsys_impls.data.criteo_tsv import load_criteo_tsv
 
-    return load_criteo_tsv(
+    data = load_criteo_tsv(
         source, model.num_dense, model.table_sizes, num_train, num_eval, skip_bad_lines=scenario.data.skip_bad_lines,
+    )
+    _check_train_split(data, scenario, num_train, num_eval)
+    return data
+
+
+def _note_shape(data: Dataset, model: ModelConfig) -> None:
+    """Say in the record that the data decided the tables and dense features, and what they replaced."""
+    if (tuple(data.table_sizes), data.num_dense) == (tuple(model.table_sizes), model.num_dense):
+        return
+    data.info["model_shape"] = {
+        "from": "the data", "table_sizes": list(data.table_sizes), "num_dense": data.num_dense,
+        "replaced": {"num_tables": model.num_tables, "num_dense": model.num_dense},
+        "note": "MovieLens has its own tables and dense features; embedding_dim and the MLPs are the scenario's",
+    }
+
+
+def _check_train_split(data: Dataset, scenario: Scenario, num_train: int, num_eval: int) -> None:
+    """A file too short for one training batch: say which flags decide the split, before training fails."""
+    have, batch = data.train.batch_size, scenario.train.batch_size
+    if have >= batch or have >= num_train:  # not cut short by the data (a caller may ask for less)
+        return
+    total = have + data.eval.batch_size
+    where = f"--data {clip(scenario.data.source)}"
+    if total <= batch:
+        fix = f"lower --batch-size below {total}"
+    else:
+        fix = f"lower --eval-samples to at most {total - batch}, or --batch-size"
+    raise UsageError(
+        f"{where}: {total} usable samples, split into {have} train and {data.eval.batch_size} eval (asked: "
+        f"{num_train} train = --steps x --batch-size, {num_eval} eval = --eval-samples); the training split is "
+        f"smaller than one batch (--batch-size {batch}): {fix}"
     )
 
 

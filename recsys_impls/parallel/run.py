@@ -18,30 +18,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from recsys_impls.config import Scenario
+from recsys_impls.config import Scenario, parallel_timeout_s
 from recsys_impls.parallel import comm, launch
 from recsys_impls.parallel.spec import ParallelPlan, check_supported, parse_parallel
 from recsys_impls.parallel.worker import read_results, write_job
 from recsys_impls.record import Record, timestamp
-
-TIMEOUT_ENV = "RECSYS_PARALLEL_TIMEOUT"
-DEFAULT_TIMEOUT_S = 600.0
-
-
-def default_timeout_s() -> float:
-    """The run's hard time bound: RECSYS_PARALLEL_TIMEOUT seconds, or 600."""
-    from recsys_impls.errors import UsageError
-
-    text = os.environ.get(TIMEOUT_ENV, "")
-    if not text:
-        return DEFAULT_TIMEOUT_S
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not (value > 0 and value != float("inf")):
-        raise UsageError(f"{TIMEOUT_ENV}={text[:40]!r}: must be a positive, finite number of seconds")
-    return value
 
 
 def _launch(scenario: Scenario, plan: ParallelPlan, run_dir: Path, timeout_s: float, job_extra: dict[str, Any],
@@ -75,7 +56,7 @@ def run_distributed(scenario: Scenario, timeout_s: float | None = None, run_dir:
     own_dir = run_dir is None
     run_dir = Path(tempfile.mkdtemp(prefix="recsys-parallel-")) if own_dir else run_dir
     try:
-        results = _launch(scenario, plan, run_dir, timeout_s or default_timeout_s(), job_extra or {}, env)
+        results = _launch(scenario, plan, run_dir, timeout_s or parallel_timeout_s(), job_extra or {}, env)
     finally:
         if own_dir and not os.environ.get("RECSYS_KEEP_RUN_DIR"):
             shutil.rmtree(run_dir, ignore_errors=True)
