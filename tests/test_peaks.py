@@ -116,6 +116,8 @@ def test_parse_size_and_array_bytes() -> None:
     assert peakcore.parse_size("junk") is None
     assert peakcore.stream_array_bytes(32 << 20) == 128 << 20
     assert peakcore.stream_array_bytes(None) == (256 << 20) // 3 // 4096 * 4096
+    assert peakcore.stream_array_bytes(1 << 30, ceiling=1 << 30) == 1 << 30
+    assert peakcore.stream_array_bytes(1 << 10, floor=1 << 20) == 1 << 20
 
 
 def test_llc_sums_distinct_instances(tmp_path: Path) -> None:

@@ -79,11 +79,21 @@ def _lscpu_llc() -> int | None:
     return None if best is None else best[1]
 
 
-def stream_array_bytes(cache_bytes: int | None, floor: int = 0) -> int:
-    """Bytes of each STREAM array: 4x the last-level cache (STREAM's rule), at least ``floor``;
-    without a cache size, the three triad arrays share FALLBACK_TOTAL_BYTES."""
-    per_array = 4 * cache_bytes if cache_bytes else FALLBACK_TOTAL_BYTES // 3
-    return max(per_array, floor) // 4096 * 4096
+def stream_array_bytes(cache_bytes: int | None, floor: int = 0, ceiling: int | None = None) -> int:
+    """Bytes of each STREAM array: 4x the last-level cache (STREAM's rule), at least ``floor``, at most
+    ``ceiling``; without a cache size, the three triad arrays share FALLBACK_TOTAL_BYTES."""
+    per_array = max(4 * cache_bytes if cache_bytes else FALLBACK_TOTAL_BYTES // 3, floor)
+    if ceiling:
+        per_array = min(per_array, ceiling)
+    return max(per_array // 4096 * 4096, 4096)
+
+
+def cpu_array_bytes(cache_bytes: int | None) -> int:
+    """STREAM array size on the host: the LLC rule, capped at 1/16 of RAM (machines with GiBs of L3)."""
+    from recsys_impls.measure.fingerprint import memory_total_bytes
+
+    total = memory_total_bytes()
+    return stream_array_bytes(cache_bytes, ceiling=total // 16 if total else None)
 
 
 def timed_rate(fn: Callable[[], Any], work_per_call: float, sync: Callable[[], None], repeats: int = REPEATS,

@@ -55,7 +55,7 @@ def measure(threads: int | None = None, device: str = "cpu", array_bytes: int | 
     started = time.perf_counter()
     used = _set_threads(threads)
     cache = peakcore.llc_bytes()
-    nbytes = int(array_bytes or peakcore.stream_array_bytes(cache))
+    nbytes = int(array_bytes or peakcore.cpu_array_bytes(cache))
     elems = max(1, nbytes // 4)
 
     def sync() -> None:

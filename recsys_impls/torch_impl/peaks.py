@@ -78,7 +78,7 @@ def measure(threads: int | None = None, device: str = "cpu", array_bytes: int | 
         def sync() -> None:
             return None
         cache = peakcore.llc_bytes()
-        default_bytes = peakcore.stream_array_bytes(cache)
+        default_bytes = peakcore.cpu_array_bytes(cache)
         sizes = gemm_sizes or peakcore.CPU_GEMM_N
     nbytes = int(array_bytes or default_bytes)
     with _threads(threads) as used:
