@@ -29,6 +29,7 @@ BENCH_ARGS=()
 
 echo "== nightly on machine $MACHINE (mode $MODE)"
 $PY -m asv machine --yes --machine "$MACHINE" >/dev/null
+$PY -m recsys_impls.measure.peaks --refresh --framework torch,tf || echo "note: peaks refresh failed (roofline scores will measure their own); continuing"
 
 # Raw samples let `reports regressions` use asv's Mann-Whitney test instead of the factor alone.
 set +e

@@ -1,0 +1,99 @@
+"""Roofline score of a measured step: how close it came to what this machine's measured peaks allow.
+
+The attainable time of a step is max(flops / peak FLOP/s, bytes / peak bytes/s): the step cannot finish
+before its arithmetic at the GEMM peak, nor before its memory traffic at the STREAM triad bandwidth. The
+larger term names the bound; fraction = attainable time / measured time (equivalently achieved rate over
+the bound's attainable rate), 1.0 meaning the step ran at the roofline. The compute peak follows the
+precision: bf16 GEMMs for amp-bf16 / amp-fp16 (fp16 tensor cores run at the bf16 rate), TF32 GEMMs for
+tf32 where measured (CUDA), fp32 otherwise. A fraction above 1.05 cannot happen if the work model and
+the timer are right, so it is flagged.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from recsys_impls.config import ModelConfig
+from recsys_impls.workmodel import AMP_PRECISIONS, Work, work_per_step
+
+FLAG_ABOVE = 1.05
+FLAG_KIND = "roofline-above-1.05"
+
+
+def compute_peak(peaks: dict[str, Any], precision: str) -> tuple[str, float]:
+    """(peak key, FLOP/s) of the GEMM peak a step at ``precision`` is measured against."""
+    key = "gemm_fp32_flops_per_s"
+    if precision in AMP_PRECISIONS:
+        key = "gemm_bf16_flops_per_s"
+    elif precision == "tf32" and peaks.get("gemm_tf32_flops_per_s"):
+        key = "gemm_tf32_flops_per_s"
+    return key, _positive(peaks, key)
+
+
+def _positive(peaks: dict[str, Any], key: str) -> float:
+    v = peaks.get(key)
+    if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v <= 0:
+        raise ValueError(f"roofline: peaks[{key!r}] = {v!r}; need a positive measured figure")
+    return float(v)
+
+
+def score(work: Work, step_seconds: float, peaks: dict[str, Any], precision: str = "fp32") -> dict[str, Any]:
+    """The Score of one step (record["roofline"]["train"|"infer"]) from its work and measured seconds."""
+    if not isinstance(step_seconds, (int, float)) or not math.isfinite(step_seconds) or step_seconds <= 0:
+        raise ValueError(f"roofline: step_seconds = {step_seconds!r}; need a positive measured time")
+    peak_key, peak_flops = compute_peak(peaks, precision)
+    peak_bytes = _positive(peaks, "mem_triad_bytes_per_s")
+    flops, nbytes = work.flops, work.bytes_total
+    compute_s, memory_s = flops / peak_flops, nbytes / peak_bytes
+    bound = "compute" if compute_s >= memory_s else "memory"
+    attainable_s = max(compute_s, memory_s)
+    fraction = attainable_s / step_seconds
+    flag = None
+    if fraction > FLAG_ABOVE:
+        flag = (f"roofline fraction {fraction:.2f} > {FLAG_ABOVE}: the step ran faster than the {bound} bound "
+                f"allows ({attainable_s * 1e3:.3g} ms attainable, {step_seconds * 1e3:.3g} ms measured); "
+                "the work model over-counts or the timer is wrong")
+    return {
+        "flops_per_step": flops,
+        "bytes_per_step": nbytes,
+        "intensity_flops_per_byte": flops / nbytes if nbytes else None,
+        "achieved_flops_per_s": flops / step_seconds,
+        "achieved_bytes_per_s": nbytes / step_seconds,
+        "peak_flops_per_s": peak_flops,
+        "peak_bytes_per_s": peak_bytes,
+        "bound": bound,
+        "fraction": fraction,
+        "flag": flag,
+        "compute_peak": peak_key,
+        "attainable_s": attainable_s,
+        "step_s": float(step_seconds),
+    }
+
+
+def roofline_section(model: ModelConfig, batch_size: int, optimizer: str, precision: str, compression: str,
+                     train_step_s: float | None, infer_batch_s: float | None, infer_batch_size: int | None,
+                     peaks: dict[str, Any]) -> dict[str, Any]:
+    """record["roofline"]: the peaks used, a Score per phase (None for a phase not measured) and the work."""
+    out: dict[str, Any] = {"peaks": peaks, "train": None, "infer": None, "work": {"train": None, "infer": None}}
+    if train_step_s is not None:
+        w = work_per_step(model, batch_size, "train", optimizer, precision, compression)
+        out["train"] = score(w, train_step_s, peaks, precision)
+        out["work"]["train"] = w.to_dict()
+    if infer_batch_s is not None:
+        if not infer_batch_size:
+            raise ValueError("roofline: infer_batch_s given without infer_batch_size")
+        w = work_per_step(model, infer_batch_size, "infer", optimizer, precision, compression)
+        out["infer"] = score(w, infer_batch_s, peaks, precision)
+        out["work"]["infer"] = w.to_dict()
+    return out
+
+
+def flags_from(section: dict[str, Any] | None) -> list[dict[str, str]]:
+    """record["flags"] entries for the phases of a roofline section whose fraction is above 1.05."""
+    flags: list[dict[str, str]] = []
+    for phase in ("train", "infer"):
+        s = (section or {}).get(phase)
+        if isinstance(s, dict) and s.get("flag"):
+            flags.append({"figure": f"roofline.{phase}", "kind": FLAG_KIND, "detail": s["flag"]})
+    return flags
