@@ -22,7 +22,7 @@ from recsys_impls.data.batch import Batch
 from recsys_impls.data.dataset import Dataset
 from recsys_impls.data.loader import prepare
 from recsys_impls.errors import UsageError
-from recsys_impls.measure import fingerprint, host, nvml, timing
+from recsys_impls.measure import fingerprint, host, nvml, roofline, timing
 from recsys_impls.measure.loop import timed_loop
 from recsys_impls.record import Record, timestamp
 
@@ -180,6 +180,7 @@ def run_scenario(
         env=fingerprint.environment_fingerprint(),
     )
     sampler.close()
+    roofline.attach(record, scenario, threads=scenario.device.threads)
     if after_train is not None:
         after_train(impl, scenario, data, record)
     record["duration_s"] = time.time() - started

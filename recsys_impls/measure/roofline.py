@@ -97,3 +97,36 @@ def flags_from(section: dict[str, Any] | None) -> list[dict[str, str]]:
         if isinstance(s, dict) and s.get("flag"):
             flags.append({"figure": f"roofline.{phase}", "kind": FLAG_KIND, "detail": s["flag"]})
     return flags
+
+
+def attach(record: dict[str, Any], scenario: Any, threads: int | None, batch_size: int | None = None) -> None:
+    """Score a record's measured train step and inference batch against this machine's peaks, in place.
+
+    The median per-step time is what is scored (a step's typical cost, not the mean a stall inflates).
+    ``batch_size`` is the samples one timed train step of *this process* handles (a rank's local batch
+    in a distributed run; the scenario's batch otherwise). Sets ``record["roofline"]`` (or a reason
+    when the peaks cannot be had) and appends the fraction flags to ``record["flags"]``.
+    """
+    from recsys_impls.measure.peaks import machine_peaks
+
+    device = scenario.device.device
+    framework = scenario.framework
+    train_ms = ((record.get("train") or {}).get("step_ms") or {}).get("median")
+    inf = record.get("infer") or {}
+    infer_ms = (inf.get("batch_ms") or {}).get("median")
+    try:
+        peaks = machine_peaks(framework, "cpu" if device == "cpu" else device, threads=threads or None)
+    except Exception as exc:  # noqa: BLE001 - a record without a roofline says why; its figures stay
+        record["roofline"] = {"train": None, "infer": None,
+                              "reason": f"machine peaks not available: {type(exc).__name__}: {exc}"[:300]}
+        return
+    section = roofline_section(
+        scenario.model, batch_size or scenario.train.batch_size, scenario.train.optimizer,
+        scenario.device.precision, scenario.compression,
+        train_ms / 1e3 if train_ms else None, infer_ms / 1e3 if infer_ms else None, inf.get("batch_size"), peaks)
+    section["scored_figure"] = "median per-step time"
+    record["roofline"] = section
+    flags = record.setdefault("flags", [])
+    for flag in flags_from(section):
+        if flag not in flags:
+            flags.append(flag)

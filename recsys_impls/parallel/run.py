@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from recsys_impls.config import Scenario, parallel_timeout_s
+from recsys_impls.measure import roofline
 from recsys_impls.parallel import comm, launch
 from recsys_impls.parallel.spec import ParallelPlan, check_supported, parse_parallel
 from recsys_impls.parallel.worker import read_results, write_job
@@ -164,6 +165,11 @@ def run_parallel(scenario: Scenario, progress: bool = False, baseline: bool = Tr
         duration_s=time.time() - started,
         timestamp=timestamp(started),
     )
+    if plan.mode == "ps" or (plan.mode == "sharded" and scenario.framework == "tf"):
+        record["roofline"] = {"train": None, "infer": None, "reason": "asynchronous parameter-server updates: "
+                              "a step's time is the coordinator's dispatch, not one rank's work"}
+    else:  # each rank's step on its local batch, against one process's peaks at its thread count
+        roofline.attach(record, scenario, threads=par.get("threads_per_process"), batch_size=par.get("local_batch"))
     return record.cleaned()
 
 
