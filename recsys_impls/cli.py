@@ -50,7 +50,7 @@ def _add_scenario_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", default=None, help=f"one of: {', '.join(PRECISIONS)}")
     p.add_argument("--compile", default=None, help=f"one of: {', '.join(COMPILE_MODES)}")
     p.add_argument("--pinned-memory", action="store_true", default=None, help="pinned host buffers, async copies")
-    p.add_argument("--threads", type=int, default=None, help="intra-op threads (0 = framework default)")
+    p.add_argument("--threads", type=int, default=None, help="intra-op threads (0 = the CPUs this process may use)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_scenario_options(run)
     run.add_argument("--json", default=None, help="write the record to this file")
     run.add_argument("--quiet", action="store_true", help="no progress bar or summary table")
+    run.add_argument("--verbose", action="store_true", help="show the frameworks' start-up logs")
     sub.add_parser("list", allow_abbrev=False, help="print the scenarios and axes")
     prof = sub.add_parser("profile", allow_abbrev=False, help="profile one scenario (py-spy, torch/TF profiler)")
     _add_scenario_options(prof)
@@ -71,10 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
     prof.add_argument("--phase", default="train", help="train (default) or infer: the loop to profile")
     prof.add_argument("--rate", type=int, default=100, help="py-spy samples per second (default 100)")
     bench = sub.add_parser("bench", allow_abbrev=False, help="run the asv suite into .asv/results, then the report")
-    bench.add_argument("--quick", action="store_true", help="each benchmark once (asv --quick)")
+    bench.add_argument("--quick", action="store_true", help="the quick subset of the grids (RECSYS_BENCH_QUICK=1)")
     bench.add_argument("--machine", default=None, help="asv machine name (default: host name + GPU)")
     bench.add_argument("--bench", default=None, help="regex of benchmarks to run (asv --bench)")
     bench.add_argument("--no-report", action="store_true", help="skip building the HTML report")
+    bench.add_argument("--verbose", action="store_true", help="show the benchmarks' stderr (asv --show-stderr)")
     return parser
 
 
@@ -171,11 +173,13 @@ def summary_table(record: dict[str, Any]) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from recsys_impls import startup
     from recsys_impls.runner import run_scenario
 
     scenario = scenario_from_args(args)
     if args.json:
         _check_writable(args.json)
+    startup.prepare(scenario, verbose=args.verbose)
     progress = not args.quiet and sys.stderr.isatty()
     if scenario.compression not in ("", "none") and scenario.parallel in ("", "none"):
         from recsys_impls.compression.section import run_compression  # also runs the fp32 baseline
@@ -222,7 +226,16 @@ def cmd_profile(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from recsys_impls import asv_driver
 
-    return asv_driver.run(quick=args.quick, machine=args.machine, bench=args.bench, report=not args.no_report)
+    return asv_driver.run(quick=args.quick, machine=args.machine, bench=args.bench, report=not args.no_report,
+                          verbose=args.verbose)
+
+
+def _print_startup_note() -> None:
+    from recsys_impls import startup
+
+    note = startup.failure_note()
+    if note:
+        print(note, file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -233,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         return {"run": cmd_run, "list": cmd_list, "profile": cmd_profile, "bench": cmd_bench}[args.command](args)
     except (UsageError, ScenarioUnsupported) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        _print_startup_note()
         return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
