@@ -162,14 +162,19 @@ class TrainStep:
     params = [FRAMEWORKS, SETTINGS]
     param_names = ["framework", "setting"]
     timeout = 900
+    rounds = 1  # timing discipline as in bench_core.TrainStep: 10 one-call samples in one process
+    repeat = 10
+    number = 1
     warmup_time = 1.0
 
     def setup(self, framework, setting):
         self.impl, self.staged = _timed_fixture(framework, setting)
-        for s in self.staged[:3]:  # compile, autotune, graph capture happen here, not in the timing
-            self.impl.train_step(s)
-        self.impl.synchronize()
-        self.i = 0
+        if getattr(self, "ready", None) != (framework, setting):  # asv re-runs setup before every sample
+            for s in self.staged[:3]:  # compile, autotune, graph capture happen here, not in the timing
+                self.impl.train_step(s)
+            self.impl.synchronize()
+            self.i = 0
+            self.ready = (framework, setting)
 
     def time_train_step(self, framework, setting):
         self.impl.train_step(self.staged[self.i % len(self.staged)])
@@ -183,14 +188,19 @@ class InferBatch:
     params = [FRAMEWORKS, SETTINGS]
     param_names = ["framework", "setting"]
     timeout = 900
+    rounds = 1
+    repeat = 10
+    number = 1
     warmup_time = 1.0
 
     def setup(self, framework, setting):
         self.impl, self.staged = _timed_fixture(framework, setting)
-        for s in self.staged[:3]:
-            self.impl.infer(s)
-        self.impl.synchronize()
-        self.i = 0
+        if getattr(self, "ready", None) != (framework, setting):
+            for s in self.staged[:3]:
+                self.impl.infer(s)
+            self.impl.synchronize()
+            self.i = 0
+            self.ready = (framework, setting)
 
     def time_infer_batch(self, framework, setting):
         self.impl.infer(self.staged[self.i % len(self.staged)])

@@ -4,6 +4,8 @@ Does what a user would otherwise type by hand: register the machine (asv needs a
 before the first run; its record has no GPU field, so the name carries the GPU), run the suite
 against HEAD with ``--python=same`` (results are saved only when asv knows the commit, hence
 ``--set-commit-hash``), keep the environment fingerprint beside the results, build the report.
+``quick`` selects the suite's quick subset (RECSYS_BENCH_QUICK=1), not asv's ``--quick``: that would
+time each benchmark once; the ``time_*`` classes set their own sample counts instead.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ def _git_head(root: Path) -> str:
     return out.stdout.strip()
 
 
-def run(quick: bool = True, machine: str | None = None, bench: str | None = None, report: bool = True) -> int:
+def run(quick: bool = True, machine: str | None = None, bench: str | None = None, report: bool = True,
+        verbose: bool = False) -> int:
     from recsys_impls.measure.fingerprint import environment_fingerprint, machine_name
 
     root = repo_root()
@@ -36,6 +39,9 @@ def run(quick: bool = True, machine: str | None = None, bench: str | None = None
     commit = _git_head(root)
     # asv sets ASV_COMMIT only in environments it builds; with --python=same the records need it too.
     env = dict(os.environ, RECSYS_MACHINE=machine, ASV_COMMIT=commit)
+    # asv drops PYTHONPATH from benchmark processes; ASV_PYTHONPATH puts this checkout's package first,
+    # so the code benchmarked is the commit recorded even where another checkout is installed.
+    env["ASV_PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), os.environ.get("ASV_PYTHONPATH")]))
     if quick:
         env[QUICK_ENV] = "1"
     asv = [sys.executable, "-m", "asv"]
@@ -44,14 +50,18 @@ def run(quick: bool = True, machine: str | None = None, bench: str | None = None
     fp_dir = root / ".asv" / "records" / machine
     fp_dir.mkdir(parents=True, exist_ok=True)
     (fp_dir / "fingerprint.json").write_text(json.dumps(environment_fingerprint(), indent=1, sort_keys=True))
-    cmd = [*asv, "run", "--python=same", "--set-commit-hash", commit, "--machine", machine, "--show-stderr"]
-    if quick:
-        cmd.append("--quick")
+    cmd = [*asv, "run", "--python=same", "--set-commit-hash", commit, "--machine", machine]
+    if verbose:  # every benchmark process's stderr, TensorFlow's start-up lines included
+        cmd.append("--show-stderr")
     if bench:
         cmd += ["--bench", bench]
     print("$", " ".join(cmd[2:]), flush=True)
     # asv exits non-zero when a benchmark fails; the others are still saved. Report either way.
     status = subprocess.run(cmd, cwd=root, env=env).returncode
+    if status and not verbose:
+        # Without --show-stderr asv marks a failure "failed" but prints the output of only some kinds.
+        print("bench: some benchmarks failed (marked 'failed' above); their output: rerun them with "
+              "`python -m recsys_impls bench --verbose --bench REGEX`", file=sys.stderr, flush=True)
     if report:
         built = subprocess.run([sys.executable, "-m", "reports", "build"], cwd=root, env=env).returncode
         status = status or built

@@ -14,6 +14,7 @@ from typing import Any
 from recsys_impls.config import (
     COMPILE_MODES,
     FRAMEWORKS,
+    MAX_THREADS,
     OPTIMIZERS,
     PRECISIONS,
     PRESETS,
@@ -49,7 +50,7 @@ def _add_scenario_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", default=None, help=f"one of: {', '.join(PRECISIONS)}")
     p.add_argument("--compile", default=None, help=f"one of: {', '.join(COMPILE_MODES)}")
     p.add_argument("--pinned-memory", action="store_true", default=None, help="pinned host buffers, async copies")
-    p.add_argument("--threads", type=int, default=None, help="intra-op threads (0 = framework default)")
+    p.add_argument("--threads", type=int, default=None, help="intra-op threads (0 = the CPUs this process may use)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no progress bar or summary table")
     run.add_argument("--oversubscribe", action="store_true",
                      help="allow more busy threads than 2 x the available cores (multi-node or deliberate runs)")
+    run.add_argument("--verbose", action="store_true", help="show the frameworks' start-up logs")
     sub.add_parser("list", allow_abbrev=False, help="print the scenarios and axes")
     prof = sub.add_parser("profile", allow_abbrev=False, help="profile one scenario (py-spy, torch/TF profiler)")
     _add_scenario_options(prof)
@@ -71,11 +73,22 @@ def build_parser() -> argparse.ArgumentParser:
     prof.add_argument("--out", default="runs/profile", help="output folder (default runs/profile)")
     prof.add_argument("--phase", default="train", help="train (default) or infer: the loop to profile")
     prof.add_argument("--rate", type=int, default=100, help="py-spy samples per second (default 100)")
+    cmp_ = sub.add_parser("compare", allow_abbrev=False,
+                          help="time two frameworks on the same work side by side (A B A B ...) in one process")
+    cmp_.add_argument("--frameworks", default="tf,torch", help="A,B: the ratio is A's step time over B's")
+    cmp_.add_argument("--preset", default="dlrm-ref", choices=sorted(PRESETS))
+    cmp_.add_argument("--phase", default="train", help="train (default) or infer")
+    cmp_.add_argument("--blocks", type=int, default=10, help="rounds of one block per framework (default 10)")
+    cmp_.add_argument("--steps-per-block", type=int, default=10)
+    cmp_.add_argument("--threads", type=int, default=0, help="intra-op threads for both (0: the cores available)")
+    cmp_.add_argument("--precision", default=None, help=f"one of: {', '.join(PRECISIONS)} (both frameworks)")
+    cmp_.add_argument("--json", default=None, help="write the result to this file")
     bench = sub.add_parser("bench", allow_abbrev=False, help="run the asv suite into .asv/results, then the report")
-    bench.add_argument("--quick", action="store_true", help="each benchmark once (asv --quick)")
+    bench.add_argument("--quick", action="store_true", help="the quick subset of the grids (RECSYS_BENCH_QUICK=1)")
     bench.add_argument("--machine", default=None, help="asv machine name (default: host name + GPU)")
     bench.add_argument("--bench", default=None, help="regex of benchmarks to run (asv --bench)")
     bench.add_argument("--no-report", action="store_true", help="skip building the HTML report")
+    bench.add_argument("--verbose", action="store_true", help="show the benchmarks' stderr (asv --show-stderr)")
     return parser
 
 
@@ -176,7 +189,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     scenario = scenario_from_args(args)
     progress = not args.quiet and sys.stderr.isatty()
-    record = execute(scenario, progress=progress, json_path=args.json, allow_oversubscribe=args.oversubscribe)
+    record = execute(scenario, progress=progress, json_path=args.json, allow_oversubscribe=args.oversubscribe,
+                     verbose=args.verbose)
     if args.json:
         record.save(args.json)
     if not args.quiet:
@@ -207,10 +221,42 @@ def cmd_profile(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from recsys_impls import interleave, startup, threads
+    from recsys_impls.record import Record
+
+    pair = tuple(args.frameworks.split(","))
+    if len(pair) != 2 or any(fw not in FRAMEWORKS for fw in pair) or pair[0] == pair[1]:
+        raise UsageError(f"compare --frameworks {args.frameworks[:60]!r}: two different of {', '.join(FRAMEWORKS)}, "
+                         "comma-separated (e.g. tf,torch)")
+    if args.precision is not None and args.precision not in PRECISIONS:
+        raise UsageError(f"compare --precision {args.precision[:40]!r}: accepted: {', '.join(PRECISIONS)}")
+    if not 0 <= args.threads <= MAX_THREADS:
+        raise UsageError(f"compare --threads {args.threads}: accepted: 0 (the cores available) to {MAX_THREADS}")
+    threads.export_env(threads.resolve(args.threads))
+    if "tf" in pair:
+        startup.quiet_tensorflow_start()
+    result = interleave.compare(pair, args.preset, args.phase, args.blocks, args.steps_per_block,
+                                threads=args.threads or None, precision=args.precision)
+    print(interleave.render(result))
+    if args.json:
+        Record(result).save(args.json)
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from recsys_impls import asv_driver
 
-    return asv_driver.run(quick=args.quick, machine=args.machine, bench=args.bench, report=not args.no_report)
+    return asv_driver.run(quick=args.quick, machine=args.machine, bench=args.bench, report=not args.no_report,
+                          verbose=args.verbose)
+
+
+def _print_startup_note() -> None:
+    from recsys_impls import startup
+
+    note = startup.failure_note()
+    if note:
+        print(note, file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -218,9 +264,11 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         args = build_parser().parse_args(argv)
-        return {"run": cmd_run, "list": cmd_list, "profile": cmd_profile, "bench": cmd_bench}[args.command](args)
+        return {"run": cmd_run, "list": cmd_list, "profile": cmd_profile, "bench": cmd_bench,
+                "compare": cmd_compare}[args.command](args)
     except (UsageError, ScenarioUnsupported) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        _print_startup_note()
         return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -48,15 +48,18 @@ def path_of(scenario: Scenario) -> str:
 
 
 def execute(scenario: Scenario, progress: bool = False, json_path: str | None = None,
-            allow_oversubscribe: bool = False) -> Record:
+            allow_oversubscribe: bool = False, verbose: bool = False) -> Record:
     """Run ``scenario`` on the path it needs and return its record (raises on failure; see ``execute_or_record``).
 
     The pre-flight check (values, memory, cores, paths) runs first: a scenario that cannot fit or
-    cannot run fails in under a second, before any allocation or process start.
+    cannot run fails in under a second, before any allocation or process start. Then the thread
+    settings are exported and TensorFlow starts with its start-up log in a file (``verbose``: on the
+    terminal).
     """
-    from recsys_impls import preflight
+    from recsys_impls import preflight, startup
 
     estimate = preflight.check(scenario, json_path=json_path, allow_oversubscribe=allow_oversubscribe)
+    startup.prepare(scenario, verbose=verbose)
     path = path_of(scenario)
     if path == "distributed":
         from recsys_impls.parallel.run import run_parallel

@@ -25,7 +25,8 @@ def _step(impl: Any, phase: str) -> Any:
 
 
 def compare(frameworks: tuple[str, str] = ("tf", "torch"), preset: str = "dlrm-ref", phase: str = "train",
-            blocks: int = 10, steps_per_block: int = 10, threads: int | None = None) -> dict[str, Any]:
+            blocks: int = 10, steps_per_block: int = 10, threads: int | None = None,
+            precision: str | None = None) -> dict[str, Any]:
     """Median per-step time of ``frameworks[0]`` over ``frameworks[1]`` (``ratio`` > 1: the first is slower)."""
     from recsys_impls import benchsupport as bs
     from recsys_impls.errors import UsageError
@@ -34,7 +35,9 @@ def compare(frameworks: tuple[str, str] = ("tf", "torch"), preset: str = "dlrm-r
         raise UsageError(f"compare --phase {phase}: accepted: {', '.join(PHASES)}")
     if blocks < 1 or steps_per_block < 1:
         raise UsageError("compare: --blocks and --steps-per-block must be positive integers")
-    device = {"threads": threads} if threads else {}
+    device: dict[str, Any] = {"threads": threads} if threads else {}
+    if precision:
+        device["precision"] = precision
     fixtures = {fw: bs.timing_fixture(fw, preset, **device) for fw in frameworks}
     per_step: dict[str, list[float]] = {fw: [] for fw in frameworks}
     block_medians: dict[str, list[float]] = {fw: [] for fw in frameworks}
@@ -53,6 +56,7 @@ def compare(frameworks: tuple[str, str] = ("tf", "torch"), preset: str = "dlrm-r
     out: dict[str, Any] = {
         "frameworks": list(frameworks), "preset": preset, "phase": phase, "blocks": blocks,
         "steps_per_block": steps_per_block, "order": "A B A B ... (one block of each per round)",
+        "precision": precision or "fp32",
         "step_ms": {fw: summarize_seconds(per_step[fw]) for fw in frameworks},
         "ratio": float(np.median(ratios)), "ratio_pairs": int(ratios.size),
         "batch_size": fixtures[a][2][0].batch_size,
@@ -75,7 +79,7 @@ def render(result: dict[str, Any]) -> str:
     ci = (f"99% CI {result['ratio_ci_low']:.3f}..{result['ratio_ci_high']:.3f}" if result["ratio_ci_low"] is not None
           else result.get("ratio_ci_reason", ""))
     return "\n".join([
-        f"{result['phase']} step, preset {result['preset']}, batch {result['batch_size']}, "
+        f"{result['phase']} step, preset {result['preset']}, batch {result['batch_size']}, {result['precision']}, "
         f"{result['blocks']} rounds x {result['steps_per_block']} steps, interleaved",
         f"  {a}: median {sa['median']:.3f} ms (n={sa['n']})",
         f"  {b}: median {sb['median']:.3f} ms (n={sb['n']})",

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from recsys_impls import metrics
+from recsys_impls import metrics, threads
 from recsys_impls.base import Recommender
 from recsys_impls.config import Scenario
 from recsys_impls.data.batch import Batch
@@ -180,7 +180,8 @@ def run_scenario(
         env=fingerprint.environment_fingerprint(),
     )
     sampler.close()
-    roofline.attach(record, scenario, threads=scenario.device.threads)
+    record["threads"] = threads.record_section(scenario.framework)
+    roofline.attach(record, scenario, threads=record["threads"].get("intra_op"))
     if after_train is not None:
         after_train(impl, scenario, data, record)
     record["duration_s"] = time.time() - started

@@ -97,7 +97,8 @@ def summarize(scenario: Scenario, plan: ParallelPlan, results: list[dict[str, An
         section["imbalance"] = r0["sharding_plan"].get("imbalance")
     peaks = [r["peak_rss_bytes"] for r in section["per_rank"] if r.get("peak_rss_bytes")]
     section["peak_rss_bytes_max"] = max(peaks) if peaks else None
-    return {"parallel": section, "train": train, "quality": r0["quality"], "size": r0.get("size", {}),
+    return {"parallel": section, "train": train, "threads": r0.get("threads_section"),
+            "quality": r0["quality"], "size": r0.get("size", {}),
             "data": {"name": r0.get("data_name"), **r0.get("data_info", {})}, "final_loss": r0.get("final_loss")}
 
 

@@ -123,12 +123,13 @@ def _chief(run_dir: Path, num_workers: int) -> None:
         "measured": report,
     })
     from recsys_impls.record import rank_result
+    from recsys_impls.threads import record_section
 
     summary = loop.summary(t.batch_size)
     summary["step_ms_note"] = "asynchronous updates: per-step times are the coordinator's dispatch pacing"
     result = rank_result(
         0, num_workers, plan["mode"], summary, t.batch_size // num_workers,
-        role="chief", num_ps=num_ps, threads=threads,
+        role="chief", num_ps=num_ps, threads=threads, threads_section=record_section("tf"),
         backend="ParameterServerStrategy + ClusterCoordinator (grpc, asynchronous updates)",
         final_loss=float(impl.loss(steps[-1][0])),
         comm_measured=comm_measured, sharding_plan=our_plan,

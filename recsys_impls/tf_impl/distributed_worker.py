@@ -66,10 +66,11 @@ def _run(run_dir: Path, index: int, world: int) -> None:
         np.savez(run_dir / f"rank{index}.params.npz", **params)
     from recsys_impls.measure.host import peak_rss_bytes
     from recsys_impls.record import rank_result
+    from recsys_impls.threads import record_section
 
     local = batches[0].batch_size
     result = rank_result(
-        index, world, "mwms", loop.summary(local), local, threads=threads,
+        index, world, "mwms", loop.summary(local), local, threads=threads, threads_section=record_section("tf"),
         backend="MultiWorkerMirroredStrategy RING", final_loss=float(impl.loss(staged[-1])),
         replica_fingerprints=prints, comm_measured=comm_measured, peak_rss_bytes=peak_rss_bytes(),
     )

@@ -13,6 +13,7 @@ from typing import Any
 
 import tensorflow as tf
 
+from recsys_impls import threads as thread_policy
 from recsys_impls.config import DeviceConfig
 from recsys_impls.errors import ScenarioUnsupported
 
@@ -30,22 +31,60 @@ class Runtime:
     facts: dict[str, Any] = field(default_factory=dict)
 
 
-def _configure_threads(threads: int) -> dict[str, Any]:
-    if threads:
-        current = tf.config.threading.get_intra_op_parallelism_threads()
-        if current != threads:
+def apply_threads(settings: thread_policy.ThreadSettings) -> dict[str, Any]:
+    """Size TensorFlow's intra-op and inter-op pools; returns the sizes TensorFlow reports afterwards.
+
+    Both pools are fixed when the eager context initialises (the first op or logical-device query);
+    a different request after that cannot take effect and is reported in ``errors``, not raised.
+    """
+    errors = []
+    pools = (("intra", tf.config.threading.get_intra_op_parallelism_threads,
+              tf.config.threading.set_intra_op_parallelism_threads, settings.intra_op),
+             ("inter", tf.config.threading.get_inter_op_parallelism_threads,
+              tf.config.threading.set_inter_op_parallelism_threads, settings.inter_op))
+    for name, get, set_, want in pools:
+        if get() != want:
             try:
-                tf.config.threading.set_intra_op_parallelism_threads(threads)
-                tf.config.threading.set_inter_op_parallelism_threads(threads)
+                set_(want)
             except RuntimeError:
-                raise ScenarioUnsupported(
-                    f"threads={threads}: TensorFlow in this process already initialised its thread pools "
-                    f"with intra-op threads={current or 'default'}; run the scenario in a fresh process"
-                ) from None
-    return {
-        "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
-        "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
-    }
+                errors.append(f"tf {name}-op threads stay {get() or 'default'} (requested {want}): "
+                              "TensorFlow in this process already initialised its thread pools")
+    actual: dict[str, Any] = {"intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
+                              "inter_op": tf.config.threading.get_inter_op_parallelism_threads()}
+    thread_policy.note_applied("tf", settings, {"actual": dict(actual), "errors": errors})
+    return {**actual, "requested": {"intra_op": settings.intra_op, "inter_op": settings.inter_op},
+            "errors": errors}
+
+
+def _configure_threads(threads: int) -> dict[str, Any]:
+    settings = thread_policy.resolve(threads)
+    current = tf.config.threading.get_intra_op_parallelism_threads()
+    # An intra-op pool already of the requested size was chosen by this process's launcher (the
+    # distributed workers size both pools themselves; a parameter-server chief keeps TF's inter-op
+    # default, which it needs) or by an earlier scenario: leave both pools as they are.
+    if current != settings.intra_op:
+        applied = apply_threads(settings)
+    else:
+        applied = {"intra_op": current, "inter_op": tf.config.threading.get_inter_op_parallelism_threads()}
+        kept = [] if applied["inter_op"] == settings.inter_op else [
+            f"tf inter-op threads kept at {applied['inter_op'] or 'default'} (requested {settings.inter_op}): "
+            "sized in this process before the model was built"]
+        thread_policy.note_applied("tf", settings, {"actual": dict(applied), "errors": kept})
+    if threads and applied["intra_op"] != threads:
+        raise ScenarioUnsupported(
+            f"threads={threads}: TensorFlow in this process already initialised its thread pools "
+            f"with intra-op threads={current or 'default'}; run the scenario in a fresh process"
+        )
+    return {"intra_op_threads": applied["intra_op"], "inter_op_threads": applied["inter_op"]}
+
+
+def probe_devices() -> list[Any]:
+    """List the physical devices (loads the CUDA platform, if any) without initialising the context.
+
+    The thread pools and GPU memory options stay settable; the start-up messages of this probe come
+    out here, where ``recsys_impls.startup`` can keep them off the terminal.
+    """
+    return tf.config.list_physical_devices()
 
 
 def _resolve_device(name: str) -> tuple[str, dict[str, Any]]:

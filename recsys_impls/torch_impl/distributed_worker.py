@@ -82,10 +82,11 @@ def _run(run_dir: Path, rank: int, world: int) -> None:
     local = batches[0].batch_size
     from recsys_impls.measure.host import peak_rss_bytes
     from recsys_impls.record import rank_result
+    from recsys_impls.threads import record_section
 
     result = rank_result(
         rank, world, mode, loop.summary(local), local,
-        threads=torch.get_num_threads(), backend=dist.get_backend(),
+        threads=torch.get_num_threads(), threads_section=record_section("torch"), backend=dist.get_backend(),
         final_loss=float(impl.loss(staged[-1])), replica_fingerprints=prints, peak_rss_bytes=peak_rss_bytes(),
         **extra,
     )

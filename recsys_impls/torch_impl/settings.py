@@ -9,7 +9,8 @@ Resolved once when the model is built, so an impossible combination fails before
 * compile ``none`` | ``torch-compile`` | ``torch-compile-max-autotune`` (torch.compile of the dense
   part, see model.py) | ``cuda-graphs`` (inference step replayed from a captured CUDA graph).
 * pinned_memory: page-locked host staging + ``non_blocking`` copies (CUDA only).
-* threads: ``torch.set_num_threads`` when > 0.
+* threads: intra-op and inter-op pools from ``recsys_impls.threads.resolve`` (0 = the CPUs this
+  process may use, inter-op 1; the same policy as TensorFlow), see ``apply_threads``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 
 import torch
 
+from recsys_impls import threads as thread_policy
 from recsys_impls.config import DeviceConfig
 from recsys_impls.errors import ScenarioUnsupported
 
@@ -109,9 +111,28 @@ def resolve(cfg: DeviceConfig) -> TorchSettings:
         raise ScenarioUnsupported("compile cuda-graphs: CUDA graphs need a CUDA device")
     if cfg.pinned_memory and not cuda:
         raise ScenarioUnsupported("pinned_memory: page-locked host buffers only matter for copies to a CUDA device")
-    if cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
+    apply_threads(thread_policy.resolve(cfg.threads))
     return TorchSettings(device, cfg.precision, cfg.compile, cfg.pinned_memory, cfg.threads)
+
+
+def apply_threads(settings: thread_policy.ThreadSettings) -> dict[str, Any]:
+    """Set PyTorch's intra-op and inter-op pools; returns the sizes PyTorch reports afterwards.
+
+    The inter-op pool can be sized once per process, before any inter-op work: a later, different
+    request cannot take effect, so it is reported in ``errors`` (and in the record) instead of failing.
+    """
+    errors = []
+    torch.set_num_threads(settings.intra_op)
+    if torch.get_num_interop_threads() != settings.inter_op:
+        try:
+            torch.set_num_interop_threads(settings.inter_op)
+        except RuntimeError:
+            errors.append(f"torch inter-op threads stay {torch.get_num_interop_threads()} (requested "
+                          f"{settings.inter_op}): the pool was already started or sized in this process")
+    actual: dict[str, Any] = {"intra_op": torch.get_num_threads(), "inter_op": torch.get_num_interop_threads()}
+    thread_policy.note_applied("torch", settings, {"actual": dict(actual), "errors": errors})
+    return {**actual, "requested": {"intra_op": settings.intra_op, "inter_op": settings.inter_op},
+            "errors": errors}
 
 
 def _resolve_device(name: str) -> torch.device:
