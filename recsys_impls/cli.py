@@ -75,7 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     prof.add_argument("--rate", type=int, default=100, help="py-spy samples per second (default 100)")
     cmp_ = sub.add_parser("compare", allow_abbrev=False,
                           help="time two frameworks on the same work side by side (A B A B ...) in one process")
-    cmp_.add_argument("--frameworks", default="tf,torch", help="A,B: the ratio is A's step time over B's")
+    cmp_.add_argument("--frameworks", default="tf,torch",
+                      help="A,B, each FRAMEWORK[:PRECISION] (e.g. tf,torch or torch:amp-bf16,torch:fp32): "
+                           "the ratio is A's step time over B's")
     cmp_.add_argument("--preset", default="dlrm-ref", choices=sorted(PRESETS))
     cmp_.add_argument("--phase", default="train", help="train (default) or infer")
     cmp_.add_argument("--blocks", type=int, default=10, help="rounds of one block per framework (default 10)")
@@ -226,15 +228,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from recsys_impls.record import Record
 
     pair = tuple(args.frameworks.split(","))
-    if len(pair) != 2 or any(fw not in FRAMEWORKS for fw in pair) or pair[0] == pair[1]:
-        raise UsageError(f"compare --frameworks {args.frameworks[:60]!r}: two different of {', '.join(FRAMEWORKS)}, "
-                         "comma-separated (e.g. tf,torch)")
+    if len(pair) != 2:
+        raise UsageError(f"compare --frameworks {args.frameworks[:60]!r}: two different sides, comma-separated "
+                         "(e.g. tf,torch or torch:amp-bf16,torch:fp32)")
     if args.precision is not None and args.precision not in PRECISIONS:
         raise UsageError(f"compare --precision {args.precision[:40]!r}: accepted: {', '.join(PRECISIONS)}")
     if not 0 <= args.threads <= MAX_THREADS:
         raise UsageError(f"compare --threads {args.threads}: accepted: 0 (the cores available) to {MAX_THREADS}")
     threads.export_env(threads.resolve(args.threads))
-    if "tf" in pair:
+    if any(side.startswith("tf") for side in pair):
         startup.quiet_tensorflow_start()
     result = interleave.compare(pair, args.preset, args.phase, args.blocks, args.steps_per_block,
                                 threads=args.threads or None, precision=args.precision)

@@ -1,4 +1,5 @@
-"""Side-by-side comparison of two frameworks on the same work, interleaved in one process (A B A B ...).
+"""Side-by-side comparison of two frameworks (or two precisions) on the same work, interleaved in one
+process (A B A B ...).
 
 A ratio taken from two runs minutes apart on a shared machine measures the machine's drift as much as
 the code. Here both models are built once, with the same thread settings, and timed in alternating
@@ -24,10 +25,27 @@ def _step(impl: Any, phase: str) -> Any:
     return lambda s: impl.to_numpy(impl.infer(s))
 
 
-def compare(frameworks: tuple[str, str] = ("tf", "torch"), preset: str = "dlrm-ref", phase: str = "train",
+def parse_side(text: str, precision: str | None = None) -> tuple[str, str]:
+    """``framework[:precision]`` -> (framework, precision); the precision defaults to ``precision`` or fp32."""
+    from recsys_impls.config import FRAMEWORKS, PRECISIONS
+    from recsys_impls.errors import UsageError
+
+    fw, _, prec = text.partition(":")
+    prec = prec or precision or "fp32"
+    if fw not in FRAMEWORKS or prec not in PRECISIONS:
+        raise UsageError(f"compare: side {text[:60]!r}; accepted: FRAMEWORK[:PRECISION] with FRAMEWORK one of "
+                         f"{', '.join(FRAMEWORKS)} and PRECISION one of {', '.join(PRECISIONS)}")
+    return fw, prec
+
+
+def compare(sides: tuple[str, str] = ("tf", "torch"), preset: str = "dlrm-ref", phase: str = "train",
             blocks: int = 10, steps_per_block: int = 10, threads: int | None = None,
             precision: str | None = None) -> dict[str, Any]:
-    """Median per-step time of ``frameworks[0]`` over ``frameworks[1]`` (``ratio`` > 1: the first is slower)."""
+    """Median per-step time of ``sides[0]`` over ``sides[1]`` (``ratio`` > 1: the first is slower).
+
+    A side is ``framework[:precision]`` ("tf", "torch:amp-bf16"): two frameworks, or one framework at
+    two precisions. Both sides get the same thread settings.
+    """
     from recsys_impls import benchsupport as bs
     from recsys_impls.errors import UsageError
 
@@ -35,29 +53,34 @@ def compare(frameworks: tuple[str, str] = ("tf", "torch"), preset: str = "dlrm-r
         raise UsageError(f"compare --phase {phase}: accepted: {', '.join(PHASES)}")
     if blocks < 1 or steps_per_block < 1:
         raise UsageError("compare: --blocks and --steps-per-block must be positive integers")
-    device: dict[str, Any] = {"threads": threads} if threads else {}
-    if precision:
-        device["precision"] = precision
-    fixtures = {fw: bs.timing_fixture(fw, preset, **device) for fw in frameworks}
-    per_step: dict[str, list[float]] = {fw: [] for fw in frameworks}
-    block_medians: dict[str, list[float]] = {fw: [] for fw in frameworks}
-    for fw in frameworks:  # warm-up both before the first timed block
-        impl, staged, _ = fixtures[fw]
+    parsed = [parse_side(side, precision) for side in sides]
+    if len(parsed) != 2 or parsed[0] == parsed[1]:
+        raise UsageError(f"compare: two different sides are needed, got {', '.join(sides)[:80]}")
+    labels = [f"{fw}:{prec}" for fw, prec in parsed]
+    fixtures = {}
+    for label, (fw, prec) in zip(labels, parsed, strict=True):
+        device: dict[str, Any] = {"precision": prec}
+        if threads:
+            device["threads"] = threads
+        fixtures[label] = bs.timing_fixture(fw, preset, **device)
+    per_step: dict[str, list[float]] = {label: [] for label in labels}
+    block_medians: dict[str, list[float]] = {label: [] for label in labels}
+    for label in labels:  # warm-up both before the first timed block
+        impl, staged, _ = fixtures[label]
         timed_loop(_step(impl, phase), staged, start=0, steps=3, sync=impl.synchronize)
     for _ in range(blocks):
-        for fw in frameworks:
-            impl, staged, _ = fixtures[fw]
+        for label in labels:
+            impl, staged, _ = fixtures[label]
             res = timed_loop(_step(impl, phase), staged, start=0, steps=steps_per_block, sync=impl.synchronize,
                              sync_each_step=phase == "infer")
-            per_step[fw] += res.step_seconds
-            block_medians[fw].append(float(np.median(res.step_seconds)))
-    a, b = frameworks
+            per_step[label] += res.step_seconds
+            block_medians[label].append(float(np.median(res.step_seconds)))
+    a, b = labels
     ratios = np.asarray(block_medians[a]) / np.asarray(block_medians[b])
     out: dict[str, Any] = {
-        "frameworks": list(frameworks), "preset": preset, "phase": phase, "blocks": blocks,
+        "sides": labels, "preset": preset, "phase": phase, "blocks": blocks,
         "steps_per_block": steps_per_block, "order": "A B A B ... (one block of each per round)",
-        "precision": precision or "fp32",
-        "step_ms": {fw: summarize_seconds(per_step[fw]) for fw in frameworks},
+        "step_ms": {label: summarize_seconds(per_step[label]) for label in labels},
         "ratio": float(np.median(ratios)), "ratio_pairs": int(ratios.size),
         "batch_size": fixtures[a][2][0].batch_size,
     }
@@ -68,18 +91,18 @@ def compare(frameworks: tuple[str, str] = ("tf", "torch"), preset: str = "dlrm-r
         out["ratio_ci_reason"] = f"{ratios.size} block pairs: fewer than {MIN_SAMPLES_FOR_CI}, no interval"
     from recsys_impls.threads import record_section
 
-    out["threads"] = {fw: record_section(fw) for fw in frameworks}
+    out["threads"] = {fw: record_section(fw) for fw in sorted({fw for fw, _ in parsed})}
     return out
 
 
 def render(result: dict[str, Any]) -> str:
     """A few readable lines."""
-    a, b = result["frameworks"]
+    a, b = result["sides"]
     sa, sb = result["step_ms"][a], result["step_ms"][b]
     ci = (f"99% CI {result['ratio_ci_low']:.3f}..{result['ratio_ci_high']:.3f}" if result["ratio_ci_low"] is not None
           else result.get("ratio_ci_reason", ""))
     return "\n".join([
-        f"{result['phase']} step, preset {result['preset']}, batch {result['batch_size']}, {result['precision']}, "
+        f"{result['phase']} step, preset {result['preset']}, batch {result['batch_size']}, "
         f"{result['blocks']} rounds x {result['steps_per_block']} steps, interleaved",
         f"  {a}: median {sa['median']:.3f} ms (n={sa['n']})",
         f"  {b}: median {sb['median']:.3f} ms (n={sb['n']})",

@@ -20,19 +20,22 @@ def test_compare_interleaves_and_reports_pairs(monkeypatch):
     assert order == [3, 3] + [2] * 10  # warm-up of each, then 5 rounds of one block per framework
     assert res["ratio_pairs"] == 5 and res["ratio"] > 0
     assert res["ratio_ci_low"] <= res["ratio"] <= res["ratio_ci_high"]
-    assert res["step_ms"]["tf"]["n"] == res["step_ms"]["torch"]["n"] == 10
+    assert res["sides"] == ["tf:fp32", "torch:fp32"]
+    assert res["step_ms"]["tf:fp32"]["n"] == res["step_ms"]["torch:fp32"]["n"] == 10
     assert res["threads"]["torch"]["intra_op"] == 1 and res["threads"]["tf"]["intra_op"] == 1
-    assert "tf/torch time ratio" in interleave.render(res)
+    assert "tf:fp32/torch:fp32 time ratio" in interleave.render(res)
 
 
-def test_too_few_pairs_have_no_interval():
-    res = interleave.compare(("tf", "torch"), "tiny", "infer", blocks=2, steps_per_block=2, threads=1)
+def test_too_few_pairs_have_no_interval_and_precisions_compare():
+    res = interleave.compare(("torch:amp-bf16", "torch"), "tiny", "infer", blocks=2, steps_per_block=2, threads=1)
+    assert res["sides"] == ["torch:amp-bf16", "torch:fp32"]
     assert res["ratio_ci_low"] is None and "fewer than 5" in res["ratio_ci_reason"]
 
 
 @pytest.mark.parametrize("argv, message", [
     (["compare", "--frameworks", "torch"], "two different"),
-    (["compare", "--frameworks", "torch,torch"], "two different"),
+    (["compare", "--frameworks", "torch,torch:fp32"], "two different"),
+    (["compare", "--frameworks", "torch:fp9,tf"], "FRAMEWORK[:PRECISION]"),
     (["compare", "--threads", "-1"], "--threads -1"),
     (["compare", "--precision", "fp8"], "--precision"),
     (["compare", "--phase", "eval", "--blocks", "1"], "--phase eval"),
