@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
-from recsys_impls.benchsupport import QUICK_ENV, repo_root
+from recsys_impls import signals
+from recsys_impls.benchsupport import QUICK_ENV, failed_records, records_dir_for, repo_root
 from recsys_impls.errors import UsageError
 
 
@@ -29,6 +32,7 @@ def _git_head(root: Path) -> str:
 def run(quick: bool = True, machine: str | None = None, bench: str | None = None, report: bool = True) -> int:
     from recsys_impls.measure.fingerprint import environment_fingerprint, machine_name
 
+    check_bench_regex(bench)
     root = repo_root()
     if not (root / "asv.conf.json").is_file():
         raise UsageError(f"bench: no asv.conf.json in {root}; run from the project checkout")
@@ -50,9 +54,30 @@ def run(quick: bool = True, machine: str | None = None, bench: str | None = None
     if bench:
         cmd += ["--bench", bench]
     print("$", " ".join(cmd[2:]), flush=True)
-    # asv exits non-zero when a benchmark fails; the others are still saved. Report either way.
-    status = subprocess.run(cmd, cwd=root, env=env).returncode
+    # asv goes on past a failing benchmark and saves the others; its exit code says one failed. Its own
+    # session: an interrupt ends asv and its benchmark processes through the signal policy.
+    started = time.time()
+    status = signals.run_child(cmd, cwd=root, env=env)
+    failed = failed_records(records_dir_for(root, machine, commit), since=started - 1.0)
+    if failed:
+        print(f"bench: {len(failed)} scenario(s) failed; the others ran and were saved:", file=sys.stderr)
+        for name, error in failed:
+            print(f"  {name}: {error.splitlines()[0][:300] if error else ''}", file=sys.stderr)
+    elif status != 0:
+        print(f"bench: asv exited with code {status}: a benchmark failed (its output is above)", file=sys.stderr)
     if report:
         built = subprocess.run([sys.executable, "-m", "reports", "build"], cwd=root, env=env).returncode
-        status = status or built
-    return status
+        if built != 0 and not (failed or status):
+            return built
+    return 1 if failed or status != 0 else 0
+
+
+def check_bench_regex(pattern: str | None) -> None:
+    """asv takes --bench as a regular expression: a bad one is one line here, not asv's traceback."""
+    if pattern is None:
+        return
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise UsageError(f"bench --bench {pattern!r}: not a valid regular expression ({exc}); it is matched "
+                         "against benchmark names, e.g. --bench 'bench_core' or --bench 'Quality.track_auc'") from None
