@@ -234,7 +234,6 @@ def _diagnose(run_dir: Path, notes: dict[str, tuple[str, str, str]], proc: Proc 
             return " while serving"  # a TF server reports "done" once it serves
         return f" in phase '{ph}'" if ph else " before reporting a phase"
 
-
     if timeout_s is not None:
         stuck = [(r, ph) for r, (ph, _, _) in notes.items() if ph != "done"]
         desc = ", ".join(f"rank {r} in '{ph}'" for r, ph in stuck) or "no rank reported progress"
@@ -243,9 +242,10 @@ def _diagnose(run_dir: Path, notes: dict[str, tuple[str, str, str]], proc: Proc 
                 "rank": ",".join(r for r, _ in stuck) or "?", "phase": stuck[0][1] if stuck else None,
                 "cause": f"timed out after {timeout_s:.0f}s", "details": details or _launcher_tails(run_dir)}
     exits = _torchrun_failures(run_dir)
-    own = proc.rank if proc is not None and proc.rank is not None else None
-    if own is None and proc is not None and proc.name.replace(" ", "") in notes:
-        own = proc.name.replace(" ", "")
+    # the process that failed, under the name its notes use (none for a launcher such as torchrun)
+    own = None
+    if proc is not None:
+        own = proc.rank or (proc.name.replace(" ", "") if proc.name.replace(" ", "") in notes else None)
     if own is not None and code is not None:
         exits = {own: code, **exits}
     errored = sorted((r for r, (_, err, _) in notes.items() if err),
