@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
-from recsys_impls.benchsupport import QUICK_ENV, repo_root
+from recsys_impls import signals
+from recsys_impls.benchsupport import QUICK_ENV, failed_records, records_dir_for, repo_root
 from recsys_impls.errors import UsageError
 
 
@@ -32,6 +35,7 @@ def run(quick: bool = True, machine: str | None = None, bench: str | None = None
         verbose: bool = False) -> int:
     from recsys_impls.measure.fingerprint import environment_fingerprint, machine_name
 
+    check_bench_regex(bench)
     root = repo_root()
     if not (root / "asv.conf.json").is_file():
         raise UsageError(f"bench: no asv.conf.json in {root}; run from the project checkout")
@@ -56,13 +60,48 @@ def run(quick: bool = True, machine: str | None = None, bench: str | None = None
     if bench:
         cmd += ["--bench", bench]
     print("$", " ".join(cmd[2:]), flush=True)
-    # asv exits non-zero when a benchmark fails; the others are still saved. Report either way.
-    status = subprocess.run(cmd, cwd=root, env=env).returncode
-    if status and not verbose:
+    # asv goes on past a failing benchmark and saves the others; its exit code says one failed. Its own
+    # session: an interrupt ends asv and its benchmark processes through the signal policy.
+    started = time.time()
+    status = signals.run_child(cmd, cwd=root, env=env)
+    failed = failed_records(records_dir_for(root, machine, commit), since=started - 1.0)
+    if failed:
+        print(f"bench: {len(failed)} scenario(s) failed; the others ran and were saved:", file=sys.stderr)
+        for name, error in failed:
+            print(f"  {name}: {error.splitlines()[0][:300] if error else ''}", file=sys.stderr)
+    elif status != 0:
+        print(f"bench: asv exited with code {status}: a benchmark failed", file=sys.stderr)
+    if status != 0 and not verbose:
         # Without --show-stderr asv marks a failure "failed" but prints the output of only some kinds.
-        print("bench: some benchmarks failed (marked 'failed' above); their output: rerun them with "
+        print("bench: a failed benchmark's output: rerun it with "
               "`python -m recsys_impls bench --verbose --bench REGEX`", file=sys.stderr, flush=True)
+    _annotate(root, machine, commit)
     if report:
         built = subprocess.run([sys.executable, "-m", "reports", "build"], cwd=root, env=env).returncode
-        status = status or built
-    return status
+        if built != 0 and not (failed or status):
+            return built
+    return 1 if failed or status != 0 else 0
+
+
+def check_bench_regex(pattern: str | None) -> None:
+    """asv takes --bench as a regular expression: a bad one is one line here, not asv's traceback."""
+    if pattern is None:
+        return
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise UsageError(f"bench --bench {pattern!r}: not a valid regular expression ({exc}); it is matched "
+                         "against benchmark names, e.g. --bench 'bench_core' or --bench 'Quality.track_auc'") from None
+
+
+def _annotate(root: Path, machine: str, commit: str) -> None:
+    """Flag, in the records themselves, figures that asv and the record measured differently (> 2x)."""
+    from reports.consistency import annotate_records
+
+    try:
+        flags = annotate_records(root / ".asv" / "results", root / ".asv" / "records", machine, commit)
+    except UsageError as exc:
+        print(f"bench: consistency check skipped: {exc}", file=sys.stderr)
+        return
+    for flag in flags:
+        print(f"bench: flag {flag['figure']}: {flag['detail'][:200]}", file=sys.stderr)

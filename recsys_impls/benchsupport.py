@@ -52,8 +52,28 @@ def machine_name() -> str:
 
 def records_dir() -> Path:
     """Where full records are stored beside asv's results: .asv/records/<machine>/<commit>/."""
-    commit = os.environ.get("ASV_COMMIT", "uncommitted")
-    return repo_root() / ".asv" / "records" / machine_name() / commit
+    return records_dir_for(repo_root(), machine_name(), os.environ.get("ASV_COMMIT", "uncommitted"))
+
+
+def records_dir_for(root: Path, machine: str, commit: str) -> Path:
+    return root / ".asv" / "records" / machine / commit
+
+
+def failed_records(folder: Path, since: float = 0.0) -> list[tuple[str, str]]:
+    """(record file stem, error) of each failed record in ``folder`` written at or after ``since`` (a time
+    stamp): what one ``bench`` run failed, not what an earlier run at the same commit left."""
+    out = []
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            if path.stat().st_mtime < since:
+                continue
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            out.append((path.stem, "unreadable record file"))
+            continue
+        if isinstance(record, dict) and record.get("status") == "failed":
+            out.append((path.stem, str(record.get("error") or "no reason recorded")))
+    return out
 
 
 def slug(parts: dict[str, Any]) -> str:
@@ -84,22 +104,39 @@ def scenario_for(framework: str, data: str = "synthetic", preset: str = "tiny", 
 def run_and_record(suite: str, params: dict[str, Any], scenario: Scenario) -> dict[str, Any]:
     """Run a scenario for a track_ benchmark; a failure becomes a record with its reason.
 
-    One scenario failing never loses the others: the caller stores every record it gets.
+    One scenario failing never loses the others: the caller stores every record it gets. A signal (asv's
+    timeout SIGTERM, or ``bench`` being interrupted) is not a failure: under the signal policy it ends the
+    scenario's worker processes and run folder, and propagates.
     """
+    from recsys_impls import signals
     from recsys_impls.execute import execute_or_record
 
-    record = execute_or_record(scenario).to_plain()
+    with signals.policy():
+        record = execute_or_record(scenario).to_plain()
     save_record(record, suite, params)
     return record
 
 
+class ScenarioFailed(RuntimeError):
+    """Raised in an asv ``setup`` for a scenario that failed: asv then shows its benchmarks as failed,
+    ``bench`` exits non-zero and ``reports regressions`` counts a number turning into a failure."""
+
+
 def require_ok(record: dict[str, Any] | None) -> dict[str, Any]:
-    """asv skips a benchmark whose setup raises NotImplementedError: do that for failed scenarios."""
+    """The record of a scenario that ran, for an asv ``setup``.
+
+    asv shows a benchmark whose setup raises NotImplementedError as skipped and any other exception as
+    failed: a skipped record (unsupported here, outside the quick subset) raises the first, a failed one
+    (or none at all: the scenario was lost) the second, with the record's reason.
+    """
     if record is None:
-        raise NotImplementedError("scenario was not run")
-    if record.get("status") != "ok":
-        raise NotImplementedError(record.get("error", "scenario failed"))
-    return record
+        raise ScenarioFailed("scenario was not run: setup_cache left no record for it")
+    status = record.get("status")
+    if status == "ok":
+        return record
+    if status == "skipped":
+        raise NotImplementedError(record.get("error") or "scenario skipped")
+    raise ScenarioFailed(record.get("error") or f"scenario failed (status {status!r})")
 
 
 def skip(reason: str) -> Exception:

@@ -262,16 +262,57 @@ def _print_startup_note() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit codes: 0 done; 2 bad input (one line); 1 a failure (one line naming the log with the traceback);
+    128 + N when ended by signal N (SIGTERM, SIGINT, SIGHUP), after every child process is ended."""
+    from recsys_impls import signals
+
     # TensorFlow's C++ start-up chatter (oneDNN, CUDA stubs) drowns the summary; errors still show.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    scope = None
     try:
-        args = build_parser().parse_args(argv)
-        return {"run": cmd_run, "list": cmd_list, "profile": cmd_profile, "bench": cmd_bench,
-                "compare": cmd_compare}[args.command](args)
+        with signals.policy() as scope:
+            args = build_parser().parse_args(argv)
+            return {"run": cmd_run, "list": cmd_list, "profile": cmd_profile, "bench": cmd_bench,
+                    "compare": cmd_compare}[args.command](args)
+    except signals.Interrupted as exc:
+        print(scope.line() if scope is not None else str(exc), file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:  # SIGINT raised before the policy was in place
+        print("interrupted by SIGINT", file=sys.stderr)
+        return 130
     except (UsageError, ScenarioUnsupported) as exc:
         print(f"error: {exc}", file=sys.stderr)
         _print_startup_note()
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except Exception as exc:  # noqa: BLE001 - one line here, the traceback in the log it names
+        code = _report_failure(exc)
+        _print_startup_note()
+        return code
+
+
+# Set to 1 to also print a failure's traceback on stderr (it is always in the log file).
+TRACEBACK_ENV = "RECSYS_TRACEBACK"
+
+
+def _report_failure(exc: Exception) -> int:
+    """One line on stderr for a failure that is not bad input; the traceback goes to a log file it names."""
+    import traceback
+
+    from recsys_impls import logs
+    from recsys_impls.parallel.launch import WorkerFailed
+
+    if os.environ.get(TRACEBACK_ENV, "") not in ("", "0"):
+        traceback.print_exception(exc)
+    if isinstance(exc, WorkerFailed):
+        path = logs.write_traceback(exc, exc.log_dir, "parallel", exc.details)
+        named = exc.log_dir is not None and path is not None and path.parent == exc.log_dir
+        print(f"error: {exc}" + ("" if named else _where(path)), file=sys.stderr)
+        return exc.exit_code
+    path = logs.write_traceback(exc, kind="error")
+    text = (str(exc).strip().splitlines() or [""])[0][:300]
+    print(f"error: {type(exc).__name__}: {text}{_where(path)}", file=sys.stderr)
+    return 1
+
+
+def _where(path: Path | None) -> str:
+    return f" (traceback: {path})" if path is not None else " (no log written: the log folder is not writable)"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from recsys_impls.errors import UsageError
 
@@ -38,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--only-changed", action="store_true", help="print only changed benchmarks")
     r.add_argument("--markdown", default=None, help="write a Markdown summary to this file")
     r.add_argument("--regressed-list", default=None, help="write the regressed benchmarks' names, one a line")
+    r.add_argument("--cross-machine", action="store_true",
+                   help="allow --base and --head from different machines (refused otherwise)")
     c = sub.add_parser("commits", allow_abbrev=False, help="print a machine's commits with results, oldest first")
     c.add_argument("--results", default=".asv/results", help="asv results_dir (default .asv/results)")
     c.add_argument("--machine", default=None, help="machine name (needed when several have results)")
@@ -60,9 +63,25 @@ def _commits(results: str, machine: str | None) -> int:
     return 0
 
 
+def check_machine_files(results: str) -> None:
+    """asv reads a machine's results only beside its machine.json: say so, instead of "no results"."""
+    root = Path(results)
+    if not root.is_dir():
+        return  # each command says what it needs of a missing directory
+    skip = {"machine.json", "benchmarks.json"}
+    for sub in sorted(p for p in root.iterdir() if p.is_dir()):
+        if not (sub / "machine.json").is_file() and any(f.name not in skip for f in sub.glob("*.json")):
+            raise UsageError(f"--results {results}: {sub} holds asv results files but no machine.json, so asv "
+                             "cannot read them; restore it, or write it with `asv machine --yes --machine "
+                             f"{sub.name}` (python -m recsys_impls bench does this)")
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
+        if args.cmd != "regressions" or not any(Path(ref).suffix == ".json" for ref in (args.base, args.head)):
+            if not getattr(args, "records_only", False):
+                check_machine_files(args.results)
         if args.cmd == "build":
             from reports.build import build
 
@@ -78,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         th = Thresholds(factor=args.factor, auc_drop=args.auc_drop, logloss_rise=args.logloss_rise,
                         use_stats=not args.no_stats)
         return run_cli(args.base, args.head, args.results, args.machine, th, args.markdown, args.only_changed,
-                       args.regressed_list)
+                       args.regressed_list, args.cross_machine)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

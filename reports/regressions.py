@@ -158,6 +158,8 @@ def judge(base: pd.Series, head: pd.Series, th: Thresholds) -> tuple[str, str]:
         return "regressed", "now fails"
     if base["status"] == "failed" and head["status"] == "ok":
         return "fixed", "failed before"
+    if head["status"] == "failed":  # never hidden among the skips: it did not run at base either
+        return "failed", "still fails" if base["status"] == "failed" else f"fails ({base['status']} before)"
     if base["status"] != "ok" or head["status"] != "ok":
         return "skipped", f"{base['status']} -> {head['status']}"
     if base["version"] and head["version"] and base["version"] != head["version"]:
@@ -215,6 +217,8 @@ def compare(base: Side, head: Side, th: Thresholds) -> pd.DataFrame:
             out.append({**dict(zip(key, k, strict=False)), "metric": row["metric"], "unit": row["unit"],
                         "base": row["value"] if k in b.index else None, "head": row["value"] if k in h.index else None,
                         "ratio": None, "verdict": "missing", "why": "only in " + ("head" if k in h.index else "base")})
+            if k in h.index and row["status"] == "failed":
+                out[-1].update(verdict="failed", why="fails (not in base)")
             continue
         rb, rh = b.loc[k], h.loc[k]
         verdict, why = judge(rb, rh, th)
@@ -242,10 +246,11 @@ def fmt_value(v: Any, unit: str | None) -> str:
 
 def display_table(cmp: pd.DataFrame, only_changed: bool = False) -> pd.DataFrame:
     """Human-readable columns; regressions first."""
-    order = {"regressed": 0, "incomparable": 1, "missing": 2, "improved": 3, "fixed": 4, "same": 5, "skipped": 6}
+    order = {"regressed": 0, "failed": 1, "incomparable": 2, "missing": 3, "improved": 4, "fixed": 5, "same": 6,
+             "skipped": 7}
     t = cmp.copy()
     if only_changed:
-        t = t[t["verdict"].isin(["regressed", "improved", "fixed", "incomparable"])]
+        t = t[t["verdict"].isin(["regressed", "failed", "improved", "fixed", "incomparable"])]
     t = t.assign(_o=t["verdict"].map(order)).sort_values(["_o", "benchmark", "param_key"]).drop(columns="_o")
     return pd.DataFrame({
         "verdict": t["verdict"], "benchmark": t["benchmark"], "params": t["param_key"],
@@ -270,6 +275,9 @@ def markdown_summary(cmp: pd.DataFrame, base: Side, head: Side, th: Thresholds) 
         "",
     ]
     lines.append(f"**{len(reg)} regression(s).**" if len(reg) else "**No regressions.**")
+    failing = int((cmp["verdict"] == "failed").sum())
+    if failing:
+        lines.append(f"**{failing} benchmark(s) failing** that did not run at base either.")
     changed = display_table(cmp, only_changed=True)
     if not changed.empty:
         lines += ["", _md_table(changed)]
@@ -284,19 +292,38 @@ def _md_table(df: pd.DataFrame) -> str:
     return "\n".join(out)
 
 
+def check_same_machine(base: Side, head: Side, cross_machine: bool = False) -> str | None:
+    """Two machines' timings differ by the hardware, not the code: refuse (UsageError), or with
+    ``cross_machine`` return the one-line note to print."""
+    if base.machine == head.machine:
+        return None
+    if not cross_machine:
+        raise UsageError(f"--base {base.label} is from machine {base.machine}, --head {head.label} from machine "
+                         f"{head.machine}: regressions compare two runs of one machine; give both from one, or "
+                         "add --cross-machine to compare anyway")
+    return f"note: comparing two machines (base {base.machine}, head {head.machine}): differences include the hardware"
+
+
 def run_cli(base: str, head: str, results: str, machine: str | None, th: Thresholds,
-            markdown: str | None = None, only_changed: bool = False, regressed_list: str | None = None) -> int:
-    """Print the table, write the Markdown summary; 1 if anything regressed, else 0."""
+            markdown: str | None = None, only_changed: bool = False, regressed_list: str | None = None,
+            cross_machine: bool = False) -> int:
+    """Print the table, write the Markdown summary; 1 if anything regressed (a number that became a failure
+    included), else 0. Benchmarks that fail at head without having run at base are listed and counted."""
     th.validate()
     rdir = Path(results)
     b = resolve_side(base, "--base", rdir, machine)
     h = resolve_side(head, "--head", rdir, machine)
+    note = check_same_machine(b, h, cross_machine)
+    if note:
+        print(note)
     cmp = compare(b, h, th)
     table = display_table(cmp, only_changed=only_changed)
     with pd.option_context("display.max_rows", None, "display.max_colwidth", 60, "display.width", 200):
         print(table.to_string(index=False) if not table.empty else "(no benchmarks changed)")
     n = int((cmp["verdict"] == "regressed").sum())
-    print(f"\n{n} regression(s) in {h.commit[:8]} vs {b.commit[:8]} on {h.machine}")
+    failing = int((cmp["verdict"] == "failed").sum())
+    also = f"; {failing} failing that did not run at base either" if failing else ""
+    print(f"\n{n} regression(s) in {h.commit[:8]} vs {b.commit[:8]} on {h.machine}{also}")
     if markdown:
         try:
             Path(markdown).parent.mkdir(parents=True, exist_ok=True)

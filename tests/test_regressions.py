@@ -184,3 +184,80 @@ def test_regressed_list_names_what_to_rerun(tmp_path: Path) -> None:
     clean = tmp_path / "none.txt"
     assert _cli("--base", COMMITS["rerun"], "--head", COMMITS["rerun"], "--regressed-list", str(clean)) == 0
     assert clean.read_text() == ""
+
+
+def _with_values(tmp_path: Path, commit: str, benchmark: str, values: dict[int, float | None]) -> Path:
+    """A copy of the store where ``benchmark``'s results at ``commit`` have some values replaced, as asv
+    writes a failure (None) or a skip (NaN)."""
+    results = tmp_path / "results"
+    shutil.copytree(RESULTS, results)
+    path = next((results / "toy-2threads").glob(commit[:8] + "-*.json"))
+    data = json.loads(path.read_text())
+    for i, v in values.items():
+        data["results"][benchmark][0][i] = v
+    path.write_text(json.dumps(data))
+    return results
+
+
+def test_a_number_that_becomes_a_failure_is_a_regression(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bench = "bench_core.Quality.track_auc_gap"
+    results = _with_values(tmp_path, COMMITS["rerun"], bench, {0: None})  # framework=torch, data=synthetic
+    listing = tmp_path / "regressed.txt"
+    code = main(["regressions", "--results", str(results), "--machine", "toy-2threads", "--base", COMMITS["base"],
+                 "--head", COMMITS["rerun"], "--regressed-list", str(listing)])
+    out = capsys.readouterr().out
+    assert code == 1 and bench in listing.read_text().splitlines()
+    row = next(ln for ln in out.splitlines() if bench in ln and "framework=torch, data=synthetic" in ln)
+    assert row.split()[0] == "regressed" and "now fails" in row and "n/a" in row
+
+
+def test_a_failure_where_base_skipped_is_shown_not_hidden(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Two copies of one run, so nothing else differs: the skip at base becomes a failure at head."""
+    bench = "bench_core.Quality.track_auc_gap"
+    results = tmp_path / "results"
+    shutil.copytree(RESULTS, results)
+    source = next((results / "toy-2threads").glob(COMMITS["rerun"][:8] + "-*.json"))
+    sides = {}
+    for side, value in (("base", float("nan")), ("head", None)):
+        data = json.loads(source.read_text())
+        data["results"][bench][0][2] = value  # (framework, data) in product order: tf, synthetic
+        sides[side] = results / "toy-2threads" / f"{side}-copy.json"
+        sides[side].write_text(json.dumps(data))
+    code = main(["regressions", "--base", str(sides["base"]), "--head", str(sides["head"]), "--only-changed"])
+    out = capsys.readouterr().out
+    assert code == 0  # not a regression of head: it did not run at base either
+    row = next(ln for ln in out.splitlines() if bench in ln and "framework=tf, data=synthetic" in ln)
+    assert row.split()[0] == "failed" and "fails (skipped before)" in row
+    assert "0 regression(s)" in out and "1 failing that did not run at base either" in out
+
+
+def test_failed_verdicts() -> None:
+    assert judge(_row("time_a", float("nan"), status="skipped"), _row("time_a", None, status="failed"),
+                 TH) == ("failed", "fails (skipped before)")
+    assert judge(_row("time_a", None, status="failed"), _row("time_a", None, status="failed"),
+                 TH) == ("failed", "still fails")
+
+
+def test_two_machines_are_refused_unless_asked(capsys: pytest.CaptureFixture[str]) -> None:
+    one = next((RESULTS / "toy-1thread").glob(COMMITS["base"][:8] + "-*.json"))
+    two = next((RESULTS / "toy-2threads").glob(COMMITS["slow"][:8] + "-*.json"))
+    assert main(["regressions", "--base", str(one), "--head", str(two)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err
+    assert "machine toy-1thread" in err and "machine toy-2threads" in err and "--cross-machine" in err
+    assert main(["regressions", "--base", str(one), "--head", str(two), "--cross-machine"]) in (0, 1)
+    assert capsys.readouterr().out.startswith("note: comparing two machines (base toy-1thread, head toy-2threads)")
+
+
+@pytest.mark.parametrize("cmd", [["build", "--out", "OUT"], ["regressions", "--machine", "toy-2threads", "--base",
+                                                               COMMITS["base"], "--head", COMMITS["slow"]]])
+def test_results_without_machine_json_say_so(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                             cmd: list[str]) -> None:
+    results = tmp_path / "results"
+    shutil.copytree(RESULTS, results)
+    (results / "toy-2threads" / "machine.json").unlink()
+    args = [a.replace("OUT", str(tmp_path / "site")) for a in cmd]
+    assert main([args[0], "--results", str(results), *args[1:]]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err
+    assert "toy-2threads holds asv results files but no machine.json" in err

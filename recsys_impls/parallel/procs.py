@@ -2,6 +2,10 @@
 
 torchrun starts its workers in new sessions, so killing a process group is not enough: we record the
 whole tree while it runs (pid + start time, so a recycled pid is never hit) and end each by its id.
+Three nets catch a process: parentage (``descendants``), the session it was started in (``in_sessions``:
+children that only change their process group, as asv's do, stay in it even once re-parented to init),
+and a marker variable in its environment (``marked``: inherited by everything not started with a
+scrubbed environment, whatever its session or parent).
 """
 
 from __future__ import annotations
@@ -14,15 +18,44 @@ from pathlib import Path
 _PROC = Path("/proc")
 
 
-def _stat(pid: int) -> tuple[int, int] | None:
-    """(parent pid, start time in clock ticks) of a live process, or None."""
+def _fields(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name (state, ppid, pgrp, session, ...), or None."""
     try:
         raw = (_PROC / str(pid) / "stat").read_text()
     except OSError:
         return None
-    rest = raw[raw.rfind(")") + 2 :].split()
+    return raw[raw.rfind(")") + 2 :].split()
+
+
+def _stat(pid: int) -> tuple[int, int] | None:
+    """(parent pid, start time in clock ticks) of a live process, or None."""
+    rest = _fields(pid)
+    if rest is None:
+        return None
     # fields after the command: state ppid pgrp session ... starttime is field 22 overall (index 19 here)
     return int(rest[1]), int(rest[19])
+
+
+def _pids() -> list[int]:
+    if not _PROC.is_dir():
+        return []
+    return [int(e.name) for e in _PROC.iterdir() if e.name.isdigit()]
+
+
+def in_sessions(sessions: set[int]) -> dict[int, int]:
+    """{pid: start_time} of live processes (other than this one) whose session id is in ``sessions``.
+
+    Our own session is never matched (that would be the user's shell and its other jobs)."""
+    out: dict[int, int] = {}
+    me = os.getpid()
+    sessions = sessions - {os.getsid(0)}
+    if not sessions:
+        return out
+    for pid in _pids():
+        rest = _fields(pid)
+        if rest is not None and pid != me and int(rest[3]) in sessions and rest[0] != "Z":
+            out[pid] = int(rest[19])
+    return out
 
 
 def descendants(root: int) -> dict[int, int]:

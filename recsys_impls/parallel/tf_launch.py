@@ -40,11 +40,11 @@ def ps_processes(plan: ParallelPlan, run_dir: Path, env: dict[str, str]) -> list
     n = plan.world_size
     cluster = ps_cluster(n, n)
     procs = [Proc("chief", [sys.executable, "-m", PS_MODULE, str(run_dir), "chief", str(n)],
-                  {**env, "TF_CONFIG": ps_tf_config(cluster, "chief", 0)})]
+                  {**env, "TF_CONFIG": ps_tf_config(cluster, "chief", 0)}, rank="0")]
     for job in ("ps", "worker"):
         for i in range(n):
             procs.append(Proc(f"{job} {i}", [sys.executable, "-m", PS_MODULE, str(run_dir), "server", job, str(i)],
-                              {**env, "TF_CONFIG": ps_tf_config(cluster, job, i)}, server=True))
+                              {**env, "TF_CONFIG": ps_tf_config(cluster, job, i)}, server=True, rank=f"{job}{i}"))
     return procs
 
 
@@ -56,5 +56,5 @@ def tf_processes(plan: ParallelPlan, run_dir: Path, env: dict[str, str]) -> tupl
     hosts = [f"127.0.0.1:{p}" for p in free_ports(n)]
     procs = [Proc(f"worker {i}", [sys.executable, "-m", "recsys_impls.tf_impl.distributed_worker",
                                   str(run_dir), str(i), str(n)],
-                  {**env, "TF_CONFIG": tf_config(hosts, i)}) for i in range(n)]
+                  {**env, "TF_CONFIG": tf_config(hosts, i)}, rank=str(i)) for i in range(n)]
     return procs, n

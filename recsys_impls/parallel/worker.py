@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import time
 import traceback
@@ -58,6 +59,8 @@ class WorkerContext:
                 if kind == "hang":
                     while True:
                         time.sleep(1)
+                if kind == "kill":  # a crash with no Python error: what the OOM killer or a segfault leaves
+                    os.kill(os.getpid(), signal.SIGKILL)
 
     def write_result(self, result: dict[str, Any]) -> None:
         """This rank's result (a ``record.rank_result``), written atomically for the launcher."""
