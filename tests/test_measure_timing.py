@@ -1,12 +1,11 @@
-"""Latency statistics and the stopwatch, with scripted clocks (no timing thresholds)."""
+"""Latency percentiles (no timing thresholds)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from recsys_impls.measure.fake_nvml import FakeClock
-from recsys_impls.measure.timing import Stopwatch, latency_percentiles, measure_latencies
+from recsys_impls.measure.timing import latency_percentiles
 
 
 def test_percentiles_in_milliseconds() -> None:
@@ -35,32 +34,3 @@ def test_empty_gives_none_not_zero() -> None:
 def test_bad_samples_rejected(bad: list) -> None:
     with pytest.raises(ValueError):
         latency_percentiles(bad)
-
-
-def test_stopwatch_laps_and_total() -> None:
-    sw = Stopwatch(clock=FakeClock([10.0, 12.5, 20.0, 21.0, 30.0]))
-    with sw:
-        pass
-    assert sw.elapsed_s == pytest.approx(2.5)
-    sw.start()
-    assert sw.running
-    assert sw.stop() == pytest.approx(1.0)
-    assert sw.laps == pytest.approx([2.5, 1.0]) and sw.elapsed_s == pytest.approx(3.5)
-    with pytest.raises(RuntimeError):
-        sw.stop()
-    sw.reset()
-    assert sw.elapsed_s == 0.0 and sw.laps == []
-
-
-def test_stopwatch_double_start() -> None:
-    sw = Stopwatch().start()
-    with pytest.raises(RuntimeError):
-        sw.start()
-
-
-def test_measure_latencies_excludes_warmup_and_syncs() -> None:
-    synced = []
-    clock = FakeClock([0.0, 1.0, 1.0, 3.0, 3.0, 6.0])
-    out = measure_latencies(lambda x: x, [1, 2, 3], sync=lambda: synced.append(1), warmup=1, clock=clock)
-    assert out == pytest.approx([2.0, 3.0])
-    assert len(synced) == 3

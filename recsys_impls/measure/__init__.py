@@ -14,12 +14,11 @@ from recsys_impls.measure.host import (
     peak_rss_bytes,
 )
 from recsys_impls.measure.nvml import NvmlSampler, sampler_overhead
-from recsys_impls.measure.timing import Stopwatch, latency_percentiles, measure_latencies
+from recsys_impls.measure.timing import latency_percentiles
 
 __all__ = [
     "NvmlSampler",
     "RaplReader",
-    "Stopwatch",
     "cpu_energy_status",
     "cpu_energy_window",
     "cpu_time_s",
@@ -27,7 +26,6 @@ __all__ = [
     "host_window",
     "latency_percentiles",
     "machine_name",
-    "measure_latencies",
     "peak_rss_bytes",
     "sampler_overhead",
 ]
