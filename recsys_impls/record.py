@@ -104,8 +104,12 @@ class Record(dict):
         return path
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> Record:
-        """Read a record of any readable schema version; RecordError if it is not one."""
+    def load(cls, path: str | os.PathLike[str], strict: bool = True) -> Record:
+        """Read a record of any readable schema version; RecordError if it is not one.
+
+        ``strict=False`` only requires a JSON object (readers of old or partial stores, like the reports,
+        take each section as optional).
+        """
         path = Path(path)
         try:
             data = json.loads(path.read_text())
@@ -113,7 +117,7 @@ class Record(dict):
             raise RecordError(f"{path}: not a readable JSON record ({exc})") from None
         if not isinstance(data, dict):
             raise RecordError(f"{path}: a record is a JSON object, found {type(data).__name__}")
-        return cls(data).validate(str(path))
+        return cls(data).validate(str(path)) if strict else cls(data)
 
 
 def validate(record: dict[str, Any], where: str = "record") -> None:

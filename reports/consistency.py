@@ -16,8 +16,6 @@ from typing import Any
 
 import pandas as pd
 
-from recsys_impls.errors import UsageError
-
 KIND = "asv-vs-record-disagree"
 FACTOR = 2.0
 # asv benchmark -> (record section, its Stats key). asv's figure is the median seconds per call.
@@ -151,15 +149,10 @@ def _same_commit(a: str, b: str) -> bool:
 
 
 def _read_records(folder: Path) -> list[tuple[str, dict[str, Any]]]:
-    out = []
-    for path in sorted(folder.glob("*.json")):
-        try:
-            rec = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise UsageError(f"records {folder}: unreadable record {path}: {exc}") from None
-        if isinstance(rec, dict):
-            out.append((str(path), rec))
-    return out
+    from reports.records import read_record
+
+    return [(str(path), read_record(path, f"records {folder}")) for path in sorted(folder.glob("*.json"))
+            if path.name != "fingerprint.json"]
 
 
 def add_flag(record: dict[str, Any], flag: dict[str, str]) -> bool:
@@ -206,8 +199,10 @@ def annotate_records(results_dir: str | os.PathLike[str], records_dir: str | os.
         if add_flag(rec, flag):
             changed[path] = rec
         raised.append({**flag, "record": path})
+    from recsys_impls.record import Record
+
     for path, rec in changed.items():
-        Path(path).write_text(json.dumps(rec, indent=1, sort_keys=True))
+        Record(rec).save(path)
     return raised
 
 

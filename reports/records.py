@@ -146,12 +146,7 @@ def load_records(records_dir: str | os.PathLike[str] | None) -> pd.DataFrame:
         raise UsageError(f"--records {root}: not a directory; give the records folder (default .asv/records)")
     rows = []
     for path in sorted(root.glob("*/*/*.json")):
-        try:
-            record = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise UsageError(f"--records {root}: unreadable record {path}: {exc}") from None
-        if not isinstance(record, dict):
-            raise UsageError(f"--records {root}: {path} is not a JSON object")
+        record = read_record(path, f"--records {root}")
         row = flatten(record)
         asv_meta = record.get("asv") if isinstance(record.get("asv"), dict) else {}
         row["machine"] = asv_meta.get("machine") or path.parent.parent.name
@@ -189,3 +184,13 @@ def latest_records(records: pd.DataFrame, commit_dates: dict[str, float] | None 
         best = max(commits, key=lambda c: (dates.get(c, float("-inf")), commits.index(c)))
         keep.append(sub[sub["commit"] == best])
     return pd.concat(keep)
+
+
+def read_record(path: Path, where: str) -> dict[str, Any]:
+    """One record file, of any schema version; an unreadable one is bad input (one line, exit 2)."""
+    from recsys_impls.record import Record, RecordError
+
+    try:
+        return dict(Record.load(path, strict=False))
+    except RecordError as exc:
+        raise UsageError(f"{where}: {exc}") from None

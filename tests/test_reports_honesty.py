@@ -374,7 +374,7 @@ def test_unreadable_record_is_a_usage_error(quick_copy: Path) -> None:
 
     _record_files(quick_copy)["torch"].write_text("{broken")
     commit = json.loads((quick_copy / "commits.json").read_text())["base"]
-    with pytest.raises(UsageError, match="unreadable record"):
+    with pytest.raises(UsageError, match="not a readable JSON record"):
         annotate_records(quick_copy / "results", quick_copy / "records", "toy-quick", commit)
 
 
