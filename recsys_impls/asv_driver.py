@@ -98,6 +98,8 @@ def _annotate(root: Path, machine: str, commit: str) -> None:
     """Flag, in the records themselves, figures that asv and the record measured differently (> 2x)."""
     from reports.consistency import annotate_records
 
+    if not (root / ".asv" / "results" / machine).is_dir():
+        return  # asv saved nothing for this machine (e.g. every benchmark was filtered out)
     try:
         flags = annotate_records(root / ".asv" / "results", root / ".asv" / "records", machine, commit)
     except UsageError as exc:

@@ -81,6 +81,7 @@ def test_bench_shows_benchmark_stderr_only_when_verbose(verbose, monkeypatch, tm
     (tmp_path / "asv.conf.json").write_text("{}")
     monkeypatch.setattr(asv_driver, "_git_head", lambda root: "0" * 40)
     monkeypatch.setattr(asv_driver.subprocess, "run", fake_run)
+    monkeypatch.setattr(asv_driver.signals, "run_child", lambda cmd, **kw: fake_run(cmd).returncode)
     assert asv_driver.run(quick=True, machine="m", report=False, verbose=verbose) == 0
     asv_run = next(c for c in calls if "run" in c[3:4])
     assert ("--show-stderr" in asv_run) is verbose
