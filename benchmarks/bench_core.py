@@ -77,6 +77,37 @@ class Quality:
 
     track_embedding_bytes.unit = "bytes"
 
+    # Roofline: how close each phase came to this machine's measured bound (higher is better).
+    def track_train_roofline_fraction(self, records, framework, data):
+        return bs.roofline_figure(self.r, "train", "fraction")
+
+    track_train_roofline_fraction.unit = "fraction of bound"
+
+    def track_infer_roofline_fraction(self, records, framework, data):
+        return bs.roofline_figure(self.r, "infer", "fraction")
+
+    track_infer_roofline_fraction.unit = "fraction of bound"
+
+    def track_train_achieved_flops_per_s(self, records, framework, data):
+        return bs.roofline_figure(self.r, "train", "achieved_flops_per_s")
+
+    track_train_achieved_flops_per_s.unit = "FLOP/s"
+
+    def track_train_achieved_bytes_per_s(self, records, framework, data):
+        return bs.roofline_figure(self.r, "train", "achieved_bytes_per_s")
+
+    track_train_achieved_bytes_per_s.unit = "bytes/s"
+
+    def track_infer_achieved_flops_per_s(self, records, framework, data):
+        return bs.roofline_figure(self.r, "infer", "achieved_flops_per_s")
+
+    track_infer_achieved_flops_per_s.unit = "FLOP/s"
+
+    def track_infer_achieved_bytes_per_s(self, records, framework, data):
+        return bs.roofline_figure(self.r, "infer", "achieved_bytes_per_s")
+
+    track_infer_achieved_bytes_per_s.unit = "bytes/s"
+
 
 class TrainStep:
     """One optimizer step, rotating through distinct pre-staged batches."""

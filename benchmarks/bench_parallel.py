@@ -110,3 +110,8 @@ class Parallel:
         return peak
 
     track_peak_rss_bytes.unit = "bytes"
+
+    def track_train_roofline_fraction(self, records, framework, parallel):
+        return bs.roofline_figure(self.r, "train", "fraction")
+
+    track_train_roofline_fraction.unit = "fraction of bound (per rank)"

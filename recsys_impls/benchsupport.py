@@ -189,3 +189,12 @@ def timing_fixture(framework: str, preset: str, n_batches: int = 8, batch_size: 
         staged = [impl.stage(b) for b in batches]
         _TIMING_CACHE[key] = (impl, staged, batches)
     return _TIMING_CACHE[key]
+
+
+def roofline_figure(record: dict[str, Any], phase: str, key: str) -> float:
+    """One figure of a record's roofline score for ``phase`` ("train" or "infer"), or asv's skip with why."""
+    section = record.get("roofline") or {}
+    score = section.get(phase)
+    if not isinstance(score, dict) or score.get(key) is None:
+        raise skip(section.get("reason") or f"no roofline score for {phase} in this record")
+    return float(score[key])

@@ -23,7 +23,8 @@ from reports.asv_results import load_benchmarks_json, rows_from_result
 # All lower-is-better AUC figures: 1-AUC, and AUC lost to compression or a comm hook (baseline - variant).
 QUALITY_AUC = re.compile(r"auc_gap|one_minus_auc|auc_loss")
 QUALITY_LOSS = re.compile(r"logloss|normalized_entropy|(^|_)ne($|_)")
-HIGHER_IS_BETTER = re.compile(r"efficiency|samples_per_s|throughput|(^|_)auc$|accuracy|speedup")
+HIGHER_IS_BETTER = re.compile(
+    r"efficiency|samples_per_s|throughput|(^|_)auc$|accuracy|speedup|roofline_fraction|flops_per_s|bytes_per_s")
 
 
 @dataclass(frozen=True)
