@@ -93,7 +93,7 @@ def lossy_codec_grid(frameworks: list[str]) -> dict[Any, Any]:
             impl = registry.build(sc)
             train(impl, data.train.split(sc.train.batch_size), sc.train.warmup_steps)
             for codec in LOSSY_CODECS:
-                out[(codec, framework)] = lossy_quality_effect(impl, data.eval, codec)
+                out[(codec, framework)] = {"status": "ok", **lossy_quality_effect(impl, data.eval, codec)}
         except Exception as exc:  # noqa: BLE001 - recorded with its reason
             for codec in LOSSY_CODECS:
                 out[(codec, framework)] = Record.failed(base, exc).to_plain()
