@@ -322,3 +322,24 @@ def test_gpu_fp32_sgd_step_matches_cpu() -> None:
     got, want = gpu.get_params(), cpu.get_params()
     for k in want:
         np.testing.assert_allclose(got[k], want[k], atol=1e-5, err_msg=k)
+
+
+def test_sparse_adagrad_matches_torch_adagrad_with_repeated_rows() -> None:
+    """The row-wise sparse Adagrad gives torch.optim.Adagrad's update (duplicate ids coalesced first)."""
+    from recsys_impls.torch_impl.optim import SparseAdagrad
+
+    torch.manual_seed(0)
+    start = torch.randn(50, 8)
+    ours, theirs = torch.nn.Parameter(start.clone()), torch.nn.Parameter(start.clone())
+    opt_a = SparseAdagrad([ours], lr=0.1)
+    opt_b = torch.optim.Adagrad([theirs], lr=0.1, eps=1e-10, initial_accumulator_value=0.0)
+    for seed in range(3):
+        ids = torch.tensor([3, 7, 3, 49, 0, 7, 3][seed:])
+        values = torch.randn(ids.numel(), 8, generator=torch.Generator().manual_seed(seed))
+        grad = torch.sparse_coo_tensor(ids[None], values, (50, 8))
+        for p, opt in ((ours, opt_a), (theirs, opt_b)):
+            p.grad = grad.clone()
+            opt.step()
+    torch.testing.assert_close(ours.detach(), theirs.detach(), rtol=1e-6, atol=1e-7)
+    untouched = [r for r in range(50) if r not in (0, 3, 7, 49)]
+    assert torch.equal(ours.detach()[untouched], start[untouched])

@@ -35,7 +35,9 @@ class MLP(tf.Module):
         """Runs in ``x.dtype``: fp32 variables are cast for mixed precision (gradients stay fp32)."""
         last = len(self.kernels) - 1
         for k, (w, b) in enumerate(zip(self.kernels, self.biases, strict=True)):
-            x = tf.matmul(x, tf.cast(w, x.dtype)) + tf.cast(b, x.dtype)
+            # BiasAdd, not a broadcasting +: its gradient is one BiasAddGrad instead of a shape
+            # comparison and a generic Sum, and grappler still fuses MatMul + BiasAdd + Relu.
+            x = tf.nn.bias_add(tf.matmul(x, tf.cast(w, x.dtype)), tf.cast(b, x.dtype))
             if k < last or self.relu_last:
                 x = tf.nn.relu(x)
         return x

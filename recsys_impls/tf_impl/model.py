@@ -48,6 +48,12 @@ class TFDLRM(Recommender):
                                        self.trainable_variables)
             self.loss_scale = DynamicLossScale() if self.runtime.loss_scaling else None
             self._tril = tf.constant(li * n + lj, dtype=tf.int32)
+            # The same pairs as a one-hot [n*n, pairs] matrix: picking them is then one small matmul
+            # forward and one backward (exact: each output is 1 * z), where a gather on axis 1 costs
+            # a gather forward and transposes plus a segment sum backward.
+            select = np.zeros((n * n, li.size), np.float32)
+            select[li * n + lj, np.arange(li.size)] = 1.0
+            self._select = tf.constant(select, dtype=self.runtime.compute_dtype)
         self._dense_part = (tf.function(self._dense_forward, jit_compile=True) if self.runtime.xla
                             else self._dense_forward)
         spec = (
@@ -79,7 +85,7 @@ class TFDLRM(Recommender):
         t = tf.concat([x[:, None, :], tf.cast(pooled, dtype)], axis=1)  # [B, F+1, D]
         z = tf.matmul(t, t, transpose_b=True)  # [B, F+1, F+1]
         n = t.shape[1]
-        dots = tf.gather(tf.reshape(z, [-1, n * n]), self._tril, axis=1)
+        dots = tf.matmul(tf.reshape(z, [-1, n * n]), self._select)
         logits = self.top(tf.concat([x, dots], axis=1))
         return tf.cast(logits[:, 0], tf.float32)
 
