@@ -16,7 +16,7 @@ Modules (each has one job):
 * ``interaction``  the pairwise dot-product interaction (bmm + one gather of the strictly-lower pairs;
                    backward through the symmetry of T T^T: one bmm).
 * ``optim``        SparseSGD (row-sparse SGD with one index_add_) and the optimizer factory
-                   (torch.optim.Adagrad for sparse tables, foreach SGD/Adagrad for the MLPs).
+                   (SparseAdagrad (optim.py) for the sparse tables, foreach SGD/Adagrad for the MLPs).
 * ``settings``     device / precision / compile / pinned-memory settings resolved from DeviceConfig,
                    with ScenarioUnsupported for combinations this machine or PyTorch cannot run.
 * ``graphs``       CUDA-graph capture of the inference step with static, padded input buffers.
