@@ -153,7 +153,13 @@ def refresh_all(frameworks: Sequence[str], threads: Sequence[int | None] | int |
     for fw in frameworks:  # validate everything before spending seconds on the first measurement
         for t in counts:
             _check(fw, device, t)
-    return [machine_peaks(fw, device, t, refresh=True, cache_dir=cache_dir) for fw in frameworks for t in counts]
+    # TensorFlow's subprocess first: after an in-process torch measurement, torch's OpenMP workers keep
+    # spinning for a while and took half the cores from the subprocess (TF 2-thread GEMM measured 112
+    # instead of 211 GFLOP/s right after torch, on this 2-core machine).
+    order = sorted(frameworks, key=lambda fw: fw != "tf")
+    measured = {(fw, t): machine_peaks(fw, device, t, refresh=True, cache_dir=cache_dir)
+                for fw in order for t in counts}
+    return [measured[(fw, t)] for fw in frameworks for t in counts]
 
 
 def _giga(v: float | None) -> str:
