@@ -118,7 +118,8 @@ class TrainStep:
     # Timing discipline (asv.conf.json): 10 samples of one call each, in one process, after a warm-up.
     rounds = 1
     repeat = 10
-    number = 1
+    number = 0  # asv calibrates the calls per sample so one sample lasts sample_time
+    sample_time = 0.1
     warmup_time = 1.0
 
     def setup(self, framework, preset):
@@ -145,7 +146,8 @@ class InferBatch:
     timeout = 600
     rounds = 1  # timing discipline as in TrainStep
     repeat = 10
-    number = 1
+    number = 0  # asv calibrates the calls per sample so one sample lasts sample_time
+    sample_time = 0.1
     warmup_time = 0.5
 
     def setup(self, framework, preset):

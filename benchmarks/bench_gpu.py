@@ -164,7 +164,8 @@ class TrainStep:
     timeout = 900
     rounds = 1  # timing discipline as in bench_core.TrainStep: 10 one-call samples in one process
     repeat = 10
-    number = 1
+    number = 0  # asv calibrates the calls per sample so one sample lasts sample_time
+    sample_time = 0.1
     warmup_time = 1.0
 
     def setup(self, framework, setting):
@@ -190,7 +191,8 @@ class InferBatch:
     timeout = 900
     rounds = 1
     repeat = 10
-    number = 1
+    number = 0  # asv calibrates the calls per sample so one sample lasts sample_time
+    sample_time = 0.1
     warmup_time = 1.0
 
     def setup(self, framework, setting):
