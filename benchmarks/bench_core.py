@@ -11,6 +11,17 @@ FRAMEWORKS = ["torch", "tf"]
 DATASETS = ["synthetic", "movielens"]
 
 
+def _roofline_track(phase, key, unit):
+    """A track_ benchmark publishing one figure of the record's roofline score for ``phase``."""
+
+    def track(self, records, framework, data):
+        return bs.roofline_figure(self.r, phase, key)
+
+    track.__name__ = f"track_{phase}_{'roofline_fraction' if key == 'fraction' else key}"
+    track.unit = unit
+    return track
+
+
 class Quality:
     """Train, evaluate and measure each scenario once (setup_cache), then publish its figures."""
 
@@ -78,35 +89,12 @@ class Quality:
     track_embedding_bytes.unit = "bytes"
 
     # Roofline: how close each phase came to this machine's measured bound (higher is better).
-    def track_train_roofline_fraction(self, records, framework, data):
-        return bs.roofline_figure(self.r, "train", "fraction")
-
-    track_train_roofline_fraction.unit = "fraction of bound"
-
-    def track_infer_roofline_fraction(self, records, framework, data):
-        return bs.roofline_figure(self.r, "infer", "fraction")
-
-    track_infer_roofline_fraction.unit = "fraction of bound"
-
-    def track_train_achieved_flops_per_s(self, records, framework, data):
-        return bs.roofline_figure(self.r, "train", "achieved_flops_per_s")
-
-    track_train_achieved_flops_per_s.unit = "FLOP/s"
-
-    def track_train_achieved_bytes_per_s(self, records, framework, data):
-        return bs.roofline_figure(self.r, "train", "achieved_bytes_per_s")
-
-    track_train_achieved_bytes_per_s.unit = "bytes/s"
-
-    def track_infer_achieved_flops_per_s(self, records, framework, data):
-        return bs.roofline_figure(self.r, "infer", "achieved_flops_per_s")
-
-    track_infer_achieved_flops_per_s.unit = "FLOP/s"
-
-    def track_infer_achieved_bytes_per_s(self, records, framework, data):
-        return bs.roofline_figure(self.r, "infer", "achieved_bytes_per_s")
-
-    track_infer_achieved_bytes_per_s.unit = "bytes/s"
+    track_train_roofline_fraction = _roofline_track("train", "fraction", "fraction of bound")
+    track_infer_roofline_fraction = _roofline_track("infer", "fraction", "fraction of bound")
+    track_train_achieved_flops_per_s = _roofline_track("train", "achieved_flops_per_s", "FLOP/s")
+    track_train_achieved_bytes_per_s = _roofline_track("train", "achieved_bytes_per_s", "bytes/s")
+    track_infer_achieved_flops_per_s = _roofline_track("infer", "achieved_flops_per_s", "FLOP/s")
+    track_infer_achieved_bytes_per_s = _roofline_track("infer", "achieved_bytes_per_s", "bytes/s")
 
 
 class TrainStep:

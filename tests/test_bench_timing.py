@@ -51,3 +51,16 @@ def test_setup_rerun_keeps_rotating_the_batches(monkeypatch):
         bench.setup("torch", "tiny")
         bench.time_train_step("torch", "tiny")
     assert impl.seen == [0, 1, 0, 1, 2, 3]  # two warm-up steps once, then batches 0, 1, 2, 3
+
+
+def test_roofline_tracks_publish_the_record_figures_or_skip_with_the_reason():
+    from benchmarks import bench_core
+
+    q = bench_core.Quality()
+    q.r = {"roofline": {"train": {"fraction": 0.5, "achieved_flops_per_s": 2e9}, "infer": None,
+                        "reason": "no peaks here"}}
+    assert q.track_train_roofline_fraction(None, "torch", "synthetic") == 0.5
+    assert q.track_train_achieved_flops_per_s(None, "torch", "synthetic") == 2e9
+    assert bench_core.Quality.track_train_roofline_fraction.unit == "fraction of bound"
+    with pytest.raises(NotImplementedError, match="no peaks here"):
+        q.track_infer_roofline_fraction(None, "torch", "synthetic")
