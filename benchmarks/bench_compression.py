@@ -1,4 +1,4 @@
-"""Compression suite (issue 3): compressed DLRMs against their fp32 baseline, and batch data codecs.
+"""Compression suite: compressed DLRMs against their fp32 baseline, and batch data codecs.
 
 Cheap to import (asv discovery); everything heavy happens in setup_cache, once per class, through
 ``recsys_impls.compression.bench`` (testable library code). Published numbers are lower-is-better:

@@ -164,7 +164,7 @@ def timing_fixture(framework: str, preset: str, n_batches: int = 8, batch_size: 
     """(model, staged batches) built once per process for time_* benchmarks.
 
     Several distinct batches are rotated: re-using one batch keeps embedding rows in cache and made
-    lookups look about 2x faster (DESIGN.md section 3).
+    lookups look about 2x faster on the CI machine.
     """
     key = (framework, preset, n_batches, batch_size, tuple(sorted(device.items())))
     if key not in _TIMING_CACHE:

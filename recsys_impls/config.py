@@ -473,7 +473,8 @@ def build_scenario(overrides: dict[str, dict[str, Any]] | None = None, base: Sce
 
 
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
-    # The configuration the DLRM reference comparison uses (DESIGN.md section 7).
+    # The shape of the DLRM reference script's random-data benchmark (facebookresearch/dlrm), so the two
+    # can be timed side by side on the same work.
     "dlrm-ref": {
         "model": {
             "num_dense": 13,

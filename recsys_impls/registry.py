@@ -39,7 +39,7 @@ def build(scenario: Scenario) -> Recommender:
     return implementation(scenario.framework)(scenario)
 
 
-# Compressed variants (issue 3) subclass the plain implementations.
+# Compressed variants subclass the plain implementations.
 _COMPRESSED = {
     "torch": ("recsys_impls.torch_impl.compress_model", "CompressedTorchDLRM"),
     "tf": ("recsys_impls.tf_impl.compress_model", "CompressedTFDLRM"),

@@ -1,4 +1,4 @@
-"""Cross-framework parity (issue 2 item 4): the same parameters give the same predictions in PyTorch
+"""Cross-framework parity: the same parameters give the same predictions in PyTorch
 and TensorFlow, and the same SGD / Adagrad steps give the same parameters."""
 
 from __future__ import annotations

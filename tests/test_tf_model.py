@@ -230,7 +230,7 @@ def test_unknown_compression_is_unsupported() -> None:
         make_embeddings(CFG, initial_params(CFG, 0), "none", layout="rows")
 
 
-# --- device settings (issue 5): the paths a CPU can check ---------------------------------------------
+# --- device settings: the paths a CPU can check -----------------------------------------------------
 @pytest.mark.parametrize(("device", "match"), [
     ({"device": "GPU:7"}, "GPU:7"),
     ({"device": "cuda:0"}, "GPU:N"),

@@ -1,4 +1,4 @@
-"""Compression scenarios (issue 3): framework-neutral spec parsing, numpy oracles and data codecs.
+"""Compression scenarios: framework-neutral spec parsing, numpy oracles and data codecs.
 
 Framework variants live in ``recsys_impls/torch_impl/compress_*.py`` and ``tf_impl/compress_*.py``.
 Nothing here imports torch or TensorFlow.

@@ -13,7 +13,7 @@ Modules, one job each:
 * ``loss_scale`` - dynamic loss scaling for fp16 mixed precision.
 * ``model``      - ``TFDLRM``, the Recommender that wires the components together.
 
-Extension points (for compressed embeddings, issue 3, and tf.distribute strategies, issue 4):
+Extension points (for compressed embeddings and tf.distribute strategies):
 
 * New embedding variants subclass ``embeddings.EmbeddingComponent`` in their own module and register
   with ``embeddings.register_embedding("name", factory)``; ``embeddings.make_embeddings`` picks the

@@ -1,4 +1,4 @@
-"""Compressed embedding components for the TensorFlow DLRM (issue 3), as graph code.
+"""Compressed embedding components for the TensorFlow DLRM, as graph code.
 
 One variable (training) or constant (inference) per table. ``TFStore.rows`` reads rows of a table in
 its stored precision and dequantizes them inside the graph: fp16/bf16 are cast, int8 rows are

@@ -1,4 +1,4 @@
-"""CompressedTFDLRM: the TensorFlow DLRM under a compression plan (issue 3).
+"""CompressedTFDLRM: the TensorFlow DLRM under a compression plan.
 
 Same scheme as the PyTorch variant (recsys_impls/torch_impl/compress_model.py): float32 training in the
 plan's layout, then ``finalize`` turns the master weights into the shared stored arrays

@@ -22,8 +22,8 @@ Modules (each has one job):
 * ``graphs``       CUDA-graph capture of the inference step with static, padded input buffers.
 
 Nothing here imports torch at package import time; ``import recsys_impls.torch_impl.model`` does.
-Built on these: ``compress_model.CompressedTorchDLRM`` (issue 3; the registry picks it when compression
-is not "none") and ``distributed_ddp`` / ``distributed_sharded`` (issue 4) subclass ``TorchDLRM`` or reuse
-``build_net``; they rely on ``TorchDLRM.net``, ``_compile``, ``_dense_fn``, ``_named_linears`` and
-``StagedBatch``: keep those names stable.
+Built on these: ``compress_model.CompressedTorchDLRM`` (the registry picks it when compression
+is not "none") and ``distributed_ddp`` / ``distributed_sharded`` (data parallel, sharded tables)
+subclass ``TorchDLRM`` or reuse ``build_net``; they rely on ``TorchDLRM.net``, ``_compile``,
+``_dense_fn``, ``_named_linears`` and ``StagedBatch``: keep those names stable.
 """

@@ -1,4 +1,4 @@
-"""Compressed embedding stages for the PyTorch DLRM (issue 3): hash, QR, mixed-dim, freq-prune layouts,
+"""Compressed embedding stages for the PyTorch DLRM: hash, QR, mixed-dim, freq-prune layouts,
 each readable from fp32 (training), fp16/bf16, or FBGEMM row-wise int8/int4 storage (inference).
 
 Tables of one layout group are fused row-wise into one store, so a whole batch pools in one kernel:

@@ -1,4 +1,4 @@
-"""CompressedTorchDLRM: the PyTorch DLRM under a compression plan (issue 3).
+"""CompressedTorchDLRM: the PyTorch DLRM under a compression plan.
 
 Training runs on float32 master weights in the plan's layout (hash / QR / mixed-dim tables are trained
 that way). Post-training methods (fp16/bf16/int8/int4 tables, freq-prune, MLP sparse storage, mlp-int8)
