@@ -83,12 +83,9 @@ class Record(dict):
         """A plain, JSON-safe dict (what asv's setup_cache pickles)."""
         return clean(dict(self))
 
-    def add_flag(self, figure: str, kind: str, detail: str) -> None:
-        """A figure that should not be believed as it stands (shown by the report next to the figure)."""
-        flags = self.setdefault("flags", [])
-        entry = {"figure": figure, "kind": kind, "detail": detail}
-        if entry not in flags:
-            flags.append(entry)
+    def add_flag(self, figure: str, kind: str, detail: str) -> bool:
+        """A figure that should not be believed as it stands (see the module function ``add_flag``)."""
+        return add_flag(self, figure, kind, detail)
 
     def validate(self, where: str = "record") -> Record:
         """Raise RecordError naming the first thing that does not follow the schema."""
@@ -118,6 +115,23 @@ class Record(dict):
         if not isinstance(data, dict):
             raise RecordError(f"{path}: a record is a JSON object, found {type(data).__name__}")
         return cls(data).validate(str(path)) if strict else cls(data)
+
+
+def add_flag(record: dict[str, Any], figure: str, kind: str, detail: str) -> bool:
+    """Put a flag in ``record["flags"]`` (shown by the report next to the figure): one entry per
+    (figure, kind), the newest detail kept. Returns whether the record changed."""
+    flags = record.get("flags")
+    if not isinstance(flags, list):
+        flags = record["flags"] = []
+    entry = {"figure": figure, "kind": kind, "detail": detail}
+    for i, f in enumerate(flags):
+        if isinstance(f, dict) and f.get("figure") == figure and f.get("kind") == kind:
+            if f == entry:
+                return False
+            flags[i] = entry
+            return True
+    flags.append(entry)
+    return True
 
 
 def validate(record: dict[str, Any], where: str = "record") -> None:

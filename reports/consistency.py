@@ -16,6 +16,8 @@ from typing import Any
 
 import pandas as pd
 
+from recsys_impls.record import add_flag
+
 KIND = "asv-vs-record-disagree"
 FACTOR = 2.0
 # asv benchmark -> (record section, its Stats key). asv's figure is the median seconds per call.
@@ -155,23 +157,6 @@ def _read_records(folder: Path) -> list[tuple[str, dict[str, Any]]]:
             if path.name != "fingerprint.json"]
 
 
-def add_flag(record: dict[str, Any], flag: dict[str, str]) -> bool:
-    """Put a flag in record["flags"]: one entry per (figure, kind), the newest detail kept.
-    Returns whether the record changed."""
-    flags = record.setdefault("flags", [])
-    if not isinstance(flags, list):
-        flags = record["flags"] = []
-    clean = {"figure": flag["figure"], "kind": flag["kind"], "detail": flag["detail"]}
-    for i, f in enumerate(flags):
-        if isinstance(f, dict) and f.get("figure") == clean["figure"] and f.get("kind") == clean["kind"]:
-            if f == clean:
-                return False
-            flags[i] = clean
-            return True
-    flags.append(clean)
-    return True
-
-
 def annotate_records(results_dir: str | os.PathLike[str], records_dir: str | os.PathLike[str], machine: str,
                      commit: str) -> list[dict[str, Any]]:
     """Check one machine/commit and write each disagreement into the matching record file's "flags".
@@ -196,7 +181,7 @@ def annotate_records(results_dir: str | os.PathLike[str], records_dir: str | os.
             continue
         path = pair["record_file"]
         rec = changed.get(path) or next(r for p, r in records if p == path)
-        if add_flag(rec, flag):
+        if add_flag(rec, flag["figure"], flag["kind"], flag["detail"]):
             changed[path] = rec
         raised.append({**flag, "record": path})
     from recsys_impls.record import Record

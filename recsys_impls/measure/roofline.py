@@ -126,7 +126,7 @@ def attach(record: dict[str, Any], scenario: Any, threads: int | None, batch_siz
         train_ms / 1e3 if train_ms else None, infer_ms / 1e3 if infer_ms else None, inf.get("batch_size"), peaks)
     section["scored_figure"] = "median per-step time"
     record["roofline"] = section
-    flags = record.setdefault("flags", [])
+    from recsys_impls.record import add_flag
+
     for flag in flags_from(section):
-        if flag not in flags:
-            flags.append(flag)
+        add_flag(record, flag["figure"], flag["kind"], flag["detail"])
