@@ -12,6 +12,8 @@ from typing import Any
 
 import pandas as pd
 
+from recsys_impls.measure.stats import MIN_SAMPLES_FOR_CI
+
 
 @dataclass
 class Table:
@@ -87,8 +89,9 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
     return front
 
 
-# Fewer samples than this give no ratio, no verdict and no confidence interval anywhere in the report.
-MIN_SAMPLES = 5
+# Fewer samples than this give no ratio, no verdict and no confidence interval anywhere in the report:
+# the same bound below which a record's statistics carry no interval.
+MIN_SAMPLES = MIN_SAMPLES_FOR_CI
 
 
 def enough_samples(*counts: Any) -> bool:

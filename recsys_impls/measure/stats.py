@@ -62,8 +62,3 @@ def summarize_seconds(samples_s: Sequence[float] | np.ndarray, unit: str = "ms")
     else:
         out["ci_low"], out["ci_high"] = bootstrap_median_ci(v)
     return out
-
-
-def enough_for_comparison(stats: dict[str, Any] | None) -> bool:
-    """Whether a figure may back a ratio, a verdict or an interval (at least ``MIN_SAMPLES_FOR_CI`` samples)."""
-    return bool(stats) and int(stats.get("n") or 0) >= MIN_SAMPLES_FOR_CI
