@@ -18,10 +18,7 @@ from dataclasses import replace
 from typing import Any
 
 from recsys_impls.config import Scenario
-from recsys_impls.errors import ScenarioUnsupported, UsageError
 from recsys_impls.record import Record
-
-PATHS = ("single", "compressed", "distributed")
 
 
 def _parallel_plan(scenario: Scenario) -> Any:
@@ -98,9 +95,5 @@ def execute_or_record(scenario: Scenario, progress: bool = False) -> Record:
     """
     try:
         return execute(scenario, progress=progress)
-    except (ScenarioUnsupported, UsageError) as exc:
-        return Record.failed(scenario, exc)
-    except KeyboardInterrupt:
-        raise
-    except Exception as exc:  # noqa: BLE001 - recorded with its reason, the suite goes on
+    except Exception as exc:  # noqa: BLE001 - recorded with its reason (skipped when unsupported), the suite goes on
         return Record.failed(scenario, exc)

@@ -23,7 +23,7 @@ from recsys_impls.data.dataset import Dataset
 from recsys_impls.data.loader import prepare
 from recsys_impls.errors import UsageError
 from recsys_impls.measure import fingerprint, host, nvml, roofline, timing
-from recsys_impls.measure.loop import timed_loop
+from recsys_impls.measure.loop import sync_each_step_on, timed_loop
 from recsys_impls.record import Record, timestamp
 
 __all__ = ["evaluate", "infer", "latency", "prepare", "run_scenario", "train", "training_schedule"]
@@ -48,11 +48,6 @@ def training_schedule(train: Batch, batch_size: int, steps: int) -> tuple[list[B
     return schedule, steps / len(batches)
 
 
-def _sync_each_step(impl: Recommender) -> bool:
-    """Per-step times on an accelerator need a synchronised device; on the CPU steps are synchronous."""
-    return impl.scenario.device.device != "cpu"
-
-
 def train(
     impl: Recommender, batches: list[Batch], warmup_steps: int, progress: bool = False,
     sampler: nvml.NvmlSampler | None = None,
@@ -62,7 +57,8 @@ def train(
     host_w = host.host_window()
     window = [host_w] + ([sampler.window()] if sampler else [])
     res = timed_loop(impl.train_step, staged, warmup=warmup_steps, sync=impl.synchronize,
-                     sync_each_step=_sync_each_step(impl), window=window, progress=progress, desc="train")
+                     sync_each_step=sync_each_step_on(impl.scenario.device.device), window=window,
+                     progress=progress, desc="train")
     out = res.summary(batches[0].batch_size)
     out.update(steps=len(batches), batch_size=batches[0].batch_size, stage_seconds=stage_s,
                host_window=res.windows[0].summary(), final_loss=float(impl.loss(staged[-1])),
@@ -76,8 +72,8 @@ def infer(
     """Predict every batch once in the timed window, after one warm-up batch. Returns probabilities."""
     staged, stage_s = _stage_all(impl, batches)
     res = timed_loop(impl.infer, staged, warmup=1, start=0, steps=len(staged), sync=impl.synchronize,
-                     sync_each_step=_sync_each_step(impl), window=[sampler.window()] if sampler else [],
-                     keep_outputs=True)
+                     sync_each_step=sync_each_step_on(impl.scenario.device.device),
+                     window=[sampler.window()] if sampler else [], keep_outputs=True)
     probs = np.concatenate([impl.to_numpy(o) for o in res.outputs or []])
     samples = sum(b.batch_size for b in batches)
     return probs, {

@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from recsys_impls.measure.loop import loop_overhead_seconds, timed_loop
+from recsys_impls.measure.loop import loop_overhead_seconds, sync_each_step_on, timed_loop
 from recsys_impls.measure.stats import MIN_SAMPLES_FOR_CI, bootstrap_median_ci, summarize_seconds
 
 
@@ -163,3 +163,8 @@ def test_clock_reads_per_step_are_one():
     counter = itertools.count()
     timed_loop(lambda x: next(counter), [0], steps=100, clock=clock)
     assert clock.reads == 1 + 100 + 1  # window start, one per step, window end
+
+
+def test_per_step_sync_only_off_the_cpu():
+    assert not sync_each_step_on("cpu")
+    assert sync_each_step_on("cuda") and sync_each_step_on("cuda:1")

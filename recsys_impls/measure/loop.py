@@ -61,6 +61,12 @@ class LoopResult:
         }
 
 
+def sync_each_step_on(device: str) -> bool:
+    """Whether per-step times on ``device`` need a synchronisation after every step: on an accelerator a
+    step returns at kernel launch; on the CPU it returns when it is done."""
+    return not device.startswith("cpu")
+
+
 def _progress(steps: int, enabled: bool, desc: str) -> Iterable[int]:
     if not enabled:
         return range(steps)

@@ -64,10 +64,10 @@ def _run(run_dir: Path, rank: int, world: int) -> None:
     else:
         raise ValueError(f"unknown distributed mode {mode!r}")
     ctx.phase("train")
-    from recsys_impls.measure.loop import timed_loop
+    from recsys_impls.measure.loop import sync_each_step_on, timed_loop
 
     loop = timed_loop(impl.train_step, staged, warmup=scenario.train.warmup_steps, sync=impl.synchronize,
-                      sync_each_step=not device.startswith("cpu"), barrier=dist.barrier)
+                      sync_each_step=sync_each_step_on(device), barrier=dist.barrier)
     ctx.phase("evaluate")
     ev = dc.eval_slice(data.eval, rank, world)
     chunks = ev.split(scenario.train.batch_size // world) or [ev]
