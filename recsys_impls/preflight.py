@@ -146,10 +146,10 @@ def available_memory(meminfo: str = "/proc/meminfo", cgroup_root: str = "/sys/fs
 def available_cores(cgroup_root: str = "/sys/fs/cgroup", self_cgroup: str = "/proc/self/cgroup") -> dict[str, Any]:
     """Cores this process may run on: its CPU affinity, lowered by a cgroup CPU quota (v2 cpu.max,
     v1 cpu.cfs_quota_us / cpu.cfs_period_us)."""
-    try:
-        cores, source = len(os.sched_getaffinity(0)), "sched_getaffinity"
-    except (AttributeError, OSError):
-        cores, source = os.cpu_count() or 1, "os.cpu_count"
+    from recsys_impls.threads import available_cpus
+
+    cores = available_cpus()
+    source = "sched_getaffinity" if hasattr(os, "sched_getaffinity") else "os.cpu_count"
     quotas: list[float] = []
     for d in _cgroup_dirs(self_cgroup, cgroup_root, ""):
         parts = (_read(str(d / "cpu.max")) or "").split()

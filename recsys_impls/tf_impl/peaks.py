@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from typing import Any
@@ -39,7 +38,9 @@ def _set_threads(threads: int | None) -> int:
                     f"measure {threads} threads in a fresh process (python -m recsys_impls.tf_impl.peaks)"
                 ) from None
     set_to = tf.config.threading.get_intra_op_parallelism_threads()
-    return int(set_to) if set_to else len(os.sched_getaffinity(0))
+    from recsys_impls.threads import available_cpus
+
+    return int(set_to) if set_to else available_cpus()
 
 
 def measure(threads: int | None = None, device: str = "cpu", array_bytes: int | None = None,
