@@ -130,6 +130,11 @@ def profile_with_pyspy(
                 f"py-spy cannot attach here ({first.strip()}); needs ptrace: run as root or with SYS_PTRACE"
             )
         tail = " | ".join(log.strip().splitlines()[-5:])
+        if status.is_file():
+            raise RuntimeError(
+                f"the profiled program ended (exit {status.read_text().strip() or '?'}) before py-spy could "
+                f"attach, so there are no samples; profile a run that lasts at least a second: {tail}"
+            )
         raise RuntimeError(f"py-spy wrote no samples (exit {proc.returncode}): {tail}")
     stacks = read_collapsed(raw.read_text())
     total = sum(stacks.values())

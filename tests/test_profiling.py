@@ -17,10 +17,14 @@ from recsys_impls.errors import ScenarioUnsupported, UsageError
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+# Runs for a fixed wall time, not a fixed count: py-spy needs the child alive when it attaches, and a
+# count-bound loop can end first on a fast machine.
 WORKLOAD = (
+    "import time\n"
     "def inner_hot_function(n):\n"
     "    return sum(i * i for i in range(n))\n"
-    "for _ in range(60):\n"
+    "end = time.monotonic() + 1.5\n"
+    "while time.monotonic() < end:\n"
     "    inner_hot_function(30000)\n"
 )
 
@@ -49,6 +53,23 @@ def test_pyspy_writes_svg_and_speedscope(tmp_path: Path) -> None:
 def test_pyspy_reports_a_failing_child(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="exit 3"):
         pyspy_or_skip(["-c", WORKLOAD + "raise SystemExit(3)\n"], tmp_path, rate=250)
+
+
+def test_pyspy_child_gone_before_attach_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stand-in py-spy runs the child to completion and then fails to attach, as the real one does
+    when the program ends first: the error must say so rather than report an empty profile."""
+    fake = tmp_path / "fake-py-spy"
+    fake.write_text(
+        "#!/bin/sh\n"
+        'while [ "$1" != "--" ]; do shift; done; shift\n'
+        '"$@"\n'
+        "echo 'Error: Failed to get process executable name. Check that the process is running.' >&2\n"
+        "exit 1\n"
+    )
+    fake.chmod(0o755)
+    monkeypatch.setattr(profiling, "pyspy_executable", lambda: str(fake))
+    with pytest.raises(RuntimeError, match=r"ended \(exit 0\) before py-spy could attach"):
+        profiling.profile_with_pyspy(["-c", "pass"], tmp_path / "out")
 
 
 @pytest.mark.parametrize("args", [[], ["-X", "dev"], ["-m"]])
