@@ -107,7 +107,7 @@ def test_sharded_training_moves_tables_and_reports_plan(tmp_path: Path) -> None:
 def test_worker_failure_names_rank_and_leaves_no_orphans(tmp_path: Path, fault: str) -> None:
     sc = _scenario("torch", "ddp:2")
     with pytest.raises(launch.WorkerFailed) as err:
-        run_distributed(sc, timeout_s=45 if fault.startswith("hang") else 120, run_dir=tmp_path,
+        run_distributed(sc, timeout_s=20 if fault.startswith("hang") else 120, run_dir=tmp_path,
                         env={launch.FAULT_ENV: fault})
     msg = str(err.value)
     assert "rank 1" in msg, msg
