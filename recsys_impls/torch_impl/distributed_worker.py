@@ -40,12 +40,22 @@ def _run(run_dir: Path, rank: int, world: int) -> None:
     ctx.phase("build")
     mode = job["plan"]["mode"]
     extra: dict[str, Any] = {}
+    from recsys_impls.parallel import faults
+
+    straggler = faults.parse_straggler(scenario.straggler)
+    factor = straggler.factor if straggler is not None and straggler.rank == rank else None
+    balance = faults.parse_balance(scenario.balance)
+    step_fn: Any = None
     if mode == "ddp":
         from recsys_impls.torch_impl.distributed_ddp import DDPTorchDLRM
 
-        impl: Any = DDPTorchDLRM(scenario, job["plan"]["comm_hook"])
+        impl: Any = DDPTorchDLRM(scenario, job["plan"]["comm_hook"], timed=balance.adaptive or straggler is not None,
+                                 straggler_factor=factor)
         staged = [impl.stage(b) for b in batches]
         extra["comm_measured"] = impl.comm_sizes(batches[0])
+        if balance.adaptive:
+            step_fn, staged, split = _adaptive(impl, data.train, scenario, rank, world, balance.every)
+            extra["balance_history"] = split.history
     elif mode == "sharded":
         from recsys_impls.torch_impl.distributed_sharded import ShardedDLRM
 
@@ -66,8 +76,16 @@ def _run(run_dir: Path, rank: int, world: int) -> None:
     ctx.phase("train")
     from recsys_impls.measure.loop import sync_each_step_on, timed_loop
 
-    loop = timed_loop(impl.train_step, staged, warmup=scenario.train.warmup_steps, sync=impl.synchronize,
+    loop = timed_loop(step_fn or impl.train_step, staged, warmup=scenario.train.warmup_steps, sync=impl.synchronize,
                       sync_each_step=sync_each_step_on(device), barrier=dist.barrier)
+    if balance.adaptive:
+        staged = [split.local_staged_last()]
+    if getattr(impl, "busy_s", None):
+        from recsys_impls.measure.stats import summarize_seconds
+
+        extra["busy_ms"] = summarize_seconds(impl.busy_s[scenario.train.warmup_steps:])
+    if getattr(impl, "straggler", None) is not None:
+        extra["straggler"] = impl.straggler.report()
     ctx.phase("evaluate")
     ev = dc.eval_slice(data.eval, rank, world)
     chunks = ev.split(scenario.train.batch_size // world) or [ev]
@@ -79,7 +97,7 @@ def _run(run_dir: Path, rank: int, world: int) -> None:
     dist.all_gather_object(prints, dc.fingerprint(params) if params is not None else None)
     if job.get("dump_params") and params is not None:
         np.savez(run_dir / f"rank{rank}.params.npz", **params)
-    local = batches[0].batch_size
+    local = split.shares[rank] if balance.adaptive else batches[0].batch_size
     from recsys_impls.measure.host import peak_rss_bytes
     from recsys_impls.record import rank_result
     from recsys_impls.threads import record_section
@@ -100,6 +118,26 @@ def _run(run_dir: Path, rank: int, world: int) -> None:
     ctx.phase("done")
     dist.barrier()
     dist.destroy_process_group()
+
+
+def _adaptive(impl: Any, train: Any, scenario: Any, rank: int, world: int, every: int) -> tuple[Any, list[int], Any]:
+    """(step function, loop inputs, driver) for uneven shares re-chosen every ``every`` steps."""
+    import torch.distributed as dist
+
+    from recsys_impls.parallel.balance import AdaptiveSplit
+
+    def gather(value: float) -> list[float]:
+        out: list[Any] = [None] * world
+        dist.all_gather_object(out, value)
+        return [float(v) for v in out]
+
+    def set_weight(w: float) -> None:
+        impl.loss_weight = w
+
+    batch = scenario.train.batch_size
+    split = AdaptiveSplit(train.split(batch), rank, world, every, impl.stage, impl.train_step, set_weight,
+                          lambda: impl.busy_s, gather, min_share=max(1, batch // (8 * world)))
+    return split.step, list(range(len(split.batches))), split
 
 
 def _predict_only(ctx: Any, impl: Any, eval_batch: Any, rank: int, world: int) -> None:

@@ -1,0 +1,144 @@
+"""Uneven data-parallel shares from measured step times (numpy only), and the record's summary of them.
+
+A rank that took ``t_r`` seconds per step on ``b_r`` samples costs ``t_r / b_r`` per sample; the next
+shares are proportional to each rank's speed (``b_r / t_r``), rounded to whole samples by largest
+remainder so they add up to the global batch exactly, each at least ``min_share`` samples. The global
+batch stays constant; the gradient weighting that keeps the update exact lives in the engines
+(each rank's mean loss is scaled by ``world x b_r / B``, so the all-reduce's mean is the global batch's
+mean, ``recsys_impls.torch_impl.distributed_ddp``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+
+def equal_shares(global_batch: int, world: int) -> list[int]:
+    """The static split (``global_batch`` divisible by ``world``, which the launcher checks)."""
+    return [global_batch // world] * world
+
+
+def choose_shares(seconds: Sequence[float], shares: Sequence[int], global_batch: int,
+                  min_share: int = 1) -> list[int]:
+    """Shares proportional to measured speed (samples per second), summing to ``global_batch``."""
+    t = np.asarray(seconds, dtype=np.float64)
+    b = np.asarray(shares, dtype=np.float64)
+    world = t.size
+    if world != b.size or world == 0:
+        raise ValueError(f"choose_shares: {t.size} times for {b.size} shares")
+    if min_share * world > global_batch:
+        raise ValueError(f"choose_shares: min_share {min_share} x {world} ranks exceeds the batch {global_batch}")
+    if not np.all(np.isfinite(t)) or np.any(t <= 0):
+        return [int(x) for x in shares]  # nothing measured: keep the split
+    speed = b / t
+    ideal = min_share + (global_batch - min_share * world) * speed / speed.sum()
+    out = np.floor(ideal).astype(np.int64)
+    rest = int(global_batch - out.sum())
+    order = sorted(range(world), key=lambda r: (-(ideal[r] - out[r]), r))  # deterministic on every rank
+    for r in order[:rest]:
+        out[r] += 1
+    return [int(x) for x in out]
+
+
+def offsets(shares: Sequence[int]) -> list[int]:
+    """Start of each rank's contiguous slice of the global batch."""
+    return [0, *np.cumsum(shares).tolist()][: len(shares)]
+
+
+def loss_weight(shares: Sequence[int], rank: int) -> float:
+    """Factor on rank ``rank``'s mean loss so that the all-reduce's mean gradient is the global batch's mean."""
+    return len(shares) * shares[rank] / float(sum(shares))
+
+
+def imbalance(values: Sequence[float]) -> float | None:
+    """max / mean (1.0 is perfect balance); None when nothing was measured."""
+    v = np.asarray([x for x in values if x is not None], dtype=np.float64)
+    if v.size == 0 or v.mean() <= 0:
+        return None
+    return float(v.max() / v.mean())
+
+
+def summarize(history: list[dict[str, Any]], mode: str, every: int) -> dict[str, Any]:
+    """The record's ``parallel.balance`` section from the per-window history every rank agreed on.
+
+    Each history entry: ``step`` (first step of the window), ``shares``, ``busy_s`` (each rank's mean
+    busy seconds per step over the window just measured, None for the first), ``replan_s``.
+    """
+    measured = [h for h in history if h.get("busy_s")]
+    first = measured[0]["busy_s"] if measured else None
+    last = measured[-1]["busy_s"] if measured else None
+    return {
+        "mode": mode, "every_steps": every if mode == "adaptive" else None,
+        "windows": len(history),
+        "shares_history": [{"step": h["step"], "shares": h["shares"]} for h in history],
+        "final_shares": history[-1]["shares"] if history else None,
+        "busy_ms_per_step": [{"step": h["step"], "per_rank": [1e3 * x for x in h["busy_s"]]} for h in measured],
+        "imbalance_first_window": imbalance(first) if first else None,
+        "imbalance_last_window": imbalance(last) if last else None,
+        "replan_s_total": float(sum(h.get("replan_s", 0.0) for h in history)),
+        "bytes_moved": 0,
+        "bytes_moved_note": "data parallel: every rank holds the whole global batch's data; a new share is a new "
+                            "slice of it, no parameters move",
+        "busy_definition": "per rank: its own compute time per step (start of the step to the last gradient "
+                           "bucket handed to the all-reduce, plus the optimizer step) plus any straggler sleep",
+    }
+
+
+class AdaptiveSplit:
+    """Drives one rank's data-parallel steps with shares re-chosen every ``every`` steps.
+
+    The timed loop calls ``step(i)`` with the global batch index. Every ``every`` calls (warm-up steps
+    included, the same count on every rank) the ranks exchange their mean busy seconds per step
+    (``gather``: a collective returning every rank's value), pick new shares (``choose_shares``), set this
+    rank's loss weight and stage its slices of the next ``every`` global batches; that work is timed as
+    the re-plan cost and lies inside the timed window. ``every=None`` keeps the first (equal) split.
+    """
+
+    def __init__(self, global_batches: Sequence[Any], rank: int, world: int, every: int | None,
+                 stage: Any, train_step: Any, set_weight: Any, busy: Any, gather: Any, min_share: int = 1) -> None:
+        self.batches = global_batches
+        self.rank, self.world, self.every = rank, world, every
+        self._stage, self._train, self._set_weight = stage, train_step, set_weight
+        self._busy, self._gather = busy, gather
+        self.global_batch = int(global_batches[0].batch_size)
+        self.min_share = min_share
+        self.shares = equal_shares(self.global_batch, world)
+        self.history: list[dict[str, Any]] = []
+        self.calls = 0
+        self._mark = 0
+        self._staged: dict[int, Any] = {}
+
+    def local(self, index: int) -> Any:
+        """This rank's slice of global batch ``index`` under the current shares (a Batch)."""
+        start = offsets(self.shares)[self.rank]
+        return self.batches[index % len(self.batches)].slice(start, start + self.shares[self.rank])
+
+    def _replan(self, index: int) -> None:
+        import time
+
+        t0 = time.perf_counter()
+        measured = self._busy()[self._mark:]
+        mine = float(np.mean(measured)) if measured else float("nan")
+        every = self._gather(mine)
+        if self.history and all(np.isfinite(every)):
+            self.shares = choose_shares(every, self.shares, self.global_batch, self.min_share)
+        self._mark = len(self._busy())
+        self._set_weight(loss_weight(self.shares, self.rank))
+        span = self.every or len(self.batches)
+        self._staged = {(index + k) % len(self.batches): self._stage(self.local(index + k)) for k in range(span)}
+        self.history.append({"step": self.calls, "shares": list(self.shares),
+                             "busy_s": list(every) if self.history else None,
+                             "replan_s": time.perf_counter() - t0})
+
+    def step(self, index: int) -> Any:
+        if self.calls == 0 or (self.every and self.calls % self.every == 0):
+            self._replan(index)
+        self.calls += 1
+        return self._train(self._staged[index % len(self.batches)])
+
+    def local_staged_last(self) -> Any:
+        """A staged slice of the last global batch under the final shares (for the final loss)."""
+        return self._stage(self.local(len(self.batches) - 1))
