@@ -172,3 +172,32 @@ def test_ddp_adaptive_shares_under_a_straggler_equal_one_process(tmp_path: Path)
         impl.train_step(impl.stage(b))
     for name, ref in impl.get_params().items():
         np.testing.assert_allclose(p0[name], ref, atol=2e-5, err_msg=name)
+
+
+def test_replan_by_time_moves_work_off_the_hot_rank_and_counts_bytes() -> None:
+    from recsys_impls.parallel import planner
+
+    # Table 0 is hot; the current plan put it with table 1 on rank 0.
+    out = planner.replan_by_time([5.0, 2.0, 1.0, 1.0, 1.0], [40, 30, 20, 10, 10], 2, current=[0, 0, 1, 1, 1])
+    assert out["predicted_imbalance"]["before"] == pytest.approx(7 / 5)
+    assert out["predicted_imbalance"]["after"] == pytest.approx(1.0)
+    assert out["assignment"][0] != out["assignment"][1]
+    assert out["table_bytes_moved"] == sum([40, 30, 20, 10, 10][f] for f in out["moved_tables"])
+    # Never worse than the plan it replaces: a balanced plan stays.
+    same = planner.replan_by_time([1.0, 1.0], [8, 8], 2, current=[1, 0])
+    assert same["assignment"] == [1, 0] and same["moved_tables"] == [] and same["table_bytes_moved"] == 0
+    tables = planner.table_loads([10, 20, 30], 4, 8)
+    assert planner.plan(tables, 2, "table-wise", assignment=[1, 1, 0])["assignment"] == [1, 1, 0]
+
+
+def test_unsupported_balance_and_straggler_pairs_say_why() -> None:
+    from recsys_impls.errors import ScenarioUnsupported
+
+    for args, fragment in [(("tf", "ddp", "", "none", "adaptive"), "MultiWorkerMirroredStrategy"),
+                           (("tf", "ps", "row-wise", "none", "adaptive"), "whichever worker is free"),
+                           (("tf", "sharded", "table-wise", "1:2", "static"), "no per-step hook"),
+                           (("torch", "sharded", "row-wise", "none", "adaptive"), "table-wise only")]:
+        with pytest.raises(ScenarioUnsupported, match=fragment):
+            faults.check_supported(*args)
+    faults.check_supported("torch", "sharded", "table-wise", "1:2", "adaptive")
+    faults.check_supported("tf", "ddp", "", "1:2", "static")

@@ -152,3 +152,44 @@ class Straggler:
 
     def report(self) -> dict[str, float]:
         return {"factor": self.factor, "slept_s": self.slept_s, "steps": self.steps}
+
+
+def check_supported(framework: str, mode: str, sharding: str, straggler: str, balance: str) -> None:
+    """Raise ScenarioUnsupported (with the reason) for fault / balance pairs an engine cannot run."""
+    from recsys_impls.errors import ScenarioUnsupported
+
+    tf_ps = framework == "tf" and mode in ("sharded", "ps")
+    if tf_ps and parse_straggler(straggler) is not None:
+        raise ScenarioUnsupported(
+            "--straggler with TensorFlow ParameterServerStrategy: the workers are tf.distribute servers that run "
+            "the coordinator's closures; there is no per-step hook on them to slow one down")
+    if not parse_balance(balance).adaptive:
+        return
+    if tf_ps:
+        raise ScenarioUnsupported(
+            "--balance adaptive with TensorFlow ParameterServerStrategy: not wired; the coordinator already hands "
+            "each closure to whichever worker is free, so work follows load without a re-plan")
+    if framework == "tf":
+        raise ScenarioUnsupported(
+            "--balance adaptive with TensorFlow MultiWorkerMirroredStrategy: not wired; the step is one graph with "
+            "the all-reduce inside, so a worker's own compute cannot be told from its wait for the others")
+    if mode == "sharded" and sharding != "table-wise":
+        raise ScenarioUnsupported(
+            f"--balance adaptive with sharded:{sharding}: the re-plan moves whole tables (table-wise only); "
+            "row-wise and column-wise split every table evenly by construction")
+
+
+def slowed(step: Callable[[object], object], straggler: Straggler,
+           sync: Callable[[], None] | None = None) -> Callable[[object], object]:
+    """``step`` followed by the straggler's sleep of (factor - 1) x that step's whole time (for engines
+    whose step cannot be split into own compute and waiting: it includes the step's collectives)."""
+
+    def run(x: object) -> object:
+        t0 = time.perf_counter()
+        out = step(x)
+        if sync is not None:
+            sync()
+        straggler.after_step(time.perf_counter() - t0)
+        return out
+
+    return run

@@ -20,7 +20,7 @@ from typing import Any
 
 from recsys_impls.config import Scenario, parallel_timeout_s
 from recsys_impls.measure import roofline
-from recsys_impls.parallel import comm, launch
+from recsys_impls.parallel import comm, faults, launch
 from recsys_impls.parallel.spec import ParallelPlan, check_supported, parse_parallel
 from recsys_impls.parallel.worker import read_results, write_job
 from recsys_impls.record import Record, timestamp
@@ -54,6 +54,7 @@ def run_distributed(scenario: Scenario, timeout_s: float | None = None, run_dir:
     """Launch one distributed scenario and return its ``parallel`` section plus quality and size."""
     plan = parse_parallel(scenario.parallel)
     check_supported(plan, scenario.framework, scenario.device.device)
+    faults.check_supported(scenario.framework, plan.mode, plan.sharding, scenario.straggler, scenario.balance)
     own_dir = run_dir is None
     run_dir = Path(tempfile.mkdtemp(prefix="recsys-parallel-")) if own_dir else run_dir
     try:
@@ -94,6 +95,8 @@ def summarize(scenario: Scenario, plan: ParallelPlan, results: list[dict[str, An
         section["comm_projection"] = comm.project(measured, plan.mode, global_batch, plan.sharding)
     if "sharding_plan" in r0:
         section["sharding_plan"] = r0["sharding_plan"]
+        if r0.get("sharding_plan_after"):
+            section["sharding_plan_after_replan"] = r0["sharding_plan_after"]
         section["imbalance"] = r0["sharding_plan"].get("imbalance")
     peaks = [r["peak_rss_bytes"] for r in section["per_rank"] if r.get("peak_rss_bytes")]
     section["peak_rss_bytes_max"] = max(peaks) if peaks else None

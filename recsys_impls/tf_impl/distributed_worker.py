@@ -50,7 +50,15 @@ def _run(run_dir: Path, index: int, world: int) -> None:
     from recsys_impls.measure.loop import timed_loop
 
     # The barrier is a collective over the ring: it returns once every worker's steps have run.
-    loop = timed_loop(impl.train_step, staged, warmup=scenario.train.warmup_steps, barrier=impl.barrier)
+    from recsys_impls.parallel import faults
+
+    straggler = faults.parse_straggler(scenario.straggler)
+    step = impl.train_step
+    slow = None
+    if straggler is not None and straggler.rank == index:  # the whole step: its all-reduce is inside the graph
+        slow = faults.Straggler(straggler.factor)
+        step = faults.slowed(impl.train_step, slow)
+    loop = timed_loop(step, staged, warmup=scenario.train.warmup_steps, barrier=impl.barrier)
     ctx.phase("evaluate")
     n = data.eval.batch_size // world
     ev = data.eval.slice(index * n, (index + 1) * n)
@@ -74,6 +82,8 @@ def _run(run_dir: Path, index: int, world: int) -> None:
         backend="MultiWorkerMirroredStrategy RING", final_loss=float(impl.loss(staged[-1])),
         replica_fingerprints=prints, comm_measured=comm_measured, peak_rss_bytes=peak_rss_bytes(),
     )
+    if slow is not None:
+        result["straggler"] = slow.report()
     if index == 0:
         from recsys_impls import metrics
 

@@ -76,10 +76,17 @@ def _run(run_dir: Path, rank: int, world: int) -> None:
     ctx.phase("train")
     from recsys_impls.measure.loop import sync_each_step_on, timed_loop
 
-    loop = timed_loop(step_fn or impl.train_step, staged, warmup=scenario.train.warmup_steps, sync=impl.synchronize,
-                      sync_each_step=sync_each_step_on(device), barrier=dist.barrier)
-    if balance.adaptive:
+    if mode == "sharded" and job["plan"]["sharding"] == "table-wise":
+        impl, loop, extra["rebalance"] = _sharded_phases(impl, staged, data.train, scenario, rank, world, sample,
+                                                         balance.adaptive, factor)
+    else:
+        loop = timed_loop(step_fn or _straggling(impl, mode, factor), staged, warmup=scenario.train.warmup_steps,
+                          sync=impl.synchronize, sync_each_step=sync_each_step_on(device), barrier=dist.barrier)
+    if balance.adaptive and mode == "ddp":
         staged = [split.local_staged_last()]
+    if (extra.get("rebalance") or {}).get("mode") == "adaptive":
+        extra["sharding_plan_after"] = impl.plan_report()  # collective
+        extra["local_bytes_after"] = impl.local_bytes()
     if getattr(impl, "busy_s", None):
         from recsys_impls.measure.stats import summarize_seconds
 
@@ -97,7 +104,7 @@ def _run(run_dir: Path, rank: int, world: int) -> None:
     dist.all_gather_object(prints, dc.fingerprint(params) if params is not None else None)
     if job.get("dump_params") and params is not None:
         np.savez(run_dir / f"rank{rank}.params.npz", **params)
-    local = split.shares[rank] if balance.adaptive else batches[0].batch_size
+    local = split.shares[rank] if balance.adaptive and mode == "ddp" else batches[0].batch_size
     from recsys_impls.measure.host import peak_rss_bytes
     from recsys_impls.record import rank_result
     from recsys_impls.threads import record_section
@@ -118,6 +125,115 @@ def _run(run_dir: Path, rank: int, world: int) -> None:
     ctx.phase("done")
     dist.barrier()
     dist.destroy_process_group()
+
+
+def _straggling(impl: Any, mode: str, factor: float | None) -> Any:
+    """The step to time: DDP slows itself (it knows its own compute); other engines by the whole step."""
+    if factor is None or mode == "ddp":
+        return impl.train_step
+    from recsys_impls.parallel.faults import Straggler, slowed
+
+    impl.straggler = Straggler(factor)
+    return slowed(impl.train_step, impl.straggler, impl.synchronize)
+
+
+def _gather_tables(seconds: dict[int, float], world: int, num_tables: int) -> list[float]:
+    import torch.distributed as dist
+
+    parts: list[Any] = [None] * world
+    dist.all_gather_object(parts, seconds)
+    out = [0.0] * num_tables
+    for p in parts:
+        for table, value in p.items():
+            out[int(table)] = float(value)
+    return out
+
+
+def _per_rank(table_seconds: list[float], assignment: list[int], world: int) -> list[float]:
+    out = [0.0] * world
+    for f, r in enumerate(assignment):
+        out[r] += table_seconds[f]
+    return out
+
+
+def _sharded_phases(impl: Any, staged: list[Any], train: Any, scenario: Any, rank: int, world: int, sample: Any,
+                    adaptive: bool, factor: float | None) -> tuple[Any, Any, dict[str, Any]]:
+    """Table-wise TorchRec training, measured per table. Static: one timed window, then each table's
+    work is measured on its owner. Adaptive: the first half of the steps on the planned placement, a
+    re-plan from each table's measured work (``planner.replan_by_time``), the tables moved (parameters
+    and optimizer state, gathered and loaded into a new DistributedModelParallel), the second half on
+    the new placement. Returns (model, the run's timed window, the record's ``rebalance`` figures)."""
+    import time
+
+    import torch.distributed as dist
+
+    from recsys_impls.measure.loop import LoopResult, timed_loop
+    from recsys_impls.parallel import balance, planner
+    from recsys_impls.torch_impl.distributed_sharded import ShardedDLRM
+
+    t = scenario.train
+    cfg = scenario.model
+    probe = train.split(t.batch_size)[: 3]  # the owner of a table looks up all ids of the global batch
+    table_bytes = [n * cfg.embedding_dim * 4 for n in cfg.table_sizes]
+    first = impl.our_plan["assignment"]
+    warm = min(t.warmup_steps, len(staged) - 1)
+    if not adaptive:
+        loop = timed_loop(_straggling(impl, "sharded", factor), staged, warmup=warm, sync=impl.synchronize,
+                          barrier=dist.barrier)
+        secs = _gather_tables(impl.probe_table_seconds(probe), world, cfg.num_tables)
+        per = _per_rank(secs, first, world)
+        return impl, loop, {"mode": "static", "assignment": first, "table_seconds": secs,
+                            "measured_seconds_per_rank": per, "imbalance": balance.imbalance(per),
+                            "measured_by": _PROBE}
+    half = max(1, (len(staged) - warm) // 2)
+    a = timed_loop(_straggling(impl, "sharded", factor), staged, warmup=warm, steps=half, sync=impl.synchronize,
+                   barrier=dist.barrier)
+    t0 = time.perf_counter()
+    secs = _gather_tables(impl.probe_table_seconds(probe), world, cfg.num_tables)
+    t_probe = time.perf_counter() - t0
+    replan = planner.replan_by_time(secs, table_bytes, world, first)
+    params, state = impl.export_state()
+    new = ShardedDLRM(scenario, "table-wise", rank, world, sample, table_ranks=replan["assignment"])
+    new.import_state(params, state)
+    if getattr(impl, "straggler", None) is not None:
+        new.straggler = impl.straggler
+    dist.barrier()
+    replan_s = time.perf_counter() - t0
+    state_bytes = sum(v.nbytes for k, v in state.items() if any(f".t{f}." in k for f in replan["moved_tables"]))
+    rest = len(staged) - warm - half
+    b = timed_loop(_resumed(new, factor), staged, warmup=0, steps=rest, start=warm + half, sync=new.synchronize,
+                   barrier=dist.barrier)
+    after = _gather_tables(new.probe_table_seconds(probe), world, cfg.num_tables)
+    before_rank, after_rank = _per_rank(secs, first, world), _per_rank(after, replan["assignment"], world)
+    loop = LoopResult(step_seconds=a.step_seconds + b.step_seconds, seconds=a.seconds + replan_s + b.seconds,
+                      warmup_steps=warm)
+    return new, loop, {
+        "mode": "adaptive", "replan_after_step": warm + half, **replan,
+        "table_seconds_after": after,
+        "measured_seconds_per_rank": {"before": before_rank, "after": after_rank},
+        "imbalance_before": balance.imbalance(before_rank), "imbalance_after": balance.imbalance(after_rank),
+        "imbalance": balance.imbalance(after_rank),
+        "replan_s": replan_s, "probe_s": t_probe,
+        "bytes_moved": int(replan["table_bytes_moved"] + state_bytes),
+        "bytes_moved_note": "tables that changed owner plus their optimizer state; this implementation gathers "
+                            "every table on every rank to move them (all_gather_object), so the wire carried more",
+        "phases": {"before": a.summary(t.batch_size), "after": b.summary(t.batch_size)},
+        "window_note": "the run's timed window is both phases plus the re-plan (probe, gather, rebuild, load)",
+        "measured_by": _PROBE,
+    }
+
+
+_PROBE = ("each table's lookup (sum-pooled embedding_bag over the global batch's ids), backward and optimizer "
+          "update, timed on its owner on a copy of the table (median of 3 batches x 3 repeats)")
+
+
+def _resumed(impl: Any, factor: float | None) -> Any:
+    straggler = getattr(impl, "straggler", None)
+    if straggler is None:
+        return impl.train_step
+    from recsys_impls.parallel.faults import slowed
+
+    return slowed(impl.train_step, straggler, impl.synchronize)
 
 
 def _adaptive(impl: Any, train: Any, scenario: Any, rank: int, world: int, every: int) -> tuple[Any, list[int], Any]:
