@@ -201,3 +201,31 @@ def test_unsupported_balance_and_straggler_pairs_say_why() -> None:
             faults.check_supported(*args)
     faults.check_supported("torch", "sharded", "table-wise", "1:2", "adaptive")
     faults.check_supported("tf", "ddp", "", "1:2", "static")
+
+
+def test_bench_balance_grid_builds_every_supported_scenario_and_skips_in_quick_mode(monkeypatch) -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, benchmarks.bench_balance; "
+            "print(any(m in sys.modules for m in ('torch', 'tensorflow')))")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True).stdout.strip() == "False"
+    from benchmarks import bench_balance as bb
+    from recsys_impls import benchsupport as bs
+
+    ran: dict[tuple, object] = {}
+    monkeypatch.setattr(bs, "framework_or_skip", lambda f: None)
+    monkeypatch.setattr(bs, "run_and_record", lambda suite, params, sc: ran.setdefault(tuple(params.values()), sc))
+    monkeypatch.delenv(bs.QUICK_ENV, raising=False)
+    records = bb.Balance().setup_cache()
+    assert len(records) == 2 * 3 * 3 * 2
+    assert ("torch", "ddp:2", "straggler:1:2", "adaptive") in ran
+    assert ("torch", "sharded:2:table-wise", "hot-table:8:0.5", "adaptive") in ran
+    assert ("tf", "ps:2", "none", "static") in ran and ("tf", "ps:2", "none", "adaptive") not in ran
+    sc = ran[("torch", "sharded:2:table-wise", "hot-table:8:0.5", "adaptive")]
+    assert sc.data.hot_table == "8:0.5" and sc.balance == "adaptive"
+    assert ran[("tf", "ddp:2", "straggler:1:2", "static")].straggler == "1:2"
+    monkeypatch.setenv(bs.QUICK_ENV, "1")
+    quick = bb.Balance().setup_cache()
+    assert all(r["status"] == "skipped" for r in quick.values())
