@@ -119,11 +119,26 @@ def test_worker_failure_names_rank_and_leaves_no_orphans(tmp_path: Path, fault: 
 
 
 def test_tf_mwms_two_workers_agree(tmp_path: Path) -> None:
+    """Uneven shares under a straggler (the weighted path); the plain path is its equal-share special case."""
     pytest.importorskip("tensorflow")
-    sc = _scenario("tf", "ddp:2")
+    sc = replace(_scenario("tf", "ddp:2"), straggler="1:4", balance="adaptive:2")
     out = run_distributed(sc, timeout_s=240, run_dir=tmp_path, job_extra={"dump_params": True})
     p0, p1 = _params(tmp_path, 0), _params(tmp_path, 1)
     for name in p0:
         np.testing.assert_array_equal(p0[name], p1[name], err_msg=name)
     assert out["parallel"]["replicas_identical"] is True
     assert 0.0 <= out["quality"]["auc"] <= 1.0
+    bal = out["parallel"]["balance"]
+    assert [h["step"] for h in bal["shares_history"]] == [0, 2, 4]
+    assert all(sum(h["shares"]) == sc.train.batch_size for h in bal["shares_history"])
+    assert bal["final_shares"][0] > bal["final_shares"][1]  # a 4x straggler gets the smaller share
+    # The weighted uneven update is the global batch's: one process on the same global batches.
+    from recsys_impls import registry
+    from recsys_impls.parallel.shards import prepare_data
+
+    single_sc, data = prepare_data(replace(sc, parallel="none"))
+    impl = registry.build(replace(single_sc, parallel="none", straggler="none", balance="static"))
+    for b in data.train.split(sc.train.batch_size):
+        impl.train_step(impl.stage(b))
+    for name, ref in impl.get_params().items():
+        np.testing.assert_allclose(p0[name], ref, atol=2e-5, err_msg=name)

@@ -1,8 +1,10 @@
 """Uneven data-parallel shares from measured step times (numpy only), and the record's summary of them.
 
-A rank that took ``t_r`` seconds per step on ``b_r`` samples costs ``t_r / b_r`` per sample; the next
-shares are proportional to each rank's speed (``b_r / t_r``), rounded to whole samples by largest
-remainder so they add up to the global batch exactly, each at least ``min_share`` samples. The global
+Each rank's busy time per step is modelled as ``a_r + b_r x n_r`` (a part that does not shrink with
+its share n_r, and a per-sample part), fitted to its measured (share, seconds) over the last windows;
+the next shares equalise the predicted times (``choose_shares_affine``; until a rank has two distinct
+shares measured, a = 0, i.e. shares proportional to speed, ``choose_shares``), rounded to whole samples
+by largest remainder so they add up to the global batch exactly, each at least ``min_share`` samples. The global
 batch stays constant; the gradient weighting that keeps the update exact lives in the engines
 (each rank's mean loss is scaled by ``world x b_r / B``, so the all-reduce's mean is the global batch's
 mean, ``recsys_impls.torch_impl.distributed_ddp``).
@@ -39,6 +41,60 @@ def choose_shares(seconds: Sequence[float], shares: Sequence[int], global_batch:
     rest = int(global_batch - out.sum())
     order = sorted(range(world), key=lambda r: (-(ideal[r] - out[r]), r))  # deterministic on every rank
     for r in order[:rest]:
+        out[r] += 1
+    return [int(x) for x in out]
+
+
+def fit_costs(points: Sequence[tuple[int, float]]) -> tuple[float, float] | None:
+    """(fixed seconds a, seconds per sample b) of ``t = a + b x n`` fitted to one rank's (share, seconds)
+    points; None when they do not pin down a line with a >= 0 and b > 0 (then the caller assumes a = 0)."""
+    n = np.asarray([p[0] for p in points], dtype=np.float64)
+    t = np.asarray([p[1] for p in points], dtype=np.float64)
+    if n.size < 2 or np.unique(n).size < 2 or not np.all(np.isfinite(t)):
+        return None
+    b, a = np.polyfit(n, t, 1)
+    if b <= 0 or a < 0:
+        return None
+    return float(a), float(b)
+
+
+def choose_shares_affine(history: Sequence[tuple[Sequence[int], Sequence[float]]], global_batch: int,
+                         min_share: int = 1) -> list[int]:
+    """Shares that equalise predicted busy time ``a_r + b_r x n_r`` across ranks, from each rank's
+    measured (share, seconds) over past windows (``history``: (shares, seconds) per window, oldest first).
+
+    A rank's per-step time has a part that does not shrink with its share (kernel launches, the
+    optimizer over whole dense layers, the straggler's factor on them too); a proportional split over-
+    corrects when that part is large. Ranks whose line cannot be fitted yet are taken as a = 0."""
+    shares, seconds = history[-1]
+    world = len(shares)
+    ab = []
+    for r in range(world):
+        fit = fit_costs([(h[0][r], h[1][r]) for h in history])
+        if fit is None:
+            t = float(seconds[r])
+            if not np.isfinite(t) or t <= 0:
+                return [int(x) for x in shares]
+            fit = (0.0, t / shares[r])
+        ab.append(fit)
+    a = np.array([x[0] for x in ab])
+    b = np.array([x[1] for x in ab])
+    free = np.ones(world, dtype=bool)
+    n = np.zeros(world)
+    for _ in range(world):  # ranks that would fall under min_share are pinned there and the rest re-solved
+        rest = global_batch - min_share * (~free).sum()
+        target = (rest + (a[free] / b[free]).sum()) / (1.0 / b[free]).sum()
+        n[free] = (target - a[free]) / b[free]
+        low = free & (n < min_share)
+        if not low.any():
+            break
+        n[low] = min_share
+        free &= ~low
+    ideal = np.maximum(n, min_share)
+    ideal *= global_batch / ideal.sum()
+    out = np.floor(ideal).astype(np.int64)
+    order = sorted(range(world), key=lambda r: (-(ideal[r] - out[r]), r))
+    for r in order[: int(global_batch - out.sum())]:
         out[r] += 1
     return [int(x) for x in out]
 
@@ -110,6 +166,8 @@ class AdaptiveSplit:
         self.calls = 0
         self._mark = 0
         self._staged: dict[int, Any] = {}
+        self._points: list[tuple[list[int], list[float]]] = []
+        self.fit_windows = 4  # (share, busy) windows a rank's cost line is fitted to
 
     def local(self, index: int) -> Any:
         """This rank's slice of global batch ``index`` under the current shares (a Batch)."""
@@ -124,7 +182,8 @@ class AdaptiveSplit:
         mine = float(np.mean(measured)) if measured else float("nan")
         every = self._gather(mine)
         if self.history and all(np.isfinite(every)):
-            self.shares = choose_shares(every, self.shares, self.global_batch, self.min_share)
+            self._points.append((list(self.shares), list(every)))
+            self.shares = choose_shares_affine(self._points[-self.fit_windows:], self.global_batch, self.min_share)
         self._mark = len(self._busy())
         self._set_weight(loss_weight(self.shares, self.rank))
         span = self.every or len(self.batches)

@@ -6,8 +6,9 @@ Numpy-free and framework-free (parsed in the CLI, in config validation and in as
   that rank sleeps ``(FACTOR - 1) x`` its own measured compute time of that step (``Straggler``). What
   counts as compute is the engine's: for PyTorch DDP the time from the step's start to the moment the
   last gradient bucket is handed to the all-reduce, plus the optimizer step (time blocked waiting for
-  the other ranks is excluded, so the slowdown follows the rank's own work, whatever its share); for the
-  other synchronous engines the whole step, which includes its collectives.
+  the other ranks is excluded, so the slowdown follows the rank's own work, whatever its share); for
+  TensorFlow MultiWorkerMirrored two in-graph timestamps, before the step and when its gradients are
+  ready, before the all-reduce; for TorchRec the whole step, which includes its collectives.
 * ``--hot-table F:SHARE`` makes synthetic table F take SHARE of all lookups: its bags get a mean of
   ``SHARE x (others' total mean) / (1 - SHARE)`` ids (``hot_bag_mean``), every other table keeps its own.
 * ``--balance static|adaptive[:K]``: static splits are the equal (data parallel) or planned (sharded)
@@ -169,10 +170,6 @@ def check_supported(framework: str, mode: str, sharding: str, straggler: str, ba
         raise ScenarioUnsupported(
             "--balance adaptive with TensorFlow ParameterServerStrategy: not wired; the coordinator already hands "
             "each closure to whichever worker is free, so work follows load without a re-plan")
-    if framework == "tf":
-        raise ScenarioUnsupported(
-            "--balance adaptive with TensorFlow MultiWorkerMirroredStrategy: not wired; the step is one graph with "
-            "the all-reduce inside, so a worker's own compute cannot be told from its wait for the others")
     if mode == "sharded" and sharding != "table-wise":
         raise ScenarioUnsupported(
             f"--balance adaptive with sharded:{sharding}: the re-plan moves whole tables (table-wise only); "
