@@ -244,3 +244,24 @@ def test_affine_shares_account_for_the_part_that_does_not_shrink() -> None:
     assert balance.choose_shares_affine(history, 256, min_share=32) == [224, 32]
     assert balance.fit_costs([(10, 1.0), (20, 1.5)]) == pytest.approx((0.5, 0.05))
     assert balance.fit_costs([(10, 1.0), (10, 1.2)]) is None
+
+
+def test_balance_pairs_interleaves_static_and_adaptive(monkeypatch) -> None:
+    from recsys_impls.parallel import balance_pairs, run
+
+    calls: list[str] = []
+
+    def fake(scenario, *a, **k):  # noqa: ANN001, ANN002, ANN003, ANN202
+        calls.append(scenario.balance)
+        fast = scenario.balance != "static"
+        return {"parallel": {"train_samples_per_s": 150.0 if fast else 100.0, "balance": {"imbalance": 1.0}},
+                "train": {"timed_samples": 640}, "quality": {"auc": 0.701 if fast else 0.7}}
+
+    monkeypatch.setattr(run, "run_distributed", fake)
+    sc = build_scenario({**TINY, "scenario": {"parallel": "ddp:2", "straggler": "1:2"}})
+    out = balance_pairs.compare(sc, 5, "adaptive:3")
+    assert calls == ["static", "adaptive:3"] * 5
+    assert out["throughput_ratio"]["median"] == pytest.approx(1.5) and out["throughput_ratio"]["n"] == 5
+    assert out["auc_delta"]["median"] == pytest.approx(0.001)
+    assert out["throughput_ratio"]["ci_low"] == pytest.approx(1.5)
+    assert balance_pairs.main(["--parallel", "ddp:2", "--straggler", "3:2"]) == 2
