@@ -265,3 +265,24 @@ def test_balance_pairs_interleaves_static_and_adaptive(monkeypatch) -> None:
     assert out["auc_delta"]["median"] == pytest.approx(0.001)
     assert out["throughput_ratio"]["ci_low"] == pytest.approx(1.5)
     assert balance_pairs.main(["--parallel", "ddp:2", "--straggler", "3:2"]) == 2
+
+
+def test_ddp_staged_slices_are_views_equal_to_staging_the_slice() -> None:
+    torch = pytest.importorskip("torch")
+    from recsys_impls.parallel.shards import prepare_data
+    from recsys_impls.torch_impl.distributed_ddp import DDPTorchDLRM
+
+    sc = build_scenario({**TINY, "data": {"hot_table": "1:0.5"}})
+    _, data = prepare_data(sc)
+    batch = data.train.split(64)[0]
+    impl = object.__new__(DDPTorchDLRM)  # slice_staged needs no process group
+    from recsys_impls import registry
+
+    single = registry.build(sc)
+    staged = single.stage(batch)
+    view = DDPTorchDLRM.slice_staged(impl, staged, 37, 61)
+    ref = single.stage(batch.slice(37, 61))
+    for a, b in ((view.dense, ref.dense), (view.labels, ref.labels), (view.sparse.ids, ref.sparse.ids),
+                 (view.sparse.offsets, ref.sparse.offsets)):
+        assert torch.equal(a, b)
+    assert view.batch_size == view.sparse.batch_size == 24

@@ -151,10 +151,15 @@ class AdaptiveSplit:
     (``gather``: a collective returning every rank's value), pick new shares (``choose_shares``), set this
     rank's loss weight and stage its slices of the next ``every`` global batches; that work is timed as
     the re-plan cost and lies inside the timed window. ``every=None`` keeps the first (equal) split.
+
+    With ``slice_staged(staged, start, stop)`` (an engine that can cut a staged batch into views, or
+    return None), every global batch is staged once before the first step, untimed as the static
+    split's batches are, and a new share is only a new view of it.
     """
 
     def __init__(self, global_batches: Sequence[Any], rank: int, world: int, every: int | None,
-                 stage: Any, train_step: Any, set_weight: Any, busy: Any, gather: Any, min_share: int = 1) -> None:
+                 stage: Any, train_step: Any, set_weight: Any, busy: Any, gather: Any, min_share: int = 1,
+                 slice_staged: Any = None) -> None:
         self.batches = global_batches
         self.rank, self.world, self.every = rank, world, every
         self._stage, self._train, self._set_weight = stage, train_step, set_weight
@@ -167,7 +172,17 @@ class AdaptiveSplit:
         self._mark = 0
         self._staged: dict[int, Any] = {}
         self._points: list[tuple[list[int], list[float]]] = []
+        self._slice = slice_staged
+        self._global = [stage(b) for b in global_batches] if slice_staged is not None else None
         self.fit_windows = 4  # (share, busy) windows a rank's cost line is fitted to
+
+    def _local_staged(self, index: int) -> Any:
+        if self._global is not None:
+            start = offsets(self.shares)[self.rank]
+            view = self._slice(self._global[index % len(self.batches)], start, start + self.shares[self.rank])
+            if view is not None:
+                return view
+        return self._stage(self.local(index))
 
     def local(self, index: int) -> Any:
         """This rank's slice of global batch ``index`` under the current shares (a Batch)."""
@@ -187,7 +202,7 @@ class AdaptiveSplit:
         self._mark = len(self._busy())
         self._set_weight(loss_weight(self.shares, self.rank))
         span = self.every or len(self.batches)
-        self._staged = {(index + k) % len(self.batches): self._stage(self.local(index + k)) for k in range(span)}
+        self._staged = {(index + k) % len(self.batches): self._local_staged(index + k) for k in range(span)}
         self.history.append({"step": self.calls, "shares": list(self.shares),
                              "busy_s": list(every) if self.history else None,
                              "replan_s": time.perf_counter() - t0})
@@ -200,4 +215,4 @@ class AdaptiveSplit:
 
     def local_staged_last(self) -> Any:
         """A staged slice of the last global batch under the final shares (for the final loss)."""
-        return self._stage(self.local(len(self.batches) - 1))
+        return self._local_staged(len(self.batches) - 1)

@@ -147,6 +147,21 @@ class DDPTorchDLRM(TorchDLRM):
         slept = self.straggler.after_step(compute) if self.straggler is not None else 0.0
         self.busy_s.append(compute + slept)
 
+    def slice_staged(self, staged: StagedBatch, start: int, stop: int) -> StagedBatch | None:
+        """Samples [start, stop) of an already staged batch as views (no re-staging), for the fused tables'
+        sample-major layout; None for other embedding layouts (the caller stages the Batch slice)."""
+        from recsys_impls.torch_impl.embeddings import SparseInput
+
+        sp = staged.sparse
+        if not isinstance(sp, SparseInput):
+            return None
+        f = sp.offsets.numel() // max(staged.batch_size, 1)
+        off = sp.offsets[start * f: stop * f + 1]
+        first = int(off[0])
+        return StagedBatch(dense=staged.dense[start:stop], labels=staged.labels[start:stop], batch_size=stop - start,
+                           sparse=SparseInput(ids=sp.ids[first:int(off[-1])], offsets=off - first,
+                                              batch_size=stop - start))
+
     def infer(self, staged: StagedBatch) -> torch.Tensor:
         # Inference needs no gradient sync: use the local replica directly.
         with self.settings.math_mode(), torch.no_grad(), self.settings.autocast():

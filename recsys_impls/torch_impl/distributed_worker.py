@@ -252,7 +252,8 @@ def _adaptive(impl: Any, train: Any, scenario: Any, rank: int, world: int, every
 
     batch = scenario.train.batch_size
     split = AdaptiveSplit(train.split(batch), rank, world, every, impl.stage, impl.train_step, set_weight,
-                          lambda: impl.busy_s, gather, min_share=max(1, batch // (8 * world)))
+                          lambda: impl.busy_s, gather, min_share=max(1, batch // (8 * world)),
+                          slice_staged=impl.slice_staged)
     return split.step, list(range(len(split.batches))), split
 
 
