@@ -90,9 +90,26 @@ def test_sharded_predictions_equal_unsharded(tmp_path: Path, sharding: str) -> N
 
 
 def test_sharded_training_moves_tables_and_reports_plan(tmp_path: Path) -> None:
+    """Table-wise training with a re-plan between its two phases (forced to swap every table's rank, so
+    every table and its optimizer state moves): the new placement trains every table."""
     pytest.importorskip("torchrec")
-    sc = _scenario("torch", "sharded:2:table-wise")
-    out = run_distributed(sc, timeout_s=240, run_dir=tmp_path, job_extra={"dump_params": True})
+    sc = replace(_scenario("torch", "sharded:2:table-wise"), balance="adaptive")
+    from recsys_impls.parallel import planner
+
+    loads = planner.table_loads(sc.model.table_sizes, 8, sc.train.batch_size)
+    first = planner.plan(loads, 2, "table-wise")["assignment"]
+    swapped = [1 - r for r in first]
+    out = run_distributed(sc, timeout_s=240, run_dir=tmp_path,
+                          job_extra={"dump_params": True, "replan_assignment": swapped})
+    bal = out["parallel"]["balance"]
+    assert bal["mode"] == "adaptive" and bal["moved_tables"] == list(range(sc.model.num_tables))
+    assert bal["table_bytes_moved"] == sum(n * 8 * 4 for n in sc.model.table_sizes)
+    assert bal["bytes_moved"] > bal["table_bytes_moved"]  # optimizer state moved too
+    assert bal["imbalance_before"] >= 1.0 and bal["imbalance_after"] >= 1.0 and bal["replan_s"] > 0
+    after = out["parallel"]["sharding_plan_after_replan"]
+    assert after["assignment"] == swapped
+    assert after["measured_bytes_per_rank"] == out["parallel"]["sharding_plan"]["measured_bytes_per_rank"][::-1]
+    assert out["parallel"]["replicas_identical"] is True
     p0, p1 = _params(tmp_path, 0), _params(tmp_path, 1)
     init = initial_params(sc.model, sc.train.seed)
     for f in range(sc.model.num_tables):

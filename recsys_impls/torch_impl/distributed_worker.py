@@ -78,7 +78,7 @@ def _run(run_dir: Path, rank: int, world: int) -> None:
 
     if mode == "sharded" and job["plan"]["sharding"] == "table-wise":
         impl, loop, extra["rebalance"] = _sharded_phases(impl, staged, data.train, scenario, rank, world, sample,
-                                                         balance.adaptive, factor)
+                                                         balance.adaptive, factor, job.get("replan_assignment"))
     else:
         loop = timed_loop(step_fn or _straggling(impl, mode, factor), staged, warmup=scenario.train.warmup_steps,
                           sync=impl.synchronize, sync_each_step=sync_each_step_on(device), barrier=dist.barrier)
@@ -157,12 +157,14 @@ def _per_rank(table_seconds: list[float], assignment: list[int], world: int) -> 
 
 
 def _sharded_phases(impl: Any, staged: list[Any], train: Any, scenario: Any, rank: int, world: int, sample: Any,
-                    adaptive: bool, factor: float | None) -> tuple[Any, Any, dict[str, Any]]:
+                    adaptive: bool, factor: float | None,
+                    forced: list[int] | None = None) -> tuple[Any, Any, dict[str, Any]]:
     """Table-wise TorchRec training, measured per table. Static: one timed window, then each table's
     work is measured on its owner. Adaptive: the first half of the steps on the planned placement, a
     re-plan from each table's measured work (``planner.replan_by_time``), the tables moved (parameters
     and optimizer state, gathered and loaded into a new DistributedModelParallel), the second half on
-    the new placement. Returns (model, the run's timed window, the record's ``rebalance`` figures)."""
+    the new placement. Returns (model, the run's timed window, the record's ``rebalance`` figures).
+    ``forced`` (a job option for tests) replaces the re-plan's placement."""
     import time
 
     import torch.distributed as dist
@@ -192,6 +194,10 @@ def _sharded_phases(impl: Any, staged: list[Any], train: Any, scenario: Any, ran
     secs = _gather_tables(impl.probe_table_seconds(probe), world, cfg.num_tables)
     t_probe = time.perf_counter() - t0
     replan = planner.replan_by_time(secs, table_bytes, world, first)
+    if forced is not None:
+        replan.update(assignment=list(forced), forced=True,
+                      moved_tables=[f for f, (a, b) in enumerate(zip(first, forced, strict=True)) if a != b])
+        replan["table_bytes_moved"] = int(sum(table_bytes[f] for f in replan["moved_tables"]))
     params, state = impl.export_state()
     new = ShardedDLRM(scenario, "table-wise", rank, world, sample, table_ranks=replan["assignment"])
     new.import_state(params, state)
