@@ -28,7 +28,9 @@ def _figures(out: dict[str, Any]) -> dict[str, Any]:
             "auc": out["quality"].get("auc"), "imbalance": bal.get("imbalance"),
             "imbalance_before": bal.get("imbalance_before", bal.get("imbalance_first_window")),
             "final_shares": bal.get("final_shares"), "assignment": bal.get("assignment"),
-            "replan_s": bal.get("replan_s", bal.get("replan_s_total")), "bytes_moved": bal.get("bytes_moved")}
+            "replan_s": bal.get("replan_s", bal.get("replan_s_total")), "bytes_moved": bal.get("bytes_moved"),
+            "step_ms_median_per_phase": {k: (v.get("step_ms") or {}).get("median")
+                                         for k, v in (bal.get("phases") or {}).items()} or None}
 
 
 def _median(values: list[float]) -> dict[str, Any]:
