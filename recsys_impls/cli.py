@@ -46,6 +46,9 @@ def _add_scenario_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--skip-bad-lines", action="store_true", help="TSV: count and skip malformed lines")
     p.add_argument("--compression", default=None, help="e.g. int8, hash:0.1, qr:4, prune:0.8 (see `list`)")
     p.add_argument("--parallel", default=None, help="e.g. threads:2, ddp:2, sharded:2:table-wise (see `list`)")
+    p.add_argument("--straggler", default=None, help="RANK:FACTOR: that rank's compute FACTOR x slower (e.g. 1:2)")
+    p.add_argument("--hot-table", default=None, help="F:SHARE: synthetic table F takes SHARE of all lookups")
+    p.add_argument("--balance", default=None, help="static (default) or adaptive[:K]: shares re-chosen every K steps")
     p.add_argument("--device", default=None, help="cpu (default), cuda, cuda:N (PyTorch), GPU:N (TensorFlow)")
     p.add_argument("--precision", default=None, help=f"one of: {', '.join(PRECISIONS)}")
     p.add_argument("--compile", default=None, help=f"one of: {', '.join(COMPILE_MODES)}")
@@ -111,6 +114,9 @@ _FLAG_TO_KEY = {
     "framework": ("scenario", "framework"),
     "compression": ("scenario", "compression"),
     "parallel": ("scenario", "parallel"),
+    "straggler": ("scenario", "straggler"),
+    "balance": ("scenario", "balance"),
+    "hot_table": ("data", "hot_table"),
 }
 
 

@@ -47,7 +47,8 @@ _FLAGS = {
     ("device", "device"): "--device", ("device", "precision"): "--precision", ("device", "compile"): "--compile",
     ("device", "pinned_memory"): "--pinned-memory", ("device", "threads"): "--threads",
     ("scenario", "framework"): "--framework", ("scenario", "compression"): "--compression",
-    ("scenario", "parallel"): "--parallel",
+    ("scenario", "parallel"): "--parallel", ("scenario", "straggler"): "--straggler",
+    ("scenario", "balance"): "--balance", ("data", "hot_table"): "--hot-table",
 }
 
 
@@ -241,9 +242,15 @@ class DataConfig:
     source: str = "synthetic"
     zipf_exponent: float = 1.05
     skip_bad_lines: bool = False
+    hot_table: str = "none"  # "F:SHARE": synthetic table F takes SHARE of all lookups (parallel/faults.py)
 
     def validate(self) -> None:
         check_data_source(self.source)
+        from recsys_impls.parallel.faults import parse_hot_table  # numpy-free, cheap
+
+        if parse_hot_table(self.hot_table) is not None and self.source != "synthetic":
+            raise UsageError(f"--hot-table {_text(self.hot_table)} with --data {_text(self.source)}: the hot table "
+                             "skews synthetic ids only; accepted: --data synthetic, or --hot-table none")
         _number_in("data", "zipf_exponent", self.zipf_exponent, MAX_ZIPF_EXPONENT)
         if not isinstance(self.skip_bad_lines, bool):
             raise _bad("data", "skip_bad_lines", self.skip_bad_lines, "true or false")
@@ -287,11 +294,13 @@ class Scenario:
     device: DeviceConfig = field(default_factory=DeviceConfig)
     compression: str = "none"
     parallel: str = "none"
+    straggler: str = "none"  # "RANK:FACTOR" (parallel/faults.py)
+    balance: str = "static"  # "static" | "adaptive[:K]"
 
     def validate(self) -> Scenario:
         if not isinstance(self.framework, str) or self.framework not in FRAMEWORKS:
             raise UsageError(f"--framework {_text(self.framework)}: accepted: {', '.join(FRAMEWORKS)}")
-        for key in ("compression", "parallel"):
+        for key in ("compression", "parallel", "straggler", "balance"):
             value = getattr(self, key)
             if not isinstance(value, str) or len(value) > MAX_TEXT:
                 raise _bad("scenario", key, value, f"a string of at most {MAX_TEXT} characters (see `list`)")
@@ -304,7 +313,36 @@ class Scenario:
 
         parse_compression(self.compression)
         parse_parallel(self.parallel)
+        from recsys_impls.parallel import faults
+
+        faults.parse_straggler(self.straggler)
+        faults.parse_balance(self.balance)
         return self
+
+    def check_faults(self) -> None:
+        """Faults and balancing need a distributed run, a rank that exists and (hot table) a table that does.
+
+        Checked where a scenario is built from user input (``build_scenario``), not in ``validate``: the
+        engines validate derived one-process scenarios (the data path, the 1-process baseline)."""
+        from recsys_impls.parallel import faults
+        from recsys_impls.parallel.spec import parse_parallel
+
+        plan = parse_parallel(self.parallel)
+        straggler = faults.parse_straggler(self.straggler)
+        balance = faults.parse_balance(self.balance)
+        hot = faults.parse_hot_table(self.data.hot_table)
+        if hot is not None:
+            faults.hot_bag_mean(hot, self.model.num_tables, self.model.ids_per_feature)
+        if straggler is not None:
+            if not plan.distributed:
+                raise UsageError(f"--straggler {_text(self.straggler)} with --parallel {_text(self.parallel)}: a "
+                                 "straggler needs a distributed run; accepted: --parallel ddp:N, mwms:N, sharded:N:...")
+            if straggler.rank >= plan.world_size:
+                raise UsageError(f"--straggler {_text(self.straggler)}: rank {straggler.rank} does not exist; "
+                                 f"accepted: a rank from 0 to {plan.world_size - 1} for --parallel {plan.spec}")
+        if balance.adaptive and not plan.distributed:
+            raise UsageError(f"--balance {_text(self.balance)} with --parallel {_text(self.parallel)}: balancing needs "
+                             "a distributed run; accepted: --parallel ddp:N, mwms:N, sharded:N:table-wise")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -316,6 +354,9 @@ class Scenario:
 _CONFIG_SECTIONS: dict[str, type] = {
     "model": ModelConfig, "train": TrainConfig, "data": DataConfig, "device": DeviceConfig,
 }
+
+
+_TOP_KEYS = ("framework", "compression", "parallel", "straggler", "balance")
 
 
 def _field_names(cls: type) -> list[str]:
@@ -383,10 +424,10 @@ def load_config_file(path: str | Path) -> dict[str, dict[str, Any]]:
                 out[key][sub] = v
         elif key in owner:
             out[owner[key]][key] = value
-        elif key in ("framework", "compression", "parallel"):
+        elif key in _TOP_KEYS:
             out.setdefault("scenario", {})[key] = value
         else:
-            accepted = ", ".join(sorted([*owner, "framework", "compression", "parallel"]))
+            accepted = ", ".join(sorted([*owner, *_TOP_KEYS]))
             raise UsageError(f"{where}: unknown key {shown(key, 60)}; accepted: {accepted}")
     out[FROM_FILE] = {f"model.{k}": str(path) for k in ("table_sizes", "num_dense") if k in out["model"]}
     return out
@@ -461,6 +502,7 @@ def build_scenario(overrides: dict[str, dict[str, Any]] | None = None, base: Sce
         if not isinstance(v, str) or len(v) > MAX_TEXT:
             raise _bad("scenario", k, v, f"a string of at most {MAX_TEXT} characters")
     built = replace(scenario, **parts, **top).validate()
+    built.check_faults()
     from_file = overrides.get(FROM_FILE) or {}
     if built.data.source == "movielens" and from_file:
         keys = ", ".join(k.split(".", 1)[1] for k in sorted(from_file))

@@ -38,6 +38,12 @@ def render() -> str:
         _section("compression (--compression, comma-separated to combine)",
                  [(m["spec"], f"{m['description']} [{', '.join(m['frameworks'])}]") for m in describe_methods()]),
         _section("parallel (--parallel)", list(describe_modes())),
+        _section("faults and balancing (distributed runs)", [
+            ("--straggler RANK:FACTOR", "that rank sleeps (FACTOR-1) x its own measured compute after every step"),
+            ("--hot-table F:SHARE", "synthetic table F takes SHARE of all lookups (bigger bags)"),
+            ("--balance static|adaptive[:K]", "adaptive: data-parallel shares re-chosen every K steps (DDP, "
+                                              "MultiWorkerMirrored); TorchRec table-wise tables re-placed once"),
+        ]),
         _section("GPU settings", [
             ("--device", "cpu, cuda, cuda:N (PyTorch), GPU:N (TensorFlow)"),
             ("--precision", ", ".join(PRECISIONS)),

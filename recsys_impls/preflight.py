@@ -230,9 +230,11 @@ def check_parallel(scenario: Scenario) -> None:
     plan = _plan(scenario)
     if not plan.distributed:
         return
+    from recsys_impls.parallel import faults
     from recsys_impls.parallel.spec import check_supported
 
     check_supported(plan, scenario.framework, scenario.device.device)
+    faults.check_supported(scenario.framework, plan.mode, plan.sharding, scenario.straggler, scenario.balance)
     n, t, spec = plan.world_size, scenario.train, clip(scenario.parallel)
     if t.batch_size % n:
         lower, upper = t.batch_size // n * n, (t.batch_size // n + 1) * n

@@ -90,9 +90,26 @@ def test_sharded_predictions_equal_unsharded(tmp_path: Path, sharding: str) -> N
 
 
 def test_sharded_training_moves_tables_and_reports_plan(tmp_path: Path) -> None:
+    """Table-wise training with a re-plan between its two phases (forced to swap every table's rank, so
+    every table and its optimizer state moves): the new placement trains every table."""
     pytest.importorskip("torchrec")
-    sc = _scenario("torch", "sharded:2:table-wise")
-    out = run_distributed(sc, timeout_s=240, run_dir=tmp_path, job_extra={"dump_params": True})
+    sc = replace(_scenario("torch", "sharded:2:table-wise"), balance="adaptive")
+    from recsys_impls.parallel import planner
+
+    loads = planner.table_loads(sc.model.table_sizes, 8, sc.train.batch_size)
+    first = planner.plan(loads, 2, "table-wise")["assignment"]
+    swapped = [1 - r for r in first]
+    out = run_distributed(sc, timeout_s=240, run_dir=tmp_path,
+                          job_extra={"dump_params": True, "replan_assignment": swapped})
+    bal = out["parallel"]["balance"]
+    assert bal["mode"] == "adaptive" and bal["moved_tables"] == list(range(sc.model.num_tables))
+    assert bal["table_bytes_moved"] == sum(n * 8 * 4 for n in sc.model.table_sizes)
+    assert bal["bytes_moved"] > bal["table_bytes_moved"]  # optimizer state moved too
+    assert bal["imbalance_before"] >= 1.0 and bal["imbalance_after"] >= 1.0 and bal["replan_s"] > 0
+    after = out["parallel"]["sharding_plan_after_replan"]
+    assert after["assignment"] == swapped
+    assert after["measured_bytes_per_rank"] == out["parallel"]["sharding_plan"]["measured_bytes_per_rank"][::-1]
+    assert out["parallel"]["replicas_identical"] is True
     p0, p1 = _params(tmp_path, 0), _params(tmp_path, 1)
     init = initial_params(sc.model, sc.train.seed)
     for f in range(sc.model.num_tables):
@@ -119,11 +136,26 @@ def test_worker_failure_names_rank_and_leaves_no_orphans(tmp_path: Path, fault: 
 
 
 def test_tf_mwms_two_workers_agree(tmp_path: Path) -> None:
+    """Uneven shares under a straggler (the weighted path); the plain path is its equal-share special case."""
     pytest.importorskip("tensorflow")
-    sc = _scenario("tf", "ddp:2")
+    sc = replace(_scenario("tf", "ddp:2"), straggler="1:4", balance="adaptive:2")
     out = run_distributed(sc, timeout_s=240, run_dir=tmp_path, job_extra={"dump_params": True})
     p0, p1 = _params(tmp_path, 0), _params(tmp_path, 1)
     for name in p0:
         np.testing.assert_array_equal(p0[name], p1[name], err_msg=name)
     assert out["parallel"]["replicas_identical"] is True
     assert 0.0 <= out["quality"]["auc"] <= 1.0
+    bal = out["parallel"]["balance"]
+    assert [h["step"] for h in bal["shares_history"]] == [0, 2, 4]
+    assert all(sum(h["shares"]) == sc.train.batch_size for h in bal["shares_history"])
+    assert bal["final_shares"][0] > bal["final_shares"][1]  # a 4x straggler gets the smaller share
+    # The weighted uneven update is the global batch's: one process on the same global batches.
+    from recsys_impls import registry
+    from recsys_impls.parallel.shards import prepare_data
+
+    single_sc, data = prepare_data(replace(sc, parallel="none"))
+    impl = registry.build(replace(single_sc, parallel="none", straggler="none", balance="static"))
+    for b in data.train.split(sc.train.batch_size):
+        impl.train_step(impl.stage(b))
+    for name, ref in impl.get_params().items():
+        np.testing.assert_allclose(p0[name], ref, atol=2e-5, err_msg=name)

@@ -88,12 +88,18 @@ def test_ps_training_moves_every_table_and_reports_load(tmp_path: Path) -> None:
     assert par["peak_rss_bytes_max"] == max(r["peak_rss_bytes"] for r in par["per_rank"])
     assert par["comm_bytes_per_step_measured"]["topology"] == "parameter-server"
     assert 0.0 <= out["quality"]["auc"] <= 1.0 and out["quality"]["eval_samples"] == 384
+    # Every update's staleness is recorded: 2 closures per global step, warm-up included.
+    stale = out["consistency"]["staleness"]
+    assert stale["n"] == 2 * sc.train.steps == sum(stale["histogram"].values())
+    assert stale["min"] >= 0 and stale["max"] <= stale["n"] - 1
+    assert par["replicas_identical"] is None and "parameter-server" in par["replicas_identical_reason"]
 
 
 def test_one_worker_one_ps_trains_like_one_process(tmp_path: Path) -> None:
     # One worker runs the scheduled steps one after another: plain SGD must give the single-process weights.
     sc = _scenario("sharded:1:table-wise")
-    run_distributed(sc, timeout_s=150, run_dir=tmp_path, job_extra={"dump_params": True})
+    out = run_distributed(sc, timeout_s=150, run_dir=tmp_path, job_extra={"dump_params": True})
+    assert out["consistency"]["staleness"]["histogram"] == {"0": sc.train.steps}  # sequential: never stale
     got = dict(np.load(tmp_path / "rank0.params.npz"))
     impl, data = _single(sc)
     for b in data.train.split(sc.train.batch_size):

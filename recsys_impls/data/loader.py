@@ -27,10 +27,13 @@ def load_dataset(scenario: Scenario, num_train: int, num_eval: int) -> Dataset:
     model = scenario.model
     if source == "synthetic":
         from recsys_impls.data.synthetic import load_synthetic
+        from recsys_impls.parallel.faults import hot_bag_mean, parse_hot_table
 
+        spec = parse_hot_table(scenario.data.hot_table)
+        hot = None if spec is None else (spec.table, hot_bag_mean(spec, model.num_tables, model.ids_per_feature))
         return load_synthetic(
             model.num_dense, model.table_sizes, model.ids_per_feature, scenario.data.zipf_exponent,
-            scenario.train.seed, num_train, num_eval,
+            scenario.train.seed, num_train, num_eval, hot,
         )
     if source == "movielens":
         from recsys_impls.data.movielens import load_movielens

@@ -12,7 +12,8 @@ Features per sample:
 * one categorical feature per table, ids Zipf-distributed over ranks 1..n with exponent ``s``
   (``P(rank r) ~ r^-s``), ranks mapped to ids by a fixed permutation so hot ids are spread over the
   table. With ``ids_per_feature = k``: exactly one id when k == 1, else a bag of 1..2k-1 ids
-  (uniform, mean k), each drawn independently.
+  (uniform, mean k), each drawn independently. A hot table (``hot = (f, m)``, from ``--hot-table``)
+  gets bags of ``floor(m)`` or ``ceil(m)`` ids with mean exactly m, so it takes its share of all lookups.
 
 Hidden model (its own fixed seed ``HIDDEN_SEED``, independent of the sample seed, so every seed and
 both splits see the same world): ``logit = a * z + b`` with
@@ -78,6 +79,7 @@ class HiddenModel:
     part_mean: dict[str, float]
     scale: float  # a
     bias: float  # b
+    hot: tuple[int, float] | None = None  # (table, mean bag size) of a hot table
 
     def params(self) -> dict[str, object]:
         """Generator facts for the record."""
@@ -86,6 +88,7 @@ class HiddenModel:
             "ids_per_feature": self.ids_per_feature, "target_ctr": TARGET_CTR, "target_auc": TARGET_AUC,
             "shares": dict(SHARES), "pairs": [list(p) for p in self.pairs], "pair_dim": PAIR_DIM,
             "tail_rank": TAIL_RANK, "logit_scale": round(self.scale, 6), "logit_bias": round(self.bias, 6),
+            "hot_table": None if self.hot is None else {"table": self.hot[0], "mean_bag": self.hot[1]},
         }
 
 
@@ -106,7 +109,8 @@ def _zipf_table(rng: np.random.Generator, n: int, s: float, want_vectors: bool) 
 
 
 def _sample_features(
-    hm_tables: tuple[_Table, ...], mu: np.ndarray, sigma: np.ndarray, k: int, rng: np.random.Generator, n: int
+    hm_tables: tuple[_Table, ...], mu: np.ndarray, sigma: np.ndarray, k: int, rng: np.random.Generator, n: int,
+    hot: tuple[int, float] | None = None,
 ) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
     """dense float32 [n, D] (log1p of counts), per-feature id arrays, lengths int32 [F, n]."""
     counts = np.floor(np.exp(mu + sigma * rng.standard_normal((n, mu.size))))
@@ -114,7 +118,10 @@ def _sample_features(
     lengths = np.ones((len(hm_tables), n), dtype=np.int32)
     ids = []
     for f, t in enumerate(hm_tables):
-        if k > 1:
+        if hot is not None and f == hot[0]:
+            base = int(np.floor(hot[1]))
+            lengths[f] = base + (rng.random(n) < hot[1] - base)
+        elif k > 1:
             lengths[f] = rng.integers(1, 2 * k, size=n, dtype=np.int32)
         u = rng.random(int(lengths[f].sum()))
         rank = np.minimum(np.searchsorted(t.cdf, u, side="right"), t.cdf.size - 1)
@@ -195,7 +202,8 @@ def _calibrate(z: np.ndarray) -> tuple[float, float]:
 
 @lru_cache(maxsize=8)
 def hidden_model(
-    num_dense: int, table_sizes: tuple[int, ...], ids_per_feature: int, zipf_exponent: float
+    num_dense: int, table_sizes: tuple[int, ...], ids_per_feature: int, zipf_exponent: float,
+    hot: tuple[int, float] | None = None,
 ) -> HiddenModel:
     """Build (and cache) the fixed hidden model for a data shape; independent of any sample seed."""
     root = np.random.SeedSequence(HIDDEN_SEED)
@@ -215,7 +223,7 @@ def hidden_model(
     sigma = rng.uniform(0.5, 1.5, size=num_dense)
     dense_weight = rng.standard_normal(num_dense)
     pilot_rng = np.random.default_rng([HIDDEN_SEED, _SPLIT_CODE["pilot"]])
-    dense, ids, lengths = _sample_features(tables, mu, sigma, ids_per_feature, pilot_rng, PILOT)
+    dense, ids, lengths = _sample_features(tables, mu, sigma, ids_per_feature, pilot_rng, PILOT, hot)
     d64 = dense.astype(np.float64)
     std = d64.std(axis=0)
     partial = _Partial(tables, d64.mean(axis=0), np.where(std > 0, std, 1.0), dense_weight, pairs)
@@ -231,7 +239,7 @@ def hidden_model(
         num_dense=num_dense, table_sizes=table_sizes, ids_per_feature=ids_per_feature,
         zipf_exponent=zipf_exponent, tables=tables, dense_mu=mu, dense_sigma=sigma,
         dense_mean=partial.dense_mean, dense_std=partial.dense_std, dense_weight=dense_weight, pairs=pairs,
-        part_scale=part_scale, part_mean=part_mean, scale=a, bias=b,
+        part_scale=part_scale, part_mean=part_mean, scale=a, bias=b, hot=hot,
     )
 
 
@@ -256,7 +264,8 @@ def generate(hm: HiddenModel, seed: int, split: str, num: int) -> tuple[Batch, n
     for c, start in enumerate(range(0, num, CHUNK)):
         n = min(CHUNK, num - start)
         rng = np.random.default_rng([seed, _SPLIT_CODE[split], c])
-        dense, ids, lengths = _sample_features(hm.tables, hm.dense_mu, hm.dense_sigma, hm.ids_per_feature, rng, n)
+        dense, ids, lengths = _sample_features(hm.tables, hm.dense_mu, hm.dense_sigma, hm.ids_per_feature, rng, n,
+                                               hm.hot)
         p = _sigmoid(hm.scale * _score(hm.part_scale, hm.part_mean, _parts(hm, dense, ids, lengths)) + hm.bias)
         label_parts.append((rng.random(n) < p).astype(np.float32))
         dense_parts.append(dense)
@@ -275,14 +284,15 @@ def generate(hm: HiddenModel, seed: int, split: str, num: int) -> tuple[Batch, n
 
 def load_synthetic(
     num_dense: int, table_sizes: tuple[int, ...], ids_per_feature: int, zipf_exponent: float,
-    seed: int, num_train: int, num_eval: int,
+    seed: int, num_train: int, num_eval: int, hot: tuple[int, float] | None = None,
 ):
     """Train and eval splits from the same hidden model; returns a Dataset with the reference AUC."""
     from recsys_impls.data.dataset import Dataset
     from recsys_impls.metrics import all_metrics
 
     t0 = time.perf_counter()
-    hm = hidden_model(int(num_dense), tuple(int(n) for n in table_sizes), int(ids_per_feature), float(zipf_exponent))
+    hm = hidden_model(int(num_dense), tuple(int(n) for n in table_sizes), int(ids_per_feature), float(zipf_exponent),
+                      hot)
     t1 = time.perf_counter()
     train, _ = generate(hm, seed, "train", num_train)
     evaluation, eval_probs = generate(hm, seed, "eval", num_eval)

@@ -58,10 +58,15 @@ def _costs(tables: list[TableLoad], bytes_weight: float) -> np.ndarray:
 
 def table_wise(tables: list[TableLoad], world: int, bytes_weight: float = 0.5) -> list[int]:
     """LPT bin packing: rank of each table. Deterministic (ties broken by table index, then rank)."""
-    costs = _costs(tables, bytes_weight)
-    order = sorted(range(len(tables)), key=lambda i: (-costs[i], i))
+    return lpt(_costs(tables, bytes_weight), world)
+
+
+def lpt(costs: np.ndarray | list[float], world: int) -> list[int]:
+    """Largest cost first onto the least-loaded rank: the rank of each item."""
+    costs = np.asarray(costs, dtype=np.float64)
+    order = sorted(range(costs.size), key=lambda i: (-costs[i], i))
     load = np.zeros(world)
-    ranks = [0] * len(tables)
+    ranks = [0] * costs.size
     for i in order:
         r = int(np.argmin(load))
         ranks[i] = r
@@ -82,10 +87,11 @@ def row_block_lookups(rows: int, world: int, id_counts: np.ndarray | None, looku
 
 
 def plan(tables: list[TableLoad], world: int, sharding: str, bytes_weight: float = 0.5,
-         id_counts: list[np.ndarray] | None = None) -> dict[str, Any]:
+         id_counts: list[np.ndarray] | None = None, assignment: list[int] | None = None) -> dict[str, Any]:
     """A placement plus per-rank bytes and lookups and their imbalance (max / mean).
 
-    ``id_counts[f]`` (optional) is how often each row of table f was looked up in measured data.
+    ``id_counts[f]`` (optional) is how often each row of table f was looked up in measured data;
+    ``assignment`` (table-wise only) places the tables as given instead of by LPT (a re-plan).
     ``auto`` picks whichever of the three layouts has the lowest maximum blended cost.
     """
     if sharding not in PLAN_TYPES:
@@ -99,11 +105,12 @@ def plan(tables: list[TableLoad], world: int, sharding: str, bytes_weight: float
         best["chosen_by"] = "auto: lowest maximum blended cost of table-wise, row-wise, column-wise"
         best["alternatives"] = {p["sharding"]: p["imbalance"] for p in options}
         return best
+    given = assignment
     nbytes = np.zeros(world)
     lookups = np.zeros(world)
-    assignment: list[Any] = []
+    assignment = []
     if sharding == "table-wise":
-        ranks = table_wise(tables, world, bytes_weight)
+        ranks = list(given) if given is not None else table_wise(tables, world, bytes_weight)
         for t, r in zip(tables, ranks, strict=True):
             nbytes[r] += t.bytes
             lookups[r] += t.lookups
@@ -143,3 +150,25 @@ def measured_ids(batch: Any, table_sizes: tuple[int, ...] | list[int]) -> tuple[
     per_sample = batch.lengths.sum(axis=1) / max(batch.batch_size, 1)
     counts = [np.bincount(batch.feature_ids(f), minlength=n)[:n] for f, n in enumerate(table_sizes)]
     return per_sample.astype(np.float64), counts
+
+
+def replan_by_time(seconds: list[float], table_bytes: list[int], world: int,
+                   current: list[int]) -> dict[str, Any]:
+    """Table-wise re-plan from each table's measured work time (LPT on seconds): the new rank of each
+    table, per-rank seconds before and after with their imbalance, and the tables (and bytes) that move."""
+    t = np.asarray(seconds, dtype=np.float64)
+    new = lpt(t, world)
+    before, after = np.zeros(world), np.zeros(world)
+    for f, (old, r) in enumerate(zip(current, new, strict=True)):
+        before[old] += t[f]
+        after[r] += t[f]
+    if _imbalance(after) >= _imbalance(before):  # never worse than the plan it replaces
+        new, after = list(current), before.copy()
+    moved = [f for f, (old, r) in enumerate(zip(current, new, strict=True)) if old != r]
+    return {
+        "assignment": new, "previous_assignment": list(current), "moved_tables": moved,
+        "table_bytes_moved": int(sum(table_bytes[f] for f in moved)),
+        "table_seconds": [float(x) for x in t],
+        "predicted_seconds_per_rank": {"before": before.tolist(), "after": after.tolist()},
+        "predicted_imbalance": {"before": _imbalance(before), "after": _imbalance(after)},
+    }

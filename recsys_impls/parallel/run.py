@@ -20,7 +20,7 @@ from typing import Any
 
 from recsys_impls.config import Scenario, parallel_timeout_s
 from recsys_impls.measure import roofline
-from recsys_impls.parallel import comm, launch
+from recsys_impls.parallel import comm, faults, launch
 from recsys_impls.parallel.spec import ParallelPlan, check_supported, parse_parallel
 from recsys_impls.parallel.worker import read_results, write_job
 from recsys_impls.record import Record, timestamp
@@ -54,6 +54,7 @@ def run_distributed(scenario: Scenario, timeout_s: float | None = None, run_dir:
     """Launch one distributed scenario and return its ``parallel`` section plus quality and size."""
     plan = parse_parallel(scenario.parallel)
     check_supported(plan, scenario.framework, scenario.device.device)
+    faults.check_supported(scenario.framework, plan.mode, plan.sharding, scenario.straggler, scenario.balance)
     own_dir = run_dir is None
     run_dir = Path(tempfile.mkdtemp(prefix="recsys-parallel-")) if own_dir else run_dir
     try:
@@ -86,20 +87,70 @@ def summarize(scenario: Scenario, plan: ParallelPlan, results: list[dict[str, An
         "train_samples_per_s": throughput, "step_ms_mean": 1e3 * seconds / max(timed_steps, 1),
         "per_rank": _per_rank(results),
     }
-    if plan.data_parallel and fps[0] and fps[0][0] is not None:
-        section["replicas_identical"] = len(set(fps[0])) == 1
+    section.update(_consistency(scenario, plan, results, fps))
+    section.update(_balance_section(scenario, plan, results))
     measured = r0.get("comm_measured")
     if measured:
         section["comm_bytes_per_step_measured"] = measured
         section["comm_projection"] = comm.project(measured, plan.mode, global_batch, plan.sharding)
     if "sharding_plan" in r0:
         section["sharding_plan"] = r0["sharding_plan"]
+        if r0.get("sharding_plan_after"):
+            section["sharding_plan_after_replan"] = r0["sharding_plan_after"]
         section["imbalance"] = r0["sharding_plan"].get("imbalance")
     peaks = [r["peak_rss_bytes"] for r in section["per_rank"] if r.get("peak_rss_bytes")]
     section["peak_rss_bytes_max"] = max(peaks) if peaks else None
     return {"parallel": section, "train": train, "threads": r0.get("threads_section"),
             "quality": r0["quality"], "size": r0.get("size", {}),
-            "data": {"name": r0.get("data_name"), **r0.get("data_info", {})}, "final_loss": r0.get("final_loss")}
+            "data": {"name": r0.get("data_name"), **r0.get("data_info", {})}, "final_loss": r0.get("final_loss"),
+            "consistency": r0.get("consistency")}
+
+
+def _consistency(scenario: Scenario, plan: ParallelPlan, results: list[dict[str, Any]],
+                 fps: list[Any]) -> dict[str, Any]:
+    """The replicas-identical check of every synchronous mode: each rank's SHA-256 of its parameters."""
+    if _asynchronous(scenario, plan):
+        return {"replicas_identical": None,
+                "replicas_identical_reason": "parameter-server run: one copy of the parameters, on the ps"}
+    prints = fps[0] if fps and fps[0] else None
+    if not prints or any(p is None for p in prints):
+        return {"replicas_identical": None, "replicas_identical_reason": "no parameter fingerprints reported"}
+    scope = ("every parameter of every replica" if plan.data_parallel else
+             "each rank's dense (data-parallel) replica plus the gathered table shards")
+    return {"replicas_identical": len(set(prints)) == 1, "replica_sha256": list(prints), "replica_sha256_scope": scope}
+
+
+def _asynchronous(scenario: Scenario, plan: ParallelPlan) -> bool:
+    return plan.mode == "ps" or (plan.mode == "sharded" and scenario.framework == "tf")
+
+
+def _balance_section(scenario: Scenario, plan: ParallelPlan, results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Faults and balancing: the straggler, the hot table, each rank's busy time and their imbalance."""
+    from recsys_impls.parallel import balance, faults
+
+    out: dict[str, Any] = {}
+    straggler = faults.parse_straggler(scenario.straggler)
+    hot = faults.parse_hot_table(scenario.data.hot_table)
+    out["faults"] = {
+        "straggler": None if straggler is None else {
+            **straggler.to_dict(), **next((r["straggler"] for r in results if r.get("straggler")), {})},
+        "hot_table": None if hot is None else {
+            "table": hot.table, "share": hot.share,
+            "mean_bag": faults.hot_bag_mean(hot, scenario.model.num_tables, scenario.model.ids_per_feature)},
+    }
+    spec = faults.parse_balance(scenario.balance)
+    busy = [(r.get("busy_ms") or {}).get("median") for r in results]
+    r0 = results[0]
+    section: dict[str, Any] = {"mode": spec.mode}
+    if r0.get("balance_history"):
+        section = balance.summarize(r0["balance_history"], spec.mode, spec.every)
+    elif r0.get("rebalance"):
+        section = {"mode": spec.mode, **r0["rebalance"]}
+    if any(b is not None for b in busy):
+        section["busy_ms_median_per_rank"] = busy
+        section["imbalance"] = balance.imbalance(busy)
+    out["balance"] = section
+    return out
 
 
 _RANK_KEYS = ("rank", "role", "samples_per_s", "step_ms_mean", "step_ms_p50", "seconds", "local_bytes",
@@ -112,6 +163,11 @@ def _per_rank(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = [{k: r.get(k) for k in _RANK_KEYS if k in r or k != "role"} for r in results]
     for row, r in zip(rows, results, strict=True):
         row["step_ms"] = (r.get("train") or {}).get("step_ms")
+        if r.get("busy_ms"):
+            row["busy_ms"] = r["busy_ms"]
+        prints = r.get("replica_fingerprints")
+        if prints and isinstance(r.get("rank"), int) and r["rank"] < len(prints):
+            row["sha256"] = prints[r["rank"]]
     r0 = results[0]
     if "per_rank_override" in r0:
         peaks = r0.get("server_peak_rss_bytes", {})
@@ -137,7 +193,7 @@ def run_parallel(scenario: Scenario, progress: bool = False, baseline: bool = Tr
     out = run_distributed(scenario, timeout_s)
     par = out["parallel"]
     if baseline and plan.world_size > 1:
-        one = replace(scenario, parallel=_with_world(plan, 1))
+        one = replace(scenario, parallel=_with_world(plan, 1), straggler="none", balance="static")
         base = run_distributed(one, timeout_s)
         b = base["parallel"]["train_samples_per_s"]
         par["baseline_1_process"] = {"spec": one.parallel, "train_samples_per_s": b,
@@ -152,6 +208,10 @@ def run_parallel(scenario: Scenario, progress: bool = False, baseline: bool = Tr
         par["scaling_efficiency_reason"] = "no 1-process baseline run (baseline=False or world size 1)"
     if plan.comm_hook != "none":
         par["comm_hook_effect"] = hook_effect(scenario, plan, out, timeout_s)
+    if scenario.balance != "static":
+        par["balance_effect"] = balance_effect(scenario, out, timeout_s)
+    if _asynchronous(scenario, plan):
+        par["consistency"] = _async_consistency(out, par)
     record = Record.new(
         scenario, quality=out["quality"], parallel=par, train=out["train"],
         throughput={"train_samples_per_s": par["train_samples_per_s"], "infer_samples_per_s": None,
@@ -187,6 +247,34 @@ def hook_effect(scenario: Scenario, plan: ParallelPlan, out: dict[str, Any],
             "step_ms_mean": step, "reference_step_ms_mean": ref_step,
             "step_time_ratio": step / ref_step if ref_step else None,
             "compressed": "dense gradient buckets only; sparse embedding gradients use the plain all-reduce"}
+
+
+def balance_effect(scenario: Scenario, out: dict[str, Any], timeout_s: float | None = None) -> dict[str, Any]:
+    """The static plan under the same fault, run by the same launcher right after: throughput ratio
+    (adaptive / static; > 1 means faster) and AUC difference (adaptive - static). One pair only: for a
+    ratio with an interval, interleave runs (benchmarks/bench_balance.py)."""
+    ref = run_distributed(replace(scenario, balance="static"), timeout_s)
+    tp, ref_tp = out["parallel"]["train_samples_per_s"], ref["parallel"]["train_samples_per_s"]
+    auc, ref_auc = out["quality"].get("auc"), ref["quality"].get("auc")
+    return {"reference_balance": "static", "train_samples_per_s": tp, "reference_train_samples_per_s": ref_tp,
+            "throughput_ratio": tp / ref_tp if tp and ref_tp else None,
+            "auc": auc, "reference_auc": ref_auc,
+            "auc_delta": auc - ref_auc if auc is not None and ref_auc is not None else None,
+            "reference_imbalance": (ref["parallel"].get("balance") or {}).get("imbalance"),
+            "pairs": 1}
+
+
+def _async_consistency(out: dict[str, Any], par: dict[str, Any]) -> dict[str, Any]:
+    """Staleness of every update and the AUC against the synchronous run on the same data and steps (the
+    1-process baseline: one worker applies the closures one after another, so no update is stale)."""
+    r = out.get("consistency") or {}
+    base = par.get("baseline_1_process") or {}
+    auc, sync_auc = out["quality"].get("auc"), base.get("auc")
+    c = {"staleness": r.get("staleness"), "sync_reference": base.get("spec"), "auc": auc, "sync_auc": sync_auc,
+         "auc_delta_vs_sync": auc - sync_auc if auc is not None and sync_auc is not None else None}
+    if sync_auc is None:
+        c["sync_reason"] = "no 1-process baseline run (baseline=False or world size 1)"
+    return c
 
 
 def _memory(par: dict[str, Any]) -> dict[str, Any]:

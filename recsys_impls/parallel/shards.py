@@ -17,7 +17,9 @@ def prepare_data(scenario: Scenario) -> tuple[Scenario, Any]:
     """Every rank loads the same deterministic data (the scenario seed) through the one data path."""
     from recsys_impls.data.loader import prepare
 
-    return prepare(replace(scenario, parallel="none"))
+    prepared, data = prepare(replace(scenario, parallel="none", straggler="none", balance="static"))
+    # The faults and the balancing mode are the engines' business: hand them back (validated at build time).
+    return replace(prepared, straggler=scenario.straggler, balance=scenario.balance), data
 
 
 def local_batches(train: Batch, global_batch: int, rank: int, world: int) -> list[Batch]:

@@ -26,7 +26,8 @@ def scenario_from_dict(d: dict[str, Any]) -> Scenario:
     data = {k: v for k, v in d["data"].items() if k != "name"}
     return Scenario(framework=d["framework"], model=ModelConfig(**model), train=TrainConfig(**d["train"]),
                     data=DataConfig(**data), device=DeviceConfig(**d["device"]),
-                    compression=d.get("compression", "none"), parallel=d.get("parallel", "none"))
+                    compression=d.get("compression", "none"), parallel=d.get("parallel", "none"),
+                    straggler=d.get("straggler", "none"), balance=d.get("balance", "static"))
 
 
 def write_job(run_dir: Path, scenario: Scenario, extra: dict[str, Any]) -> Path:

@@ -1,5 +1,12 @@
 """TFDLRM under MultiWorkerMirroredStrategy: the single-process model, its step run per replica with
-gradients averaged across workers by the strategy's collectives."""
+gradients averaged across workers by the strategy's collectives.
+
+Uneven shares and stragglers (``timed=True``): the loss is scaled by a local weight variable
+(``world x share / batch``, so the all-reduce's mean is the global batch's mean gradient), and the step
+graph takes two ``tf.timestamp`` readings, one before anything else and one when the gradients are
+ready, before the all-reduce may start (control dependencies): the difference is the worker's own
+compute, without its wait for the others.
+"""
 
 from __future__ import annotations
 
@@ -22,9 +29,19 @@ def load_data(scenario: Scenario) -> tuple[Scenario, Any]:
 class MWMSTFDLRM(TFDLRM):
     """TFDLRM whose training step all-reduces gradients (mean) across MultiWorkerMirroredStrategy workers."""
 
-    def __init__(self, scenario: Scenario, strategy: tf.distribute.Strategy) -> None:
+    def __init__(self, scenario: Scenario, strategy: tf.distribute.Strategy, timed: bool = False,
+                 straggler_factor: float | None = None) -> None:
         self.strategy = strategy
-        super().__init__(replace(scenario, parallel="none"))
+        self.timed = timed or straggler_factor is not None
+        self._ready: Any = None
+        super().__init__(replace(scenario, parallel="none", straggler="none", balance="static"))
+        self._weight = tf.Variable(1.0, trainable=False, name="share_weight")  # local to this worker
+        self.busy_s: list[float] = []
+        self.straggler = None
+        if straggler_factor is not None:
+            from recsys_impls.parallel.faults import Straggler
+
+            self.straggler = Straggler(straggler_factor)
         cfg = self.model_config
         spec = (
             tf.TensorSpec([None, cfg.num_dense], tf.float32), tf.TensorSpec([None], tf.int64),
@@ -33,17 +50,51 @@ class MWMSTFDLRM(TFDLRM):
         self._dist_train = tf.function(self._distributed_step, input_signature=spec)
         self._gather = tf.function(self._all_gather_rows)
 
+    @property
+    def loss_weight(self) -> float:
+        return float(self._weight.numpy())
+
+    @loss_weight.setter
+    def loss_weight(self, value: float) -> None:
+        self._weight.assign(value)
+
+    def compute_loss(self, labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:  # type: ignore[override]
+        loss = TFDLRM.compute_loss(labels, logits)
+        return loss * self._weight if self.timed else loss
+
     def apply_gradients(self, grads: list, variables: list[tf.Variable]) -> None:
+        if self.timed:
+            ready = [g.values if isinstance(g, tf.IndexedSlices) else g for g in grads if g is not None]
+            with tf.control_dependencies(ready):
+                self._ready = tf.timestamp()
+            with tf.control_dependencies([self._ready]):
+                grads = [None if g is None else
+                         tf.IndexedSlices(tf.identity(g.values), g.indices, g.dense_shape)
+                         if isinstance(g, tf.IndexedSlices) else tf.identity(g) for g in grads]
         ctx = tf.distribute.get_replica_context()
         if ctx is not None and self.strategy.num_replicas_in_sync > 1:
             grads = ctx.all_reduce(tf.distribute.ReduceOp.MEAN, grads)
         super().apply_gradients(grads, variables)
 
     def _distributed_step(self, dense: tf.Tensor, ids: tf.Tensor, lengths: tf.Tensor, labels: tf.Tensor) -> Any:
-        return self.strategy.run(self._train_graph, args=(dense, ids, lengths, labels))
+        fn = self._timed_graph if self.timed else self._train_graph
+        return self.strategy.run(fn, args=(dense, ids, lengths, labels))
+
+    def _timed_graph(self, dense: tf.Tensor, ids: tf.Tensor, lengths: tf.Tensor, labels: tf.Tensor) -> Any:
+        start = tf.timestamp()
+        with tf.control_dependencies([start]):
+            loss = self._train_graph(tf.identity(dense), tf.identity(ids), tf.identity(lengths), labels)
+        return loss, self._ready - start
 
     def train_step(self, staged: Staged) -> Any:
-        return self._dist_train(*staged)
+        if not self.timed:
+            return self._dist_train(*staged)
+        out = self._dist_train(*staged)
+        loss, compute = self.strategy.experimental_local_results(out)[0]
+        compute = float(compute)  # waits for the step; the optimizer's apply after the all-reduce is not counted
+        slept = self.straggler.after_step(compute) if self.straggler is not None else 0.0
+        self.busy_s.append(compute + slept)
+        return loss
 
     def _all_gather_rows(self, x: tf.Tensor) -> Any:
         def fn(t: tf.Tensor) -> tf.Tensor:

@@ -18,6 +18,12 @@ Training is asynchronous, as ParameterServerStrategy is: a global batch of B sam
 closures of B/N samples scheduled by the ClusterCoordinator on whichever worker is free; each applies
 its gradient scaled by 1/N, so the N updates add up to one global-batch SGD step (exactly, for SGD
 without staleness; Adagrad normalises each partial update by its own accumulator).
+
+Staleness: an int64 version counter on a ps counts applied updates. A training closure reads it before
+it reads any parameter and increments it (``assign_add``, which returns the value after the increment)
+once its gradients are computed, just before it applies them; ``after - 1 - before`` is how many other
+updates reached the parameters in between. The read-back of the incremented value is a separate op, so
+an increment landing in that instant is counted too (an over-count bounded by the updates in flight).
 """
 
 from __future__ import annotations
@@ -121,6 +127,10 @@ class PSTFDLRM(TFDLRM):
             tf.TensorSpec([None, cfg.num_dense], tf.float32), tf.TensorSpec([None], tf.int64),
             tf.TensorSpec([cfg.num_tables, None], tf.int32), tf.TensorSpec([None], tf.float32),
         )
+        with self.strategy.scope():
+            self.version = tf.Variable(0, dtype=tf.int64, trainable=False, name="update_version")
+        self._written: Any = None  # the traced increment of the closure being traced
+        self.updates: list[Any] = []  # RemoteValues (loss, staleness) of every scheduled training closure
         self._remote_train = tf.function(self._run_train, input_signature=spec)
         self._remote_predict = tf.function(self._run_predict, input_signature=spec[:3])
         self._remote_loss = tf.function(self._run_loss, input_signature=spec)
@@ -166,7 +176,14 @@ class PSTFDLRM(TFDLRM):
         return tf.distribute.experimental.partitioners.FixedShardsPartitioner(num_shards=num_ps)
 
     def _run_train(self, dense: tf.Tensor, ids: tf.Tensor, lengths: tf.Tensor, labels: tf.Tensor) -> Any:
-        return self.strategy.run(self._train_graph, args=(dense, ids, lengths, labels))
+        return self.strategy.run(self._versioned_train, args=(dense, ids, lengths, labels))
+
+    def _versioned_train(self, dense: tf.Tensor, ids: tf.Tensor, lengths: tf.Tensor, labels: tf.Tensor) -> Any:
+        """The TFDLRM step between a read of the version counter and its increment: (loss, staleness)."""
+        before = self.version.read_value()
+        with tf.control_dependencies([before]):
+            loss = self._train_graph(tf.identity(dense), ids, lengths, labels)
+        return loss, self._written - 1 - before
 
     def _run_predict(self, dense: tf.Tensor, ids: tf.Tensor, lengths: tf.Tensor) -> Any:
         return self.strategy.run(self._predict_graph, args=(dense, ids, lengths))
@@ -181,10 +198,20 @@ class PSTFDLRM(TFDLRM):
             grads = [None if g is None else
                      tf.IndexedSlices(g.values * s, g.indices, g.dense_shape) if isinstance(g, tf.IndexedSlices)
                      else g * s for g in grads]
-        super().apply_gradients(grads, variables)
+        deps = [g.values if isinstance(g, tf.IndexedSlices) else g for g in grads if g is not None]
+        with tf.control_dependencies(deps):
+            self._written = self.version.assign_add(1)
+        with tf.control_dependencies([self._written]):
+            super().apply_gradients(grads, variables)
 
     def schedule_train(self, staged: Staged) -> Any:
-        return self.coordinator.schedule(self._remote_train, args=staged)
+        remote = self.coordinator.schedule(self._remote_train, args=staged)
+        self.updates.append(remote)
+        return remote
+
+    def staleness(self) -> list[int]:
+        """Staleness of every training closure scheduled so far (after ``join``), in scheduling order."""
+        return [int(np.asarray(r.fetch()[1])) for r in self.updates]
 
     def train_step(self, staged: Staged) -> Any:
         return self.schedule_train(staged)

@@ -100,6 +100,9 @@ def _chief(run_dir: Path, num_workers: int) -> None:
     # Updates are asynchronous: a step's time here is its dispatch, so only the window (closed by join)
     # is a throughput; per-step times are kept but say how the coordinator paced, not the workers.
     loop = timed_loop(schedule, steps, warmup=t.warmup_steps, sync=impl.join)
+    from recsys_impls.parallel.staleness import distribution
+
+    consistency = {"staleness": distribution(impl.staleness(), num_workers)}
     ctx.phase("evaluate")
     chunks = data.eval.split(t.batch_size) or [data.eval]
     probs = impl.predict_many([impl.stage(c) for c in chunks])
@@ -139,7 +142,7 @@ def _chief(run_dir: Path, num_workers: int) -> None:
              "variable_bytes": p["variable_bytes"], "local_lookups_per_batch": p["lookups_per_batch"]}
             for p in report["per_ps"]
         ] + [{"rank": f"worker{w}", "role": "worker"} for w in range(num_workers)],
-        quality=q, data_name=data.name,
+        quality=q, data_name=data.name, consistency=consistency,
         data_info={k: v for k, v in data.info.items() if isinstance(v, (int, float, str, type(None)))},
         size={"model_bytes": sizes.get("model"), "embedding_bytes": sizes.get("embedding")},
     )

@@ -15,6 +15,7 @@ import os
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -43,14 +44,36 @@ def _run(run_dir: Path, index: int, world: int) -> None:
     scenario, data = load_data(scenario)
     batches = local_batches(data.train, scenario.train.batch_size, index, world)
     ctx.phase("build")
-    impl = MWMSTFDLRM(scenario, strategy)
+    from recsys_impls.parallel import faults
+
+    straggler = faults.parse_straggler(scenario.straggler)
+    balance = faults.parse_balance(scenario.balance)
+    factor = straggler.factor if straggler is not None and straggler.rank == index else None
+    impl = MWMSTFDLRM(scenario, strategy, timed=balance.adaptive or straggler is not None, straggler_factor=factor)
     staged = [impl.stage(b) for b in batches]
     comm_measured = impl.comm_sizes(staged[0])
     ctx.phase("train")
     from recsys_impls.measure.loop import timed_loop
 
+    step: Any = impl.train_step
+    split = None
+    if balance.adaptive:
+        from recsys_impls.parallel.balance import AdaptiveSplit
+
+        def gather(value: float) -> list[float]:
+            return [float(v) for v in impl.gather_numpy(np.array([value], np.float32))]
+
+        def set_weight(w: float) -> None:
+            impl.loss_weight = w
+
+        b = scenario.train.batch_size
+        split = AdaptiveSplit(data.train.split(b), index, world, balance.every, impl.stage, impl.train_step,
+                              set_weight, lambda: impl.busy_s, gather, min_share=max(1, b // (8 * world)))
+        step, staged = split.step, list(range(len(split.batches)))
     # The barrier is a collective over the ring: it returns once every worker's steps have run.
-    loop = timed_loop(impl.train_step, staged, warmup=scenario.train.warmup_steps, barrier=impl.barrier)
+    loop = timed_loop(step, staged, warmup=scenario.train.warmup_steps, barrier=impl.barrier)
+    if split is not None:
+        staged = [split.local_staged_last()]
     ctx.phase("evaluate")
     n = data.eval.batch_size // world
     ev = data.eval.slice(index * n, (index + 1) * n)
@@ -74,6 +97,15 @@ def _run(run_dir: Path, index: int, world: int) -> None:
         backend="MultiWorkerMirroredStrategy RING", final_loss=float(impl.loss(staged[-1])),
         replica_fingerprints=prints, comm_measured=comm_measured, peak_rss_bytes=peak_rss_bytes(),
     )
+    if impl.straggler is not None:
+        result["straggler"] = impl.straggler.report()
+    if impl.busy_s:
+        from recsys_impls.measure.stats import summarize_seconds
+
+        result["busy_ms"] = summarize_seconds(impl.busy_s[scenario.train.warmup_steps:])
+    if split is not None:
+        result["balance_history"] = split.history
+        result["local_batch"] = split.shares[index]
     if index == 0:
         from recsys_impls import metrics
 

@@ -4,10 +4,18 @@ Each rank builds the same seeded model, so replicas start identical; DDP average
 ones in buckets, the embedding tables' sparse ones one by one), so they stay identical. Communication
 hooks (fp16, bf16, PowerSGD) compress the dense buckets only: gloo cannot add fp16 sparse tensors and
 PowerSGD has no sparse path, so sparse buckets fall through to the default all-reduce.
+
+Uneven shares (``--balance adaptive``) and stragglers: each rank's mean loss is scaled by
+``world x b_r / B`` (``parallel.balance.loss_weight``), so DDP's mean of the ranks' gradients is the
+mean over the whole global batch, exactly as one process would take it. With ``timed=True`` every
+bucket goes through a hook that notes when it was handed to the all-reduce: the rank's own compute of a
+step is its start to the last bucket's hand-over, plus the optimizer step, without the time it waited
+for the others (what the straggler sleep and the balancer use).
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from typing import Any
 
@@ -42,6 +50,20 @@ def _dense_only(hook: Any, state: Any) -> Any:
     return dispatch, state
 
 
+def _plain_mean(state, bucket):  # noqa: ANN001, ANN202 - see _dense_only on annotations
+    return _allreduce_mean(bucket)
+
+
+def _timed(hook: Any, state: Any, owner: DDPTorchDLRM) -> tuple[Any, Any]:
+    """Wrap a hook so the model knows when the last bucket of a step was handed over."""
+
+    def dispatch(st, bucket):  # noqa: ANN001, ANN202
+        owner.last_ready = time.perf_counter()
+        return hook(st, bucket)
+
+    return dispatch, state
+
+
 def comm_hook(name: str, device: str) -> tuple[Any, Any] | None:
     """(hook, state) for a hook name, or None for DDP's default all-reduce."""
     from torch.distributed.algorithms.ddp_comm_hooks import default_hooks, powerSGD_hook
@@ -64,13 +86,26 @@ def comm_hook(name: str, device: str) -> tuple[Any, Any] | None:
 class DDPTorchDLRM(TorchDLRM):
     """TorchDLRM whose forward and backward go through DistributedDataParallel."""
 
-    def __init__(self, scenario: Scenario, hook: str = "none") -> None:
-        super().__init__(replace(scenario, parallel="none"))
+    def __init__(self, scenario: Scenario, hook: str = "none", timed: bool = False,
+                 straggler_factor: float | None = None) -> None:
+        super().__init__(replace(scenario, parallel="none", straggler="none", balance="static"))
         self.hook = hook
+        self.loss_weight = 1.0
+        self.last_ready: float | None = None
+        self.busy_s: list[float] = []  # per step: own compute (+ straggler sleep), when timed
+        self.straggler = None
+        if straggler_factor is not None:
+            from recsys_impls.parallel.faults import Straggler
+
+            self.straggler = Straggler(straggler_factor)
+            timed = True
+        self.timed = timed
         # One large bucket: PowerSGD on gloo needs every dense gradient in a single bucket.
         self.ddp = DDP(self.net, device_ids=None if self.device.type == "cpu" else [self.device],
                        bucket_cap_mb=1024 if hook == "powersgd" else 25, broadcast_buffers=False)
         registered = comm_hook(hook, str(self.device))
+        if timed:
+            registered = _timed(*(registered or (_plain_mean, None)), self)
         if registered is not None:
             fn, state = registered
             self.ddp.register_comm_hook(state, fn)
@@ -78,6 +113,54 @@ class DDPTorchDLRM(TorchDLRM):
     def _logits(self, staged: StagedBatch) -> torch.Tensor:
         with self.settings.autocast():
             return self.ddp(staged.dense, staged.sparse).float()
+
+    def train_step(self, staged: StagedBatch) -> None:
+        """TorchDLRM's step with the share weight on the loss and, when timed, the rank's own compute noted."""
+        import torch.nn.functional as F
+
+        t0 = time.perf_counter()
+        self.last_ready = None
+        with self.settings.math_mode():
+            for p in self._params:
+                p.grad = None
+            loss = F.binary_cross_entropy_with_logits(self._logits(staged), staged.labels)
+            if self.loss_weight != 1.0:
+                loss = loss * self.loss_weight
+            with torch.sparse.check_sparse_tensor_invariants(enable=False):
+                if self._scaler is None:
+                    loss.backward()
+                    t_bwd = time.perf_counter()
+                    for opt in self._opts:
+                        opt.step()
+                else:
+                    self._scaler.scale(loss).backward()
+                    t_bwd = time.perf_counter()
+                    for opt in self._opts:
+                        self._scaler.step(opt)
+                    self._scaler.update()
+        if not self.timed:
+            return
+        self.synchronize()
+        t1 = time.perf_counter()
+        ready = self.last_ready if self.last_ready is not None else t_bwd
+        compute = (ready - t0) + (t1 - t_bwd)
+        slept = self.straggler.after_step(compute) if self.straggler is not None else 0.0
+        self.busy_s.append(compute + slept)
+
+    def slice_staged(self, staged: StagedBatch, start: int, stop: int) -> StagedBatch | None:
+        """Samples [start, stop) of an already staged batch as views (no re-staging), for the fused tables'
+        sample-major layout; None for other embedding layouts (the caller stages the Batch slice)."""
+        from recsys_impls.torch_impl.embeddings import SparseInput
+
+        sp = staged.sparse
+        if not isinstance(sp, SparseInput):
+            return None
+        f = sp.offsets.numel() // max(staged.batch_size, 1)
+        off = sp.offsets[start * f: stop * f + 1]
+        first = int(off[0])
+        return StagedBatch(dense=staged.dense[start:stop], labels=staged.labels[start:stop], batch_size=stop - start,
+                           sparse=SparseInput(ids=sp.ids[first:int(off[-1])], offsets=off - first,
+                                              batch_size=stop - start))
 
     def infer(self, staged: StagedBatch) -> torch.Tensor:
         # Inference needs no gradient sync: use the local replica directly.

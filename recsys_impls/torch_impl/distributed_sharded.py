@@ -80,7 +80,9 @@ class ShardedDLRM:
 
     framework = "torch"
 
-    def __init__(self, scenario: Scenario, sharding: str, rank: int, world: int, sample: Batch | None = None) -> None:
+    def __init__(self, scenario: Scenario, sharding: str, rank: int, world: int, sample: Batch | None = None,
+                 table_ranks: list[int] | None = None) -> None:
+        """``table_ranks`` (table-wise): place the tables there instead of where our planner would (a re-plan)."""
         if scenario.compression != "none":
             raise ScenarioUnsupported(f"sharded + compression {scenario.compression!r}: TorchRec tables are fp32 here")
         if scenario.device.precision != "fp32":
@@ -100,7 +102,7 @@ class ShardedDLRM:
         net = TorchRecDLRMNet(ebc, dense_arch, cfg.num_tables, cfg.embedding_dim)
         self.sharder = CPUShardingSharder(fused_params=_fused_params(scenario))
         self.sharding = sharding
-        self.our_plan = self._our_plan(sharding, sample)
+        self.our_plan = self._our_plan(sharding, sample, table_ranks)
         module_plan = self._module_plan(ebc, sharding)
         self.dmp = DistributedModelParallel(module=net, device=self.device, plan=module_plan,
                                             sharders=[self.sharder])
@@ -117,13 +119,14 @@ class ShardedDLRM:
         self.set_params(initial_params(cfg, scenario.train.seed))
 
     # --- planning ------------------------------------------------------------------------------
-    def _our_plan(self, sharding: str, sample: Batch | None) -> dict[str, Any]:
+    def _our_plan(self, sharding: str, sample: Batch | None, table_ranks: list[int] | None = None) -> dict[str, Any]:
         """Our plan, from measured id frequencies when a sample of the training data is given."""
         t = self.scenario.train
         per_sample, counts = (None, None) if sample is None else planner.measured_ids(sample, self.cfg.table_sizes)
         loads = planner.table_loads(self.cfg.table_sizes, self.cfg.embedding_dim, t.batch_size,
                                     self.cfg.ids_per_feature, ids_per_sample=per_sample)
-        return planner.plan(loads, self.world, "table-wise" if sharding == "auto" else sharding, id_counts=counts)
+        return planner.plan(loads, self.world, "table-wise" if sharding == "auto" else sharding, id_counts=counts,
+                            assignment=table_ranks if sharding == "table-wise" else None)
 
     def _module_plan(self, ebc: EmbeddingBagCollection, sharding: str) -> ShardingPlan | None:
         if sharding == "auto":
@@ -228,6 +231,65 @@ class ShardedDLRM:
         emb = sum(n * self.cfg.embedding_dim * 4 for n in self.cfg.table_sizes)
         dense = sum(p.numel() * p.element_size() for p in self.net.dense_arch.parameters())
         return {"model": emb + dense, "embedding": emb}
+
+    # --- re-planning ---------------------------------------------------------------------------
+    def probe_table_seconds(self, batches: list[Batch], repeats: int = 3) -> dict[int, float]:
+        """Measured work of every table this rank holds whole (table-wise), per global batch: the lookup
+        (sum-pooled embedding_bag), its backward and the optimizer's update of the table, timed on a copy
+        of the table with the real ids of ``batches`` (median over batches and repeats). The copy keeps
+        the training untouched."""
+        import time
+
+        out: dict[int, float] = {}
+        lr = self.scenario.train.learning_rate
+        for table, (r0, c0), t in self._local_shards():
+            if r0 or c0 or t.shape[0] != self.cfg.table_sizes[table]:
+                continue  # a part of a table: not a table-wise placement
+            weight = t.detach().clone().requires_grad_(True)
+            opt = (torch.optim.SGD([weight], lr=lr) if self.scenario.train.optimizer == "sgd"
+                   else torch.optim.Adagrad([weight], lr=lr, eps=1e-10))
+            times = []
+            for b in batches:
+                ids = torch.from_numpy(np.ascontiguousarray(b.feature_ids(table), dtype=np.int64))
+                lengths = torch.from_numpy(np.ascontiguousarray(b.lengths[table], dtype=np.int64))
+                offsets = torch.cat([lengths.new_zeros(1), torch.cumsum(lengths, 0)[:-1]])
+                for _ in range(repeats):
+                    t0 = time.perf_counter()
+                    opt.zero_grad()
+                    F.embedding_bag(ids, weight, offsets, mode="sum").sum().backward()
+                    opt.step()
+                    times.append(time.perf_counter() - t0)
+            out[table] = float(np.median(times))
+        return out
+
+    def export_state(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """Full parameters and the optimizer's per-parameter state (numpy, every rank): a collective."""
+        params = self.get_params()
+        mine: dict[str, np.ndarray] = {}
+        for name, p in self.opt.params.items():
+            if ".embedding_bags." in name and p.numel() == 0:
+                continue  # a placeholder for a table another rank holds: its state is the owner's
+            state = self.opt.state.get(p, {})
+            for key, value in state.items():
+                if isinstance(value, torch.Tensor):
+                    mine[f"{name}|{key}"] = value.detach().cpu().numpy().copy()
+        parts: list[Any] = [None] * self.world
+        dist.all_gather_object(parts, {k: v for k, v in mine.items() if ".embedding_bags." in k})
+        state = {k: v for k, v in mine.items() if ".embedding_bags." not in k}
+        for p in parts:
+            state.update(p)
+        return params, state
+
+    def import_state(self, params: dict[str, np.ndarray], state: dict[str, np.ndarray]) -> None:
+        """Load what ``export_state`` gave (into whatever placement this model has)."""
+        self.set_params(params)
+        with torch.no_grad():
+            for name, p in self.opt.params.items():
+                for key, value in self.opt.state.get(p, {}).items():
+                    saved = state.get(f"{name}|{key}")
+                    fits = isinstance(value, torch.Tensor) and saved is not None and saved.shape == tuple(value.shape)
+                    if fits:
+                        value.copy_(torch.from_numpy(saved))
 
     # --- figures for the record ----------------------------------------------------------------
     def local_bytes(self) -> int:

@@ -40,12 +40,22 @@ def _run(run_dir: Path, rank: int, world: int) -> None:
     ctx.phase("build")
     mode = job["plan"]["mode"]
     extra: dict[str, Any] = {}
+    from recsys_impls.parallel import faults
+
+    straggler = faults.parse_straggler(scenario.straggler)
+    factor = straggler.factor if straggler is not None and straggler.rank == rank else None
+    balance = faults.parse_balance(scenario.balance)
+    step_fn: Any = None
     if mode == "ddp":
         from recsys_impls.torch_impl.distributed_ddp import DDPTorchDLRM
 
-        impl: Any = DDPTorchDLRM(scenario, job["plan"]["comm_hook"])
+        impl: Any = DDPTorchDLRM(scenario, job["plan"]["comm_hook"], timed=balance.adaptive or straggler is not None,
+                                 straggler_factor=factor)
         staged = [impl.stage(b) for b in batches]
         extra["comm_measured"] = impl.comm_sizes(batches[0])
+        if balance.adaptive:
+            step_fn, staged, split = _adaptive(impl, data.train, scenario, rank, world, balance.every)
+            extra["balance_history"] = split.history
     elif mode == "sharded":
         from recsys_impls.torch_impl.distributed_sharded import ShardedDLRM
 
@@ -66,8 +76,23 @@ def _run(run_dir: Path, rank: int, world: int) -> None:
     ctx.phase("train")
     from recsys_impls.measure.loop import sync_each_step_on, timed_loop
 
-    loop = timed_loop(impl.train_step, staged, warmup=scenario.train.warmup_steps, sync=impl.synchronize,
-                      sync_each_step=sync_each_step_on(device), barrier=dist.barrier)
+    if mode == "sharded" and job["plan"]["sharding"] == "table-wise":
+        impl, loop, extra["rebalance"] = _sharded_phases(impl, staged, data.train, scenario, rank, world, sample,
+                                                         balance.adaptive, factor, job.get("replan_assignment"))
+    else:
+        loop = timed_loop(step_fn or _straggling(impl, mode, factor), staged, warmup=scenario.train.warmup_steps,
+                          sync=impl.synchronize, sync_each_step=sync_each_step_on(device), barrier=dist.barrier)
+    if balance.adaptive and mode == "ddp":
+        staged = [split.local_staged_last()]
+    if (extra.get("rebalance") or {}).get("mode") == "adaptive":
+        extra["sharding_plan_after"] = impl.plan_report()  # collective
+        extra["local_bytes_after"] = impl.local_bytes()
+    if getattr(impl, "busy_s", None):
+        from recsys_impls.measure.stats import summarize_seconds
+
+        extra["busy_ms"] = summarize_seconds(impl.busy_s[scenario.train.warmup_steps:])
+    if getattr(impl, "straggler", None) is not None:
+        extra["straggler"] = impl.straggler.report()
     ctx.phase("evaluate")
     ev = dc.eval_slice(data.eval, rank, world)
     chunks = ev.split(scenario.train.batch_size // world) or [ev]
@@ -79,7 +104,7 @@ def _run(run_dir: Path, rank: int, world: int) -> None:
     dist.all_gather_object(prints, dc.fingerprint(params) if params is not None else None)
     if job.get("dump_params") and params is not None:
         np.savez(run_dir / f"rank{rank}.params.npz", **params)
-    local = batches[0].batch_size
+    local = split.shares[rank] if balance.adaptive and mode == "ddp" else batches[0].batch_size
     from recsys_impls.measure.host import peak_rss_bytes
     from recsys_impls.record import rank_result
     from recsys_impls.threads import record_section
@@ -100,6 +125,142 @@ def _run(run_dir: Path, rank: int, world: int) -> None:
     ctx.phase("done")
     dist.barrier()
     dist.destroy_process_group()
+
+
+def _straggling(impl: Any, mode: str, factor: float | None) -> Any:
+    """The step to time: DDP slows itself (it knows its own compute); other engines by the whole step."""
+    if factor is None or mode == "ddp":
+        return impl.train_step
+    from recsys_impls.parallel.faults import Straggler, slowed
+
+    impl.straggler = Straggler(factor)
+    return slowed(impl.train_step, impl.straggler, impl.synchronize)
+
+
+def _gather_tables(seconds: dict[int, float], world: int, num_tables: int) -> list[float]:
+    import torch.distributed as dist
+
+    parts: list[Any] = [None] * world
+    dist.all_gather_object(parts, seconds)
+    out = [0.0] * num_tables
+    for p in parts:
+        for table, value in p.items():
+            out[int(table)] = float(value)
+    return out
+
+
+def _per_rank(table_seconds: list[float], assignment: list[int], world: int) -> list[float]:
+    out = [0.0] * world
+    for f, r in enumerate(assignment):
+        out[r] += table_seconds[f]
+    return out
+
+
+def _sharded_phases(impl: Any, staged: list[Any], train: Any, scenario: Any, rank: int, world: int, sample: Any,
+                    adaptive: bool, factor: float | None,
+                    forced: list[int] | None = None) -> tuple[Any, Any, dict[str, Any]]:
+    """Table-wise TorchRec training, measured per table. Static: one timed window, then each table's
+    work is measured on its owner. Adaptive: the first half of the steps on the planned placement, a
+    re-plan from each table's measured work (``planner.replan_by_time``), the tables moved (parameters
+    and optimizer state, gathered and loaded into a new DistributedModelParallel), the second half on
+    the new placement. Returns (model, the run's timed window, the record's ``rebalance`` figures).
+    ``forced`` (a job option for tests) replaces the re-plan's placement."""
+    import time
+
+    import torch.distributed as dist
+
+    from recsys_impls.measure.loop import LoopResult, timed_loop
+    from recsys_impls.parallel import balance, planner
+    from recsys_impls.torch_impl.distributed_sharded import ShardedDLRM
+
+    t = scenario.train
+    cfg = scenario.model
+    probe = train.split(t.batch_size)[: 3]  # the owner of a table looks up all ids of the global batch
+    table_bytes = [n * cfg.embedding_dim * 4 for n in cfg.table_sizes]
+    first = impl.our_plan["assignment"]
+    warm = min(t.warmup_steps, len(staged) - 1)
+    if not adaptive:
+        loop = timed_loop(_straggling(impl, "sharded", factor), staged, warmup=warm, sync=impl.synchronize,
+                          barrier=dist.barrier)
+        secs = _gather_tables(impl.probe_table_seconds(probe), world, cfg.num_tables)
+        per = _per_rank(secs, first, world)
+        return impl, loop, {"mode": "static", "assignment": first, "table_seconds": secs,
+                            "measured_seconds_per_rank": per, "imbalance": balance.imbalance(per),
+                            "measured_by": _PROBE}
+    half = max(1, (len(staged) - warm) // 2)
+    a = timed_loop(_straggling(impl, "sharded", factor), staged, warmup=warm, steps=half, sync=impl.synchronize,
+                   barrier=dist.barrier)
+    t0 = time.perf_counter()
+    secs = _gather_tables(impl.probe_table_seconds(probe), world, cfg.num_tables)
+    t_probe = time.perf_counter() - t0
+    replan = planner.replan_by_time(secs, table_bytes, world, first)
+    if forced is not None:
+        replan.update(assignment=list(forced), forced=True,
+                      moved_tables=[f for f, (a, b) in enumerate(zip(first, forced, strict=True)) if a != b])
+        replan["table_bytes_moved"] = int(sum(table_bytes[f] for f in replan["moved_tables"]))
+    params, state = impl.export_state()
+    new = ShardedDLRM(scenario, "table-wise", rank, world, sample, table_ranks=replan["assignment"])
+    new.import_state(params, state)
+    if getattr(impl, "straggler", None) is not None:
+        new.straggler = impl.straggler
+    dist.barrier()
+    replan_s = time.perf_counter() - t0
+    state_bytes = sum(v.nbytes for k, v in state.items() if any(f".t{f}." in k for f in replan["moved_tables"]))
+    rest = len(staged) - warm - half
+    b = timed_loop(_resumed(new, factor), staged, warmup=0, steps=rest, start=warm + half, sync=new.synchronize,
+                   barrier=dist.barrier)
+    after = _gather_tables(new.probe_table_seconds(probe), world, cfg.num_tables)
+    before_rank, after_rank = _per_rank(secs, first, world), _per_rank(after, replan["assignment"], world)
+    loop = LoopResult(step_seconds=a.step_seconds + b.step_seconds, seconds=a.seconds + replan_s + b.seconds,
+                      warmup_steps=warm)
+    return new, loop, {
+        "mode": "adaptive", "replan_after_step": warm + half, **replan,
+        "table_seconds_after": after,
+        "measured_seconds_per_rank": {"before": before_rank, "after": after_rank},
+        "imbalance_before": balance.imbalance(before_rank), "imbalance_after": balance.imbalance(after_rank),
+        "imbalance": balance.imbalance(after_rank),
+        "replan_s": replan_s, "probe_s": t_probe,
+        "bytes_moved": int(replan["table_bytes_moved"] + state_bytes),
+        "bytes_moved_note": "tables that changed owner plus their optimizer state; this implementation gathers "
+                            "every table on every rank to move them (all_gather_object), so the wire carried more",
+        "phases": {"before": a.summary(t.batch_size), "after": b.summary(t.batch_size)},
+        "window_note": "the run's timed window is both phases plus the re-plan (probe, gather, rebuild, load)",
+        "measured_by": _PROBE,
+    }
+
+
+_PROBE = ("each table's lookup (sum-pooled embedding_bag over the global batch's ids), backward and optimizer "
+          "update, timed on its owner on a copy of the table (median of 3 batches x 3 repeats)")
+
+
+def _resumed(impl: Any, factor: float | None) -> Any:
+    straggler = getattr(impl, "straggler", None)
+    if straggler is None:
+        return impl.train_step
+    from recsys_impls.parallel.faults import slowed
+
+    return slowed(impl.train_step, straggler, impl.synchronize)
+
+
+def _adaptive(impl: Any, train: Any, scenario: Any, rank: int, world: int, every: int) -> tuple[Any, list[int], Any]:
+    """(step function, loop inputs, driver) for uneven shares re-chosen every ``every`` steps."""
+    import torch.distributed as dist
+
+    from recsys_impls.parallel.balance import AdaptiveSplit
+
+    def gather(value: float) -> list[float]:
+        out: list[Any] = [None] * world
+        dist.all_gather_object(out, value)
+        return [float(v) for v in out]
+
+    def set_weight(w: float) -> None:
+        impl.loss_weight = w
+
+    batch = scenario.train.batch_size
+    split = AdaptiveSplit(train.split(batch), rank, world, every, impl.stage, impl.train_step, set_weight,
+                          lambda: impl.busy_s, gather, min_share=max(1, batch // (8 * world)),
+                          slice_staged=impl.slice_staged)
+    return split.step, list(range(len(split.batches))), split
 
 
 def _predict_only(ctx: Any, impl: Any, eval_batch: Any, rank: int, world: int) -> None:
