@@ -56,13 +56,13 @@ the embedding-precision compression sets the row size: fp16/bf16 2*D bytes, int8
 bias per row), int4 ceil(D/2) + 4 (fp16 scale and bias per row). Those are post-training methods: a
 training step always reads fp32 rows.
 
-Compression layouts: hash and freq-prune shrink tables, not bytes per lookup (unchanged); qr reads two
-rows per id (quotient and remainder tables, widths from ``qr_dims``) and updates both in training;
-tt reads one row of each of the three cores per id (widths r_{k-1} d_k r_k) and counts the
-contraction's two small matmuls as FLOPs; mixed-dim reads d_f-wide rows and runs a [B, d_f] x [d_f, D] projection (a bias-free linear layer) for
-each table with d_f < D. mlp-int8 (inference) reads 1-byte weights plus an fp32 scale per output
-channel; its int8 multiply-adds are counted as FLOPs. prune keeps dense kernels on zero-filled weights, so
-its work is unchanged. What is not modelled is listed in ``Work.notes``.
+Compression layouts: hash and freq-prune shrink tables, not bytes per lookup (unchanged); qr reads two rows
+per id (quotient and remainder tables, widths from ``qr_dims``) and updates both in training; tt reads one row
+of each of the three cores per id (widths r_{k-1} d_k r_k) and counts the contraction's two small matmuls as
+FLOPs; mixed-dim reads d_f-wide rows and runs a [B, d_f] x [d_f, D] projection (a bias-free linear layer) for
+each table with d_f < D. mlp-int8 (inference) reads 1-byte weights plus an fp32 scale per output channel; its
+int8 multiply-adds are counted as FLOPs. prune keeps dense kernels on zero-filled weights, so its work is
+unchanged. What is not modelled is listed in ``Work.notes``.
 """
 
 from __future__ import annotations

@@ -89,6 +89,10 @@ def test_model_config_is_validated_per_architecture() -> None:
     with pytest.raises(UsageError, match="bottom_mlp ends in 8 but embedding_dim is 4"):
         replace(BASE, bottom_mlp=(8,)).validate()
     replace(BASE, arch="dlrm-cat", bottom_mlp=(8,)).validate()  # concatenation needs no equal widths
+    # A model's own training defaults apply unless the scenario sets the field.
+    assert build_scenario({"model": {"arch": "dcnv2"}}).train.learning_rate == 0.005
+    assert build_scenario({"model": {"arch": "dcnv2"}, "train": {"learning_rate": 0.05}}).train.learning_rate == 0.05
+    assert build_scenario({"model": {"arch": "dlrm-cat"}}).train.learning_rate == 0.05
 
 
 def test_cli_model_flag_and_list(capsys: pytest.CaptureFixture[str]) -> None:
