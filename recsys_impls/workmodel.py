@@ -264,6 +264,8 @@ def work_per_step(model: ModelConfig, batch_size: int, phase: str = "train", opt
         if train:
             t.act_bytes += (b * out_width + 2 * b * n_vec * d) * t.act
     else:
+        if model.arch not in ("dlrm-cat", "dcnv2"):
+            notes.append(f"model {model.arch}: its interaction is modelled as a concatenation")
         # Concatenation (dlrm-cat, dcnv2): x and the pooled vectors read, x_0 [B, W] written (and back).
         x_width = model.bottom_mlp[-1]
         out_width = x_width + f * d
