@@ -1,0 +1,1 @@
+"""Model descriptors (framework-neutral): configs, parameter shapes, seeded initialisation, reference forward."""
