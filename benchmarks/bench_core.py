@@ -1,4 +1,5 @@
-"""Core suite: the DLRM in PyTorch vs TensorFlow on built-in and real data.
+"""Core suite: every ranking model of the registry (``model`` parameter) in PyTorch vs TensorFlow on built-in
+and real data.
 
 asv imports this module to discover benchmarks: nothing heavy at module level; torch and TensorFlow
 are imported in setup. asv regressions assume lower is better, so quality is published as 1-AUC and
@@ -9,12 +10,13 @@ from recsys_impls import benchsupport as bs
 
 FRAMEWORKS = ["torch", "tf"]
 DATASETS = ["synthetic", "movielens"]
+MODELS = bs.ranking_models()  # from the model registry (numpy-only: no framework imported here)
 
 
 def _roofline_track(phase, key, unit):
     """A track_ benchmark publishing one figure of the record's roofline score for ``phase``."""
 
-    def track(self, records, framework, data):
+    def track(self, records, framework, data, model="dlrm"):
         return bs.roofline_figure(self.r, phase, key)
 
     track.__name__ = f"track_{phase}_{'roofline_fraction' if key == 'fraction' else key}"
@@ -25,65 +27,67 @@ def _roofline_track(phase, key, unit):
 class Quality:
     """Train, evaluate and measure each scenario once (setup_cache), then publish its figures."""
 
-    params = [FRAMEWORKS, DATASETS]
-    param_names = ["framework", "data"]
+    params = [FRAMEWORKS, DATASETS, MODELS]
+    param_names = ["framework", "data", "model"]
     timeout = 1800
 
     def setup_cache(self):
         records = {}
-        for framework in FRAMEWORKS:
-            for data in DATASETS:
-                params = {"framework": framework, "data": data}
-                try:
-                    bs.framework_or_skip(framework)
-                    scenario = bs.scenario_for(framework, data)
-                except NotImplementedError as exc:
-                    records[(framework, data)] = {"status": "skipped", "error": str(exc)}
-                    continue
-                records[(framework, data)] = bs.run_and_record("core", params, scenario)
+        for model in MODELS:
+            for framework in FRAMEWORKS:
+                for data in DATASETS:
+                    params = {"framework": framework, "data": data, "model": model}
+                    try:
+                        bs.model_or_skip(model)
+                        bs.framework_or_skip(framework)
+                        scenario = bs.scenario_for(framework, data, model=model)
+                    except NotImplementedError as exc:
+                        records[(framework, data, model)] = {"status": "skipped", "error": str(exc)}
+                        continue
+                    records[(framework, data, model)] = bs.run_and_record("core", params, scenario)
         return records
 
-    setup_cache.timeout = 1800
+    setup_cache.timeout = 1800 * len(MODELS)
 
-    def setup(self, records, framework, data):
-        self.r = bs.require_ok(records.get((framework, data)))
+    def setup(self, records, framework, data, model="dlrm"):
+        self.r = bs.require_ok(records.get((framework, data, model)))
 
-    def track_auc_gap(self, records, framework, data):
+    def track_auc_gap(self, records, framework, data, model="dlrm"):
         return 1.0 - self.r["quality"]["auc"]
 
     track_auc_gap.unit = "1-AUC"
 
-    def track_logloss(self, records, framework, data):
+    def track_logloss(self, records, framework, data, model="dlrm"):
         return self.r["quality"]["logloss"]
 
     track_logloss.unit = "nats"
 
-    def track_normalized_entropy(self, records, framework, data):
+    def track_normalized_entropy(self, records, framework, data, model="dlrm"):
         return self.r["quality"]["ne"]
 
     track_normalized_entropy.unit = "NE"
 
-    def track_train_seconds_per_sample(self, records, framework, data):
+    def track_train_seconds_per_sample(self, records, framework, data, model="dlrm"):
         return 1.0 / self.r["throughput"]["train_samples_per_s"]
 
     track_train_seconds_per_sample.unit = "seconds"
 
-    def track_infer_seconds_per_sample(self, records, framework, data):
+    def track_infer_seconds_per_sample(self, records, framework, data, model="dlrm"):
         return 1.0 / self.r["throughput"]["infer_samples_per_s"]
 
     track_infer_seconds_per_sample.unit = "seconds"
 
-    def track_latency_p99(self, records, framework, data):
+    def track_latency_p99(self, records, framework, data, model="dlrm"):
         return self.r["latency_ms"]["p99"] / 1e3
 
     track_latency_p99.unit = "seconds"
 
-    def track_model_bytes(self, records, framework, data):
+    def track_model_bytes(self, records, framework, data, model="dlrm"):
         return self.r["size"]["model_bytes"]
 
     track_model_bytes.unit = "bytes"
 
-    def track_embedding_bytes(self, records, framework, data):
+    def track_embedding_bytes(self, records, framework, data, model="dlrm"):
         return self.r["size"]["embedding_bytes"]
 
     track_embedding_bytes.unit = "bytes"
@@ -100,8 +104,8 @@ class Quality:
 class TrainStep:
     """One optimizer step, rotating through distinct pre-staged batches."""
 
-    params = [FRAMEWORKS, ["tiny", "dlrm-ref"]]
-    param_names = ["framework", "preset"]
+    params = [FRAMEWORKS, ["tiny", "dlrm-ref"], MODELS]
+    param_names = ["framework", "preset", "model"]
     timeout = 600
     # Timing discipline (asv.conf.json): 10 samples of one call each, in one process, after a warm-up.
     rounds = 1
@@ -110,17 +114,18 @@ class TrainStep:
     sample_time = 0.1
     warmup_time = 1.0
 
-    def setup(self, framework, preset):
+    def setup(self, framework, preset, model="dlrm"):
         # asv re-runs setup before every sample: warm up once, and keep rotating the batches.
-        self.impl, self.staged, _ = bs.timing_fixture(framework, preset)
-        if getattr(self, "ready", None) != (framework, preset):
+        bs.model_or_skip(model)
+        self.impl, self.staged, _ = bs.timing_fixture(framework, preset, model=model)
+        if getattr(self, "ready", None) != (framework, preset, model):
             for s in self.staged[:2]:
                 self.impl.train_step(s)
             self.impl.synchronize()
             self.i = 0
-            self.ready = (framework, preset)
+            self.ready = (framework, preset, model)
 
-    def time_train_step(self, framework, preset):
+    def time_train_step(self, framework, preset, model="dlrm"):
         self.impl.train_step(self.staged[self.i % len(self.staged)])
         self.impl.synchronize()
         self.i += 1
@@ -129,8 +134,8 @@ class TrainStep:
 class InferBatch:
     """Inference on one batch (result brought to the host), rotating distinct batches."""
 
-    params = [FRAMEWORKS, ["tiny", "dlrm-ref"]]
-    param_names = ["framework", "preset"]
+    params = [FRAMEWORKS, ["tiny", "dlrm-ref"], MODELS]
+    param_names = ["framework", "preset", "model"]
     timeout = 600
     rounds = 1  # timing discipline as in TrainStep
     repeat = 10
@@ -138,14 +143,15 @@ class InferBatch:
     sample_time = 0.1
     warmup_time = 0.5
 
-    def setup(self, framework, preset):
-        self.impl, self.staged, _ = bs.timing_fixture(framework, preset)
-        if getattr(self, "ready", None) != (framework, preset):
+    def setup(self, framework, preset, model="dlrm"):
+        bs.model_or_skip(model)
+        self.impl, self.staged, _ = bs.timing_fixture(framework, preset, model=model)
+        if getattr(self, "ready", None) != (framework, preset, model):
             self.impl.to_numpy(self.impl.infer(self.staged[0]))
             self.i = 0
-            self.ready = (framework, preset)
+            self.ready = (framework, preset, model)
 
-    def time_infer_batch(self, framework, preset):
+    def time_infer_batch(self, framework, preset, model="dlrm"):
         self.impl.to_numpy(self.impl.infer(self.staged[self.i % len(self.staged)]))
         self.i += 1
 
@@ -153,15 +159,16 @@ class InferBatch:
 class Memory:
     """Peak resident memory of building the model and training a few steps."""
 
-    params = [FRAMEWORKS, ["tiny", "dlrm-ref"]]
-    param_names = ["framework", "preset"]
+    params = [FRAMEWORKS, ["tiny", "dlrm-ref"], MODELS]
+    param_names = ["framework", "preset", "model"]
     timeout = 600
 
-    def setup(self, framework, preset):
+    def setup(self, framework, preset, model="dlrm"):
+        bs.model_or_skip(model)
         bs.framework_or_skip(framework)
 
-    def peakmem_train(self, framework, preset):
-        impl, staged, _ = bs.timing_fixture(framework, preset, n_batches=4)
+    def peakmem_train(self, framework, preset, model="dlrm"):
+        impl, staged, _ = bs.timing_fixture(framework, preset, n_batches=4, model=model)
         for s in staged:
             impl.train_step(s)
         impl.synchronize()

@@ -37,6 +37,28 @@ def quick_skip_reason(in_quick_subset: bool) -> str | None:
     return None
 
 
+def ranking_models() -> list[str]:
+    """The asv ``model`` parameter: every registered ranking model (from the model registry)."""
+    from recsys_impls.models import models
+
+    return [m.name for m in models("ranking")]
+
+
+# The model the quick subset runs; the full suite runs every registered model.
+QUICK_MODEL = "dlrm"
+
+# Model fields a preset's shape gets with a model, where the model's defaults do not fit that shape (the
+# tiny preset's concatenated width is 432: a rank-512 cross layer would be wider than its input).
+MODEL_SHAPE = {("dcnv2", "tiny"): {"cross_rank": 64}}
+
+
+def model_or_skip(model: str) -> None:
+    """NotImplementedError (asv: skipped) for a model outside the quick subset in a quick run."""
+    reason = quick_skip_reason(model == QUICK_MODEL)
+    if reason:
+        raise NotImplementedError(f"model {model}: {reason}")
+
+
 def repo_root() -> Path:
     """The asv config directory (asv sets ASV_CONF_DIR), else this checkout's root."""
     return Path(os.environ.get("ASV_CONF_DIR") or Path(__file__).resolve().parents[1])
@@ -92,9 +114,13 @@ def save_record(record: dict[str, Any], suite: str, params: dict[str, Any]) -> P
     return path
 
 
-def scenario_for(framework: str, data: str = "synthetic", preset: str = "tiny", **axes: Any) -> Scenario:
-    """A benchmark scenario: preset shape, quick training length, given axes."""
+def scenario_for(framework: str, data: str = "synthetic", preset: str = "tiny", model: str | None = None,
+                 **axes: Any) -> Scenario:
+    """A benchmark scenario: preset shape (with ``model``'s architecture if given), quick training length,
+    given axes."""
     layers = {k: dict(v) for k, v in PRESETS[preset].items()}
+    if model is not None:
+        layers.setdefault("model", {}).update({"arch": model, **MODEL_SHAPE.get((model, preset), {})})
     layers.setdefault("train", {}).update(QUICK_TRAIN if preset == "tiny" else {})
     layers.setdefault("data", {})["source"] = data
     layers["scenario"] = {"framework": framework, **{k: str(v) for k, v in axes.items()}}
@@ -160,13 +186,13 @@ _TIMING_CACHE: dict[Any, Any] = {}
 
 
 def timing_fixture(framework: str, preset: str, n_batches: int = 8, batch_size: int | None = None,
-                   **device: Any) -> tuple[Any, list[Any], list[Any]]:
+                   model: str | None = None, **device: Any) -> tuple[Any, list[Any], list[Any]]:
     """(model, staged batches) built once per process for time_* benchmarks.
 
     Several distinct batches are rotated: re-using one batch keeps embedding rows in cache and made
     lookups look about 2x faster on the CI machine.
     """
-    key = (framework, preset, n_batches, batch_size, tuple(sorted(device.items())))
+    key = (framework, preset, n_batches, batch_size, model, tuple(sorted(device.items())))
     if key not in _TIMING_CACHE:
         framework_or_skip(framework)
         from dataclasses import replace
@@ -174,7 +200,7 @@ def timing_fixture(framework: str, preset: str, n_batches: int = 8, batch_size: 
         from recsys_impls import registry
         from recsys_impls.data.loader import load_dataset
 
-        scenario = scenario_for(framework, "synthetic", preset)
+        scenario = scenario_for(framework, "synthetic", preset, model=model)
         if batch_size:
             scenario = replace(scenario, train=replace(scenario.train, batch_size=batch_size))
         if device:

@@ -23,6 +23,7 @@ from recsys_impls.config import (
     load_config_file,
 )
 from recsys_impls.errors import ScenarioUnsupported, UsageError
+from recsys_impls.models import model_names
 
 
 class _Parser(argparse.ArgumentParser):
@@ -34,6 +35,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _add_scenario_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--framework", default=None, help=f"one of: {', '.join(FRAMEWORKS)} (default torch)")
+    p.add_argument("--model", default=None, help=f"one of: {', '.join(model_names())} (default dlrm; see `list`)")
     p.add_argument("--data", default=None, help="synthetic (default), movielens, or a path to a Criteo TSV (.gz ok)")
     p.add_argument("--config", default=None, help="TOML or JSON file with model/data/train keys; flags override it")
     p.add_argument("--preset", default=None, choices=sorted(PRESETS), help="a named model shape (see `list`)")
@@ -55,7 +57,7 @@ def _add_scenario_options(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m recsys_impls", allow_abbrev=False,
-                     description="Benchmark a DLRM-style recommender in PyTorch and TensorFlow.")
+                     description="Benchmark recommender models (DLRM, DCNv2, ...) in PyTorch and TensorFlow.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     run = sub.add_parser("run", allow_abbrev=False, help="train, evaluate and measure one scenario")
     _add_scenario_options(run)
@@ -109,6 +111,7 @@ _FLAG_TO_KEY = {
     "pinned_memory": ("device", "pinned_memory"),
     "threads": ("device", "threads"),
     "framework": ("scenario", "framework"),
+    "model": ("model", "arch"),
     "compression": ("scenario", "compression"),
     "parallel": ("scenario", "parallel"),
 }

@@ -47,7 +47,7 @@ _FLAGS = {
     ("device", "device"): "--device", ("device", "precision"): "--precision", ("device", "compile"): "--compile",
     ("device", "pinned_memory"): "--pinned-memory", ("device", "threads"): "--threads",
     ("scenario", "framework"): "--framework", ("scenario", "compression"): "--compression",
-    ("scenario", "parallel"): "--parallel",
+    ("scenario", "parallel"): "--parallel", ("model", "arch"): "--model",
 }
 
 
@@ -163,26 +163,38 @@ CRITEO_SMALL_TABLES = [
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Shape of the DLRM model (Naumov et al. 2019)."""
+    """The architecture (``arch``, a name in the model registry, recsys_impls/models) and its shape.
 
+    Each architecture reads the fields its ``ModelSpec.config_fields`` names and validates them."""
+
+    arch: str = "dlrm"
     num_dense: int = 13
     table_sizes: tuple[int, ...] = tuple(CRITEO_SMALL_TABLES)
     embedding_dim: int = 16
     bottom_mlp: tuple[int, ...] = (64, 32, 16)
     top_mlp: tuple[int, ...] = (64, 32, 1)
     ids_per_feature: int = 1
+    # dcnv2: low-rank cross layers (MLPerf DLRM-DCNv2: 3 layers of rank 512).
+    cross_layers: int = 3
+    cross_rank: int = 512
 
     @property
     def num_tables(self) -> int:
         return len(self.table_sizes)
 
     @property
+    def spec(self):  # noqa: ANN201 - models.ModelSpec (imported lazily: the registry imports this module)
+        from recsys_impls.models import model_spec
+
+        return model_spec(self.arch)
+
+    @property
     def interaction_dim(self) -> int:
-        """Width of the top MLP input: bottom output plus the strictly-lower pairwise dots."""
-        n = self.num_tables + 1
-        return self.embedding_dim + n * (n - 1) // 2
+        """Width of the top MLP input (the architecture's: for dlrm the bottom output plus the pairwise dots)."""
+        return self.spec.top_in_dim(self)
 
     def validate(self) -> None:
+        spec = self.spec  # an unknown --model is one line naming the registered ones
         _int_in("model", "num_dense", self.num_dense, 1, MAX_COUNT)
         _int_in("model", "embedding_dim", self.embedding_dim, 1, MAX_COUNT)
         _int_in("model", "ids_per_feature", self.ids_per_feature, 1, 10_000)
@@ -197,13 +209,7 @@ class ModelConfig:
                 raise _bad("model", name, widths, f"a list of 1 to {MAX_LAYERS} layer widths, e.g. [64, 16]")
             for i, w in enumerate(widths):
                 _int_in("model", name, w, 1, MAX_COUNT, label=f"{name}[{i}]")
-        if self.bottom_mlp[-1] != self.embedding_dim:
-            raise UsageError(
-                f"config: bottom_mlp ends in {self.bottom_mlp[-1]} but embedding_dim is {self.embedding_dim}; "
-                "the bottom MLP's last width must equal embedding_dim"
-            )
-        if self.top_mlp[-1] != 1:
-            raise UsageError(f"config: top_mlp ends in {self.top_mlp[-1]}; its last width must be 1 (the logit)")
+        spec.validate(self)
 
 
 @dataclass(frozen=True)
@@ -375,7 +381,9 @@ def load_config_file(path: str | Path) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {s: {} for s in _CONFIG_SECTIONS}
     owner = {name: s for s, cls in _CONFIG_SECTIONS.items() for name in _field_names(cls)}
     for key, value in raw.items():
-        if key in _CONFIG_SECTIONS and isinstance(value, dict):
+        if key == "model" and isinstance(value, str):  # model = "dcnv2": the architecture, like --model
+            out["model"]["arch"] = value
+        elif key in _CONFIG_SECTIONS and isinstance(value, dict):
             for sub, v in value.items():
                 if sub not in _field_names(_CONFIG_SECTIONS[key]):
                     accepted = ", ".join(_field_names(_CONFIG_SECTIONS[key]))
@@ -482,6 +490,22 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "embedding_dim": 64,
             "bottom_mlp": [512, 256, 64],
             "top_mlp": [512, 256, 1],
+            "ids_per_feature": 1,
+        },
+        "train": {"batch_size": 2048},
+    },
+    # MLPerf Training's DLRM-DCNv2 dense shape (bottom 13-512-256-128, D=128, 3 cross layers of rank 512,
+    # top 1024-1024-512-256-1) over the dlrm-ref tables.
+    "dcnv2-ref": {
+        "model": {
+            "arch": "dcnv2",
+            "num_dense": 13,
+            "table_sizes": [100000] * 8,
+            "embedding_dim": 128,
+            "bottom_mlp": [512, 256, 128],
+            "top_mlp": [1024, 1024, 512, 256, 1],
+            "cross_layers": 3,
+            "cross_rank": 512,
             "ids_per_feature": 1,
         },
         "train": {"batch_size": 2048},

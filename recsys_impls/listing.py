@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from recsys_impls.config import COMPILE_MODES, FRAMEWORKS, OPTIMIZERS, PRECISIONS, PRESETS
+from recsys_impls.config import COMPILE_MODES, OPTIMIZERS, PRECISIONS, PRESETS
 
 _OPTIMIZER_NOTES = {
     "sgd": "plain SGD; embedding gradients sparse (only looked-up rows change)",
@@ -15,15 +15,30 @@ def _section(title: str, rows: list[tuple[str, str]]) -> str:
     return "\n".join([title, *(f"  {a.ljust(width)}  {b}" for a, b in rows)])
 
 
+def model_rows() -> list[tuple[str, str]]:
+    """One row per registered model: what it is, its metrics, frameworks, and the axes it skips."""
+    from recsys_impls.models import models
+
+    rows = []
+    for m in models():
+        skipped = [f"{axis}: {m.axes[axis]}" for axis in m.axes if m.axis_reason(axis)]
+        rows.append((m.name, f"{m.task}: {m.description} [{', '.join(m.builders)}]; quality: "
+                             f"{', '.join(m.quality_metrics)}; axes: "
+                             + ("all" if not skipped else "all but " + "; ".join(skipped))))
+    return rows
+
+
 def render() -> str:
     from recsys_impls.compression.spec import describe_methods
+    from recsys_impls.models import backends
     from recsys_impls.parallel.spec import describe_modes
-    from recsys_impls.registry import framework_available
 
     parts = [
         _section("frameworks (--framework)", [
-            (f, "installed" if framework_available(f) else "not installed") for f in FRAMEWORKS
+            (b.name, f"{b.label}, {'installed' if b.available() else 'not installed'}; compile: "
+                     f"{', '.join(b.compile_modes)}; parallel: {', '.join(b.parallel_modes)}") for b in backends()
         ]),
+        _section("models (--model)", model_rows()),
         _section("data (--data)", [
             ("synthetic", "built-in Criteo-like data: Zipf ids, hidden-model labels (default)"),
             ("movielens", "MovieLens-100k read from the installed recbole package"),

@@ -377,14 +377,11 @@ def _samples(scenario: Scenario) -> tuple[int, int]:
 
 
 def _mlp_params(scenario: Scenario) -> int:
+    """Parameters of the model's dense architecture (MLPs, and cross layers where it has them)."""
+    from math import prod
+
     m = scenario.model
-    total, width = 0, m.num_dense
-    for w in m.bottom_mlp:
-        total, width = total + width * w + w, w
-    width = m.interaction_dim
-    for w in m.top_mlp:
-        total, width = total + width * w + w, w
-    return total
+    return sum(prod(shape) for name, shape in m.spec.param_shapes(m).items() if not name.startswith("emb."))
 
 
 def estimate_memory(scenario: Scenario) -> dict[str, Any]:
@@ -403,8 +400,9 @@ def estimate_memory(scenario: Scenario) -> dict[str, Any]:
     adagrad = t.optimizer == "adagrad"
     mlp = _mlp_params(scenario) * 4
     local_batch = t.batch_size // n if plan.distributed else t.batch_size
+    cross = m.cross_layers * (3 * m.interaction_dim + m.cross_rank) if m.arch == "dcnv2" else 0
     act_per_sample = 4 * (dense + sum(m.bottom_mlp) + (f + 1) * dim + (f + 1) ** 2 + m.interaction_dim
-                          + sum(m.top_mlp)) + ids * dim * 4
+                          + sum(m.top_mlp) + cross) + ids * dim * 4
     if scenario.data.source == "synthetic":
         largest = sorted(rows, reverse=True)
         source_bytes = (SYNTH_KEPT_PER_ROW * sum(rows) + SYNTH_VECTOR_PER_ROW * sum(largest[:SYNTH_PAIRED_TABLES])

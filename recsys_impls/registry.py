@@ -1,46 +1,38 @@
-"""Framework name -> Recommender class, imported only when asked for (torch and TF are heavy)."""
+"""Scenario -> Recommender, through the backend registry (recsys_impls/models); frameworks are imported
+only when a model is built (torch and TF are heavy)."""
 
 from __future__ import annotations
-
-import importlib
-import importlib.util
 
 from recsys_impls.base import Recommender
 from recsys_impls.config import FRAMEWORKS, Scenario
 from recsys_impls.errors import ScenarioUnsupported, UsageError
-
-_IMPLEMENTATIONS = {
-    "torch": ("recsys_impls.torch_impl.model", "TorchDLRM"),
-    "tf": ("recsys_impls.tf_impl.model", "TFDLRM"),
-}
-_PACKAGES = {"torch": "torch", "tf": "tensorflow"}
+from recsys_impls.models import backend
 
 
 def framework_available(name: str) -> bool:
     """Whether the framework's package is installed, without importing it."""
-    return importlib.util.find_spec(_PACKAGES[name]) is not None
+    return backend(name).available()
+
+
+def _backend(name: str):  # noqa: ANN202
+    if name not in FRAMEWORKS:
+        raise UsageError(f"--framework {name}: accepted: {', '.join(FRAMEWORKS)}")
+    b = backend(name)
+    if not b.available():
+        raise ScenarioUnsupported(f"framework {name}: package '{b.package}' is not installed")
+    return b
 
 
 def implementation(name: str) -> type[Recommender]:
-    if name not in _IMPLEMENTATIONS:
-        raise UsageError(f"--framework {name}: accepted: {', '.join(FRAMEWORKS)}")
-    if not framework_available(name):
-        raise ScenarioUnsupported(f"framework {name}: package '{_PACKAGES[name]}' is not installed")
-    module, cls = _IMPLEMENTATIONS[name]
-    return getattr(importlib.import_module(module), cls)
+    return _backend(name).load("model")
 
 
 def build(scenario: Scenario) -> Recommender:
-    """Build the scenario's implementation, initialised from the shared seeded parameters."""
+    """Build the scenario's implementation, initialised from the shared seeded parameters: the model's
+    dense architecture (its spec's builder for this backend) over the scenario's embedding stage."""
+    b = _backend(scenario.framework)
+    scenario.model.spec.builder(b.name)  # the model exists for this backend (one line otherwise)
     if scenario.compression not in ("", "none"):
-        implementation(scenario.framework)  # same checks (known framework, package installed)
-        module, cls = _COMPRESSED[scenario.framework]
-        return getattr(importlib.import_module(module), cls)(scenario)
-    return implementation(scenario.framework)(scenario)
-
-
-# Compressed variants subclass the plain implementations.
-_COMPRESSED = {
-    "torch": ("recsys_impls.torch_impl.compress_model", "CompressedTorchDLRM"),
-    "tf": ("recsys_impls.tf_impl.compress_model", "CompressedTFDLRM"),
-}
+        scenario.model.spec.require_axis("compression", f"compression {scenario.compression}")
+        return b.load("compressed")(scenario)
+    return b.load("model")(scenario)

@@ -1,6 +1,11 @@
-"""Analytic work (FLOPs and memory bytes) of one DLRM training step or inference batch, for roofline scoring.
+"""Analytic work (FLOPs and memory bytes) of one ranking-model training step or inference batch, for roofline
+scoring.
 
-The model follows the DLRM of this suite (``config.ModelConfig``, ``init_params.dlrm_forward``): bottom MLP
+``dlrm-cat`` replaces the dot interaction below by a concatenation (no FLOPs, its bytes counted);
+``dcnv2`` adds after it ``cross_layers`` low-rank cross layers, each a bias-free [W, rank] and a biased
+[rank, W] GEMM plus one fused elementwise op (W = bottom width + F*D), counted like MLP layers.
+
+The model follows the DLRM of this suite (``config.ModelConfig``, ``models/dlrm.py``): bottom MLP
 (ReLU after every layer) on the dense features -> x [B, D]; F sum-pooled embedding bags of
 ``ids_per_feature`` (L) ids each -> pooled [B, F, D]; dot interaction of the N = F + 1 vectors, keeping the
 P = N(N-1)/2 strictly-lower dots, concatenated after x -> [B, D + P]; top MLP (ReLU except after the last,
@@ -238,14 +243,29 @@ def work_per_step(model: ModelConfig, batch_size: int, phase: str = "train", opt
     if plan.layout == "qr":
         notes.append("qr: the quotient/remainder index arithmetic is not modelled")
 
-    # Dot interaction: full N x N batched matmul, strictly-lower pairs gathered, cat after x.
-    pairs = n_vec * (n_vec - 1) // 2
-    out_width = d + pairs
-    fwd = 2 * b * n_vec * n_vec * d
-    t.interaction_flops += fwd * (3 if train else 1)
-    t.act_bytes += (b * n_vec * d + b * out_width) * t.act
-    if train:
-        t.act_bytes += (b * out_width + 2 * b * n_vec * d) * t.act
+    if model.arch == "dlrm":
+        # Dot interaction: full N x N batched matmul, strictly-lower pairs gathered, cat after x.
+        pairs = n_vec * (n_vec - 1) // 2
+        out_width = d + pairs
+        fwd = 2 * b * n_vec * n_vec * d
+        t.interaction_flops += fwd * (3 if train else 1)
+        t.act_bytes += (b * n_vec * d + b * out_width) * t.act
+        if train:
+            t.act_bytes += (b * out_width + 2 * b * n_vec * d) * t.act
+    else:
+        # Concatenation (dlrm-cat, dcnv2): x and the pooled vectors read, x_0 [B, W] written (and back).
+        x_width = model.bottom_mlp[-1]
+        out_width = x_width + f * d
+        t.act_bytes += (b * (x_width + f * d) + b * out_width) * t.act * (2 if train else 1)
+        for _ in range(model.cross_layers if model.arch == "dcnv2" else 0):
+            # x_{l+1} = x_0 * (U (V^T x_l) + b) + x_l: two GEMMs (V^T bias-free), then one fused elementwise
+            # op reading x_0, U V^T x_l, x_l and writing x_{l+1} (training: reads those and d x_{l+1} again,
+            # writes d x_0, d x_l and d(U V^T x_l)).
+            t.mlp_flops += t.linear(b, out_width, model.cross_rank, relu=False, needs_dx=True, bias=False)
+            t.mlp_flops += t.linear(b, model.cross_rank, out_width, relu=False, needs_dx=True)
+            t.act_bytes += 4 * b * out_width * t.act
+            if train:
+                t.act_bytes += 7 * b * out_width * t.act
 
     # Top MLP: ReLU after all but the last (logit) layer.
     k = out_width
@@ -300,10 +320,5 @@ def _param_bytes(model: ModelConfig, params: int, plan: Any, train: bool, optimi
 
 
 def _mlp_layers(model: ModelConfig) -> list[tuple[int, int]]:
-    """(in, out) of every MLP linear layer, bottom then top."""
-    out: list[tuple[int, int]] = []
-    for k, widths in ((model.num_dense, model.bottom_mlp), (model.interaction_dim, model.top_mlp)):
-        for w in widths:
-            out.append((k, w))
-            k = w
-    return out
+    """(in, out) of every dense linear layer (the model spec's GEMMs: bottom, cross layers, top)."""
+    return model.spec.gemm_layers(model)

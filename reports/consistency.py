@@ -27,6 +27,16 @@ FIGURES = {
 }
 
 
+def _model_shape(model: dict[str, Any]) -> dict[str, Any]:
+    """The fields the model's architecture reads (a record from before the model axis is a dlrm)."""
+    from recsys_impls.models import model_names, model_spec
+
+    arch = model.get("arch", "dlrm")
+    if arch not in model_names():
+        return model
+    return {"arch": arch, **{k: model[k] for k in model_spec(arch).config_fields if k in model}}
+
+
 def work_key(scenario: dict[str, Any]) -> str:
     """The work one train step / inference batch does and how it is run, as a stable string.
 
@@ -34,7 +44,8 @@ def work_key(scenario: dict[str, Any]) -> str:
     device, compression; also compile mode, thread count and parallel mode, which change the speed of
     the same work (so a threads:4 or torch-compile record is not compared with asv's default run).
     """
-    model = scenario.get("model") if isinstance(scenario.get("model"), dict) else {}
+    model = dict(scenario.get("model")) if isinstance(scenario.get("model"), dict) else {}
+    model = _model_shape(model)
     train = scenario.get("train") if isinstance(scenario.get("train"), dict) else {}
     device = scenario.get("device") if isinstance(scenario.get("device"), dict) else {}
     key = {
@@ -61,7 +72,8 @@ def asv_work_key(benchmark: str, params: dict[str, Any]) -> str | None:
 
     if params["preset"] not in PRESETS:
         return None
-    return work_key(scenario_for(str(params["framework"]), "synthetic", str(params["preset"])).to_dict())
+    model = str(params["model"]) if params.get("model") is not None else None
+    return work_key(scenario_for(str(params["framework"]), "synthetic", str(params["preset"]), model=model).to_dict())
 
 
 def _num(v: Any) -> bool:

@@ -46,7 +46,7 @@ def test_setup_rerun_keeps_rotating_the_batches(monkeypatch):
 
     impl = FakeImpl()
     bench = bench_core.TrainStep()
-    monkeypatch.setattr(bench_core.bs, "timing_fixture", lambda framework, preset: (impl, list(range(8)), None))
+    monkeypatch.setattr(bench_core.bs, "timing_fixture", lambda framework, preset, **kw: (impl, list(range(8)), None))
     for _ in range(4):
         bench.setup("torch", "tiny")
         bench.time_train_step("torch", "tiny")

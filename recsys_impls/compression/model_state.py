@@ -39,8 +39,8 @@ from recsys_impls.compression.quant import (
 )
 from recsys_impls.compression.spec import CompressionPlan
 from recsys_impls.config import ModelConfig
-from recsys_impls.init_params import dlrm_forward, mlp_param_shapes
 from recsys_impls.init_params import initial_params as base_initial_params
+from recsys_impls.init_params import mlp_param_shapes
 
 PRECISION_SUFFIX = {"fp16": "@fp16", "bf16": "@bf16", "int8": "@int8", "int4": "@int4"}
 
@@ -239,5 +239,5 @@ def embedding_rows(config: ModelConfig, plan: CompressionPlan, stored: dict[str,
 def reference_forward(config: ModelConfig, plan: CompressionPlan, stored: dict[str, np.ndarray],
                       batch: Any) -> np.ndarray:
     """Probabilities of the stored compressed model (float64 math; mlp-int8 as weight-only int8)."""
-    return dlrm_forward(config, batch, lambda name: mlp_weight(stored, name), stored.__getitem__,
-                        lambda f, ids: embedding_rows(config, plan, stored, f, ids))
+    return config.spec.forward(config, batch, lambda name: mlp_weight(stored, name),
+                               lambda f, ids: embedding_rows(config, plan, stored, f, ids))

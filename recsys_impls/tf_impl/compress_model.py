@@ -22,8 +22,7 @@ from recsys_impls.compression.spec import parse_compression
 from recsys_impls.config import Scenario
 from recsys_impls.init_params import check_params
 from recsys_impls.tf_impl.compress_embeddings import CompressedTables
-from recsys_impls.tf_impl.model import TFDLRM, Staged
-from recsys_impls.tf_impl.optim import Optimizer
+from recsys_impls.tf_impl.model import TFDLRM, Staged, build_dense_arch
 
 PRUNE_AT = 0.75  # as in the PyTorch variant
 
@@ -67,22 +66,27 @@ class CompressedTFDLRM(TFDLRM):
 
     def __init__(self, scenario: Scenario, embedding_layout: str = "") -> None:
         self.plan = parse_compression(scenario.compression)
+        self._init = ms.initial_params(scenario.model, self.plan, scenario.train.seed)
+        # The base class builds this plan's embedding stage (_make_embeddings) from _initial_params: no
+        # plain table is allocated first.
         super().__init__(replace(scenario, compression="none"), embedding_layout)
         self.scenario = scenario
         cfg = self.model_config
-        init = ms.initial_params(cfg, self.plan, self.train_config.seed)
         with self.variable_scope():
-            self.embeddings = CompressedTables(cfg, self.plan, init)
-            self.optimizer = Optimizer(self.train_config.optimizer, self.train_config.learning_rate,
-                                       self.trainable_variables)
             base = np.concatenate([[0], np.cumsum(cfg.table_sizes)])
             self._full_base = tf.constant(base[:-1], tf.int64)
             self._counts = tf.Variable(tf.zeros([int(base[-1])], tf.int64), trainable=False)
-        self.set_params(init)
+        self.set_params(self._init)
         self._steps = 0
         self._masks: dict[str, np.ndarray] | None = None
         self._stored: dict[str, np.ndarray] | None = None
         self._count_fn = tf.function(self._count_graph)
+
+    def _initial_params(self) -> dict[str, np.ndarray]:
+        return self._init
+
+    def _make_embeddings(self, params: dict[str, np.ndarray], layout: str) -> CompressedTables:
+        return CompressedTables(self.model_config, self.plan, params)
 
     # --- training -------------------------------------------------------------------------------
     def _count_graph(self, ids: tf.Tensor, lengths: tf.Tensor) -> None:
@@ -102,9 +106,8 @@ class CompressedTFDLRM(TFDLRM):
             if self._masks is None and self._steps >= max(1, int(PRUNE_AT * self.train_config.steps)):
                 self._masks = ms.prune_masks(self.get_params(), self.plan.prune_sparsity)
             if self._masks is not None:
-                for mlp in (self.bottom, self.top):
-                    for k, w in enumerate(mlp.kernels):
-                        w.assign(w * self._masks[f"{mlp.prefix}.{k}.weight"].T.astype(np.float32))
+                for name, w in self.arch.kernels().items():
+                    w.assign(w * self._masks[name].T.astype(np.float32))
         return loss
 
     def set_params(self, params: dict[str, np.ndarray]) -> None:
@@ -112,8 +115,7 @@ class CompressedTFDLRM(TFDLRM):
         expected = ms.param_shapes(self.model_config, self.plan)
         check_params(params, expected)
         self.embeddings.set_params(params)
-        self.bottom.set_params(params)
-        self.top.set_params(params)
+        self.arch.set_params(params)
         self.optimizer.reset()
         self._stored = None
 
@@ -138,8 +140,12 @@ class CompressedTFDLRM(TFDLRM):
         cfg = self.model_config
         with tf.device(self.runtime.device):
             self._inf_emb = CompressedTables(cfg, self.plan, {}, stored=stored)
-            self._inf_bottom = _InferenceMLP(stored, "bottom", len(cfg.bottom_mlp), True)
-            self._inf_top = _InferenceMLP(stored, "top", len(cfg.top_mlp), False)
+            # The model's own dense architecture from the stored weights (pruned: zero-filled; int8:
+            # dequantized), its MLPs read from the stored arrays (int8 matmuls for mlp-int8).
+            dense = {name: ms.mlp_weight(stored, name) for name in ms.mlp_param_shapes(cfg)}
+            self._inf_arch = build_dense_arch(cfg, dense, tf.float32)
+            self._inf_arch.bottom = _InferenceMLP(stored, "bottom", len(cfg.bottom_mlp), True)
+            self._inf_arch.top = _InferenceMLP(stored, "top", len(cfg.top_mlp), False)
         spec = (tf.TensorSpec([None, cfg.num_dense], tf.float32), tf.TensorSpec([None], tf.int64),
                 tf.TensorSpec([cfg.num_tables, None], tf.int32))
         self._inf_fn = tf.function(self._inference_graph, input_signature=spec)
@@ -149,12 +155,7 @@ class CompressedTFDLRM(TFDLRM):
         return self.finalize()
 
     def _inference_graph(self, dense: tf.Tensor, ids: tf.Tensor, lengths: tf.Tensor) -> tf.Tensor:
-        x = self._inf_bottom(dense)
-        t = tf.concat([x[:, None, :], self._inf_emb.pool(ids, lengths)], axis=1)
-        z = tf.matmul(t, t, transpose_b=True)
-        n = t.shape[1]
-        dots = tf.gather(tf.reshape(z, [-1, n * n]), self._tril, axis=1)
-        return tf.sigmoid(self._inf_top(tf.concat([x, dots], axis=1))[:, 0])
+        return tf.sigmoid(self._inf_arch(dense, self._inf_emb.pool(ids, lengths)))
 
     def infer(self, staged: Staged) -> tf.Tensor:
         self.finalize()

@@ -213,7 +213,7 @@ class PSTFDLRM(TFDLRM):
 
     def storage_bytes(self) -> dict[str, int]:
         embedding = serialized_nbytes(list(self.embeddings.variables))
-        dense = serialized_nbytes([*self.bottom.variables, *self.top.variables])
+        dense = serialized_nbytes(self.arch.dense_variables)
         return {"model": embedding + dense, "embedding": embedding}
 
     # --- figures ---------------------------------------------------------------------------------
@@ -268,7 +268,7 @@ class PSTFDLRM(TFDLRM):
         unique = sum(np.unique(ids[s:e]).size for s, e in zip(starts, ends, strict=True))
         adagrad = self.optimizer.kind == "adagrad"
         sparse_push = 3 * unique * (row + 8) if adagrad else nnz * (row + 8)
-        dense = sum(int(np.prod(v.shape)) * 4 for v in [*self.bottom.variables, *self.top.variables])
+        dense = sum(int(np.prod(v.shape)) * 4 for v in self.arch.dense_variables)
         dense_push = (3 if adagrad else 1) * dense
         return {
             "topology": "parameter-server",

@@ -1,4 +1,7 @@
-"""TFDLRM: the DLRM contract of recsys_impls/base.py in idiomatic TensorFlow.
+"""TFDLRM: the ranking-model contract of recsys_impls/base.py in idiomatic TensorFlow.
+
+An embedding stage (the scenario's) feeds a ``DenseArch`` (bottom MLP, the model's interaction, top MLP;
+built by the model spec's TensorFlow builder: dlrm.py, dcnv2.py).
 
 Train and predict are ``tf.function``s with fixed input signatures (ids are ``[None]`` because the
 number of ids varies per batch), so a run traces each once. Embedding gradients come out of
@@ -27,6 +30,56 @@ from recsys_impls.tf_impl.optim import Optimizer
 Staged = tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]  # dense, ids, lengths, labels
 
 
+class DenseArch(tf.Module):
+    """Everything after the lookups: bottom MLP, the model's interaction, top MLP -> logits [B].
+
+    The model's builder (its ModelSpec's ``builders["tf"]``) picks the interaction; an interaction with
+    variables of its own has ``get_params``/``set_params`` and ``kernels`` under the spec's names.
+    """
+
+    def __init__(self, bottom: MLP, interaction: tf.Module, top: MLP) -> None:
+        super().__init__(name="dense_arch")
+        self.bottom = bottom
+        self.interaction = interaction
+        self.top = top
+
+    def __call__(self, dense: tf.Tensor, pooled: tf.Tensor) -> tf.Tensor:
+        """dense and pooled in the compute dtype -> logits [B] in the compute dtype."""
+        x = self.bottom(dense)
+        return self.top(self.interaction(x, pooled))[:, 0]
+
+    def _parts(self) -> list[Any]:
+        return [p for p in (self.bottom, self.interaction, self.top) if hasattr(p, "get_params")]
+
+    @property
+    def dense_variables(self) -> list[tf.Variable]:
+        """Trainable variables in a fixed order: bottom, interaction, top."""
+        return [v for p in (self.bottom, self.interaction, self.top) for v in p.trainable_variables]
+
+    def get_params(self) -> dict[str, np.ndarray]:
+        return {k: v for p in self._parts() for k, v in p.get_params().items()}
+
+    def set_params(self, params: dict[str, np.ndarray]) -> None:
+        for p in self._parts():
+            p.set_params(params)
+
+    def kernels(self) -> dict[str, tf.Variable]:
+        """``*.weight`` name -> its variable, stored transposed ([in, out]) as the MLP kernels are."""
+        out = {f"{m.prefix}.{k}.weight": w for m in (self.bottom, self.top) for k, w in enumerate(m.kernels)}
+        out.update(getattr(self.interaction, "kernels", dict)())
+        return out
+
+
+def ranking_arch(config: Any, params: dict[str, np.ndarray], interaction: tf.Module) -> DenseArch:
+    """Bottom MLP, ``interaction``, top MLP from the shared parameters (builders call this)."""
+    return DenseArch(make_mlp("bottom", params, relu_last=True), interaction, make_mlp("top", params, relu_last=False))
+
+
+def build_dense_arch(config: Any, params: dict[str, np.ndarray], compute_dtype: tf.DType = tf.float32) -> DenseArch:
+    """The model's dense architecture, from its spec's TensorFlow builder."""
+    return config.spec.builder("tf")(config, params, compute_dtype)
+
+
 class TFDLRM(Recommender):
     """DLRM with plain tf.Variables; ``embedding_layout`` picks "concat" (default) or "per-table"."""
 
@@ -36,24 +89,13 @@ class TFDLRM(Recommender):
         super().__init__(scenario)
         self.runtime = runtime.configure(scenario.device)  # before anything initialises TensorFlow
         cfg = self.model_config
-        params = initial_params(cfg, self.train_config.seed)
-        n = cfg.num_tables + 1
-        li, lj = np.tril_indices(n, -1)
+        params = self._initial_params()
         with self.variable_scope():
-            self.embeddings: EmbeddingComponent = make_embeddings(cfg, params, scenario.compression,
-                                                                  embedding_layout)
-            self.bottom: MLP = make_mlp("bottom", params, relu_last=True)
-            self.top: MLP = make_mlp("top", params, relu_last=False)
+            self.embeddings: EmbeddingComponent = self._make_embeddings(params, embedding_layout)
+            self.arch = build_dense_arch(cfg, params, self.runtime.compute_dtype)
             self.optimizer = Optimizer(self.train_config.optimizer, self.train_config.learning_rate,
                                        self.trainable_variables)
             self.loss_scale = DynamicLossScale() if self.runtime.loss_scaling else None
-            self._tril = tf.constant(li * n + lj, dtype=tf.int32)
-            # The same pairs as a one-hot [n*n, pairs] matrix: picking them is then one small matmul
-            # forward and one backward (exact: each output is 1 * z), where a gather on axis 1 costs
-            # a gather forward and transposes plus a segment sum backward.
-            select = np.zeros((n * n, li.size), np.float32)
-            select[li * n + lj, np.arange(li.size)] = 1.0
-            self._select = tf.constant(select, dtype=self.runtime.compute_dtype)
         self._dense_part = (tf.function(self._dense_forward, jit_compile=True) if self.runtime.xla
                             else self._dense_forward)
         spec = (
@@ -68,26 +110,34 @@ class TFDLRM(Recommender):
         self._concrete_fns: dict[str, Any] = {}
 
     # --- structure ------------------------------------------------------------------------------
+    def _initial_params(self) -> dict[str, np.ndarray]:
+        return initial_params(self.model_config, self.train_config.seed)
+
+    def _make_embeddings(self, params: dict[str, np.ndarray], layout: str) -> EmbeddingComponent:
+        """The scenario's embedding stage (a compressed variant builds its own; nothing is built twice)."""
+        return make_embeddings(self.model_config, params, self.scenario.compression, layout)
+
+    @property
+    def bottom(self) -> MLP:
+        return self.arch.bottom
+
+    @property
+    def top(self) -> MLP:
+        return self.arch.top
+
     def variable_scope(self) -> tf.device:
         """The context every variable is created in (a tf.distribute strategy may wrap it)."""
         return tf.device(self.runtime.device)
 
     @property
     def trainable_variables(self) -> list[tf.Variable]:
-        return [*self.embeddings.trainable_variables, *self.bottom.trainable_variables,
-                *self.top.trainable_variables]
+        return [*self.embeddings.trainable_variables, *self.arch.dense_variables]
 
     # --- graph pieces (per replica) ---------------------------------------------------------------
     def _dense_forward(self, dense: tf.Tensor, pooled: tf.Tensor) -> tf.Tensor:
-        """Bottom MLP, pairwise dot interaction, top MLP -> fp32 logits [B]."""
+        """The model's dense architecture in the compute dtype -> fp32 logits [B]."""
         dtype = self.runtime.compute_dtype
-        x = self.bottom(tf.cast(dense, dtype))
-        t = tf.concat([x[:, None, :], tf.cast(pooled, dtype)], axis=1)  # [B, F+1, D]
-        z = tf.matmul(t, t, transpose_b=True)  # [B, F+1, F+1]
-        n = t.shape[1]
-        dots = tf.matmul(tf.reshape(z, [-1, n * n]), self._select)
-        logits = self.top(tf.concat([x, dots], axis=1))
-        return tf.cast(logits[:, 0], tf.float32)
+        return tf.cast(self.arch(tf.cast(dense, dtype), tf.cast(pooled, dtype)), tf.float32)
 
     def forward(self, dense: tf.Tensor, ids: tf.Tensor, lengths: tf.Tensor) -> tf.Tensor:
         return self._dense_part(dense, self.embeddings.pool(ids, lengths))
@@ -156,20 +206,19 @@ class TFDLRM(Recommender):
         return float(self._concrete("_loss_fn")(*staged))
 
     def get_params(self) -> dict[str, np.ndarray]:
-        return {**self.embeddings.get_params(), **self.bottom.get_params(), **self.top.get_params()}
+        return {**self.embeddings.get_params(), **self.arch.get_params()}
 
     def set_params(self, params: dict[str, np.ndarray]) -> None:
         expected = param_shapes(self.model_config)
         check_params(params, expected)
         self.embeddings.set_params(params)
-        self.bottom.set_params(params)
-        self.top.set_params(params)
+        self.arch.set_params(params)
         self.optimizer.reset()
 
     def storage_bytes(self) -> dict[str, int]:
         """Serialized tensors of every parameter (optimizer state excluded: it is not the model)."""
         embedding = self.embeddings.storage_bytes()
-        dense = serialized_nbytes([*self.bottom.variables, *self.top.variables])
+        dense = serialized_nbytes(self.arch.dense_variables)
         return {"model": embedding + dense, "embedding": embedding}
 
     def describe(self) -> dict[str, Any]:
@@ -177,6 +226,8 @@ class TFDLRM(Recommender):
         facts.update(self.embeddings.describe())
         facts.update({
             "device": self.runtime.device,
+            "model": self.model_config.arch,
+            "interaction": getattr(self.arch.interaction, "description", None),
             "optimizer": self.optimizer.kind,
             "steps": "tf.function, fixed input signatures",
             "input": "Batch staged as tensors on the device; bag ids built in-graph (tf.repeat)",

@@ -14,7 +14,9 @@ Modules (each has one job):
                    variant that also replaces the MLPs registers a builder under the same prefix;
                    otherwise the plain fp32 MLP is used.
 * ``interaction``  the pairwise dot-product interaction (bmm + one gather of the strictly-lower pairs;
-                   backward through the symmetry of T T^T: one bmm).
+                   backward through the symmetry of T T^T: one bmm), and concatenation.
+* ``dlrm``, ``dcnv2``  the dense architectures of the registered models (their specs' PyTorch builders:
+                   ``build(config, compression) -> DenseArch``).
 * ``optim``        SparseSGD (row-sparse SGD with one index_add_) and the optimizer factory
                    (SparseAdagrad (optim.py) for the sparse tables, foreach SGD/Adagrad for the MLPs).
 * ``settings``     device / precision / compile / pinned-memory settings resolved from DeviceConfig,
@@ -25,5 +27,5 @@ Nothing here imports torch at package import time; ``import recsys_impls.torch_i
 Built on these: ``compress_model.CompressedTorchDLRM`` (the registry picks it when compression
 is not "none") and ``distributed_ddp`` / ``distributed_sharded`` (data parallel, sharded tables)
 subclass ``TorchDLRM`` or reuse ``build_net``; they rely on ``TorchDLRM.net``, ``_compile``,
-``_dense_fn``, ``_named_linears`` and ``StagedBatch``: keep those names stable.
+``_dense_fn``, ``DenseArch.neutral_params`` and ``StagedBatch``: keep those names stable.
 """

@@ -28,8 +28,8 @@ from recsys_impls.config import Scenario
 from recsys_impls.errors import ScenarioUnsupported
 from recsys_impls.init_params import check_params
 from recsys_impls.torch_impl.compress_embeddings import CompressedEmbeddings
-from recsys_impls.torch_impl.interaction import DotInteraction
-from recsys_impls.torch_impl.model import DenseArch, DLRMNet, StagedBatch, TorchDLRM
+from recsys_impls.torch_impl.embeddings import EmbeddingBags
+from recsys_impls.torch_impl.model import DLRMNet, StagedBatch, TorchDLRM, build_dense_arch
 
 PRUNE_AT = 0.75  # fraction of the training steps after which the MLPs are pruned
 
@@ -86,20 +86,23 @@ class CompressedTorchDLRM(TorchDLRM):
             if self.plan.mlp_int8:
                 raise ScenarioUnsupported(f"compression mlp-int8 on {scenario.device.device}: PyTorch's dynamic "
                                           "int8 Linear runs on CPU only")
-        self._ready = False
-        super().__init__(replace(scenario, compression="none"))
-        self.scenario = scenario
-        cfg = self.model_config
-        init = ms.initial_params(cfg, self.plan, self.train_config.seed)
-        self.net.embeddings = CompressedEmbeddings(cfg, self.plan, init).to(self.device)
-        self._dense_fn = self._compile(self.net.dense_arch)
-        self._ready = True
+        cfg = scenario.model
+        self._init = ms.initial_params(cfg, self.plan, scenario.train.seed)
         self._steps = 0
         self._masks: dict[str, torch.Tensor] | None = None
-        self._counts = torch.zeros(sum(cfg.table_sizes), dtype=torch.int64, device=self.device)
         self._stored: dict[str, np.ndarray] | None = None
         self._infer_net: DLRMNet | None = None
-        self.set_params(init)
+        # The base class builds the net around this plan's embedding stage (_make_embeddings) and loads
+        # _initial_params: no plain table is allocated first.
+        super().__init__(replace(scenario, compression="none"))
+        self.scenario = scenario
+        self._counts = torch.zeros(sum(cfg.table_sizes), dtype=torch.int64, device=self.device)
+
+    def _make_embeddings(self) -> EmbeddingBags:
+        return CompressedEmbeddings(self.model_config, self.plan, self._init)
+
+    def _initial_params(self) -> dict[str, np.ndarray]:
+        return self._init
 
     # --- training -------------------------------------------------------------------------------
     def train_step(self, staged: StagedBatch) -> None:
@@ -115,15 +118,12 @@ class CompressedTorchDLRM(TorchDLRM):
                                ms.prune_masks(self._mlp_params(), self.plan.prune_sparsity).items()}
             if self._masks is not None:
                 with torch.no_grad():
-                    for name, lin in self._named_linears():
-                        lin.weight.mul_(self._masks[f"{name}.weight"])
+                    for name, t in self.net.dense_arch.neutral_params().items():
+                        if name in self._masks:
+                            t.mul_(self._masks[name])
 
     def _mlp_params(self) -> dict[str, np.ndarray]:
-        out = {}
-        for name, lin in self._named_linears():
-            out[f"{name}.weight"] = lin.weight.detach().float().cpu().numpy().copy()
-            out[f"{name}.bias"] = lin.bias.detach().float().cpu().numpy().copy()
-        return out
+        return self._dense_params()
 
     # --- post-training compression ----------------------------------------------------------------
     def id_counts(self) -> dict[int, np.ndarray]:
@@ -148,9 +148,16 @@ class CompressedTorchDLRM(TorchDLRM):
         """Build the inference network from stored arrays (e.g. read back from a checkpoint)."""
         cfg = self.model_config
         emb = CompressedEmbeddings(cfg, self.plan, {}, stored=stored)
-        bottom = _inference_mlp(stored, "bottom", cfg.bottom_mlp, cfg.num_dense, True)
-        top = _inference_mlp(stored, "top", cfg.top_mlp, cfg.interaction_dim, False)
-        net = DLRMNet(emb, DenseArch(bottom, DotInteraction(cfg.num_tables + 1), top)).to(self.device)
+        # The model's own dense architecture with the stored weights (pruned: zero-filled; int8: dequantized,
+        # then the MLPs swapped for int8 layers holding exactly the stored values).
+        arch = build_dense_arch(cfg)
+        with torch.no_grad():
+            for name, t in arch.neutral_params().items():
+                t.copy_(torch.from_numpy(np.ascontiguousarray(ms.mlp_weight(stored, name), np.float32)))
+        if self.plan.mlp_int8:
+            arch.bottom = _inference_mlp(stored, "bottom", cfg.bottom_mlp, cfg.num_dense, True)
+            arch.top = _inference_mlp(stored, "top", cfg.top_mlp, cfg.interaction_dim, False)
+        net = DLRMNet(emb, arch).to(self.device)
         self._infer_net = net.eval()
         self._stored = stored
 
@@ -170,21 +177,13 @@ class CompressedTorchDLRM(TorchDLRM):
     # --- parameters -------------------------------------------------------------------------------
     def get_params(self) -> dict[str, np.ndarray]:
         """The float32 master weights in the plan's training form (see model_state.param_shapes)."""
-        if not getattr(self, "_ready", False):
-            return super().get_params()
-        return {**self.net.embeddings.export_named(), **self._mlp_params()}
+        return {**self.net.embeddings.export_named(), **self._dense_params()}
 
     def set_params(self, params: dict[str, np.ndarray]) -> None:
-        if not self._ready:  # the base class initialising its plain net
-            super().set_params(params)
-            return
         expected = ms.param_shapes(self.model_config, self.plan)
         check_params(params, expected)
         self.net.embeddings.load_named(params)
-        with torch.no_grad():
-            for name, lin in self._named_linears():
-                lin.weight.copy_(torch.from_numpy(np.asarray(params[f"{name}.weight"], np.float32)))
-                lin.bias.copy_(torch.from_numpy(np.asarray(params[f"{name}.bias"], np.float32)))
+        self._load_dense(params)
         self._make_optimizers()
         self._stored = None
 

@@ -183,10 +183,8 @@ class ShardedDLRM:
         return output.detach().float().cpu().numpy().reshape(-1)
 
     # --- parameters ----------------------------------------------------------------------------
-    def _linears(self) -> list[tuple[str, nn.Linear]]:
-        arch = self.net.dense_arch
-        return [(f"{name}.{k}", lin) for name, mlp in (("bottom", arch.bottom), ("top", arch.top))
-                for k, lin in enumerate(mlp.linears())]
+    def _dense(self) -> dict[str, torch.Tensor]:
+        return self.net.dense_arch.neutral_params()
 
     def _local_shards(self) -> list[tuple[int, list[int], torch.Tensor]]:
         """(table, [row offset, col offset], local tensor view) for every shard this rank holds."""
@@ -205,9 +203,8 @@ class ShardedDLRM:
             for table, (r0, c0), t in self._local_shards():
                 rows, cols = t.shape
                 t.copy_(torch.from_numpy(np.ascontiguousarray(params[f"emb.{table}"][r0:r0 + rows, c0:c0 + cols])))
-            for name, lin in self._linears():
-                lin.weight.copy_(torch.from_numpy(np.asarray(params[f"{name}.weight"], dtype=np.float32)))
-                lin.bias.copy_(torch.from_numpy(np.asarray(params[f"{name}.bias"], dtype=np.float32)))
+            for name, t in self._dense().items():
+                t.copy_(torch.from_numpy(np.asarray(params[name], dtype=np.float32)))
 
     def get_params(self) -> dict[str, np.ndarray]:
         """Full parameters on every rank (a collective: all ranks must call it)."""
@@ -219,9 +216,8 @@ class ShardedDLRM:
         for rank_parts in parts:
             for table, (r0, c0), arr in rank_parts:
                 out[f"emb.{table}"][r0:r0 + arr.shape[0], c0:c0 + arr.shape[1]] = arr
-        for name, lin in self._linears():
-            out[f"{name}.weight"] = lin.weight.detach().cpu().numpy().copy()
-            out[f"{name}.bias"] = lin.bias.detach().cpu().numpy().copy()
+        for name, t in self._dense().items():
+            out[name] = t.detach().cpu().numpy().copy()
         return out
 
     def storage_bytes(self) -> dict[str, int]:

@@ -34,6 +34,8 @@ class _PairDots(torch.autograd.Function):
 class DotInteraction(nn.Module):
     """[x, e_0..e_{F-1}] -> [x, dots of all pairs (i > j) in row-major tril order]."""
 
+    description = "torch.bmm + index_select of strictly-lower pairs"
+
     def __init__(self, num_vectors: int) -> None:
         super().__init__()
         li, lj = np.tril_indices(num_vectors, -1)
@@ -43,3 +45,12 @@ class DotInteraction(nn.Module):
     def forward(self, x: torch.Tensor, pooled: torch.Tensor) -> torch.Tensor:
         t = torch.cat([x.unsqueeze(1), pooled.to(x.dtype)], dim=1)  # [B, F+1, D]
         return torch.cat([x, _PairDots.apply(t, self.pair_index)], dim=1)
+
+
+class CatInteraction(nn.Module):
+    """[x, e_0..e_{F-1}] -> their concatenation [B, D_x + F * D]."""
+
+    description = "concatenation of the bottom output and the pooled embeddings"
+
+    def forward(self, x: torch.Tensor, pooled: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x, pooled.to(x.dtype).flatten(1)], dim=1)

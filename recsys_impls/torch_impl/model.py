@@ -1,7 +1,8 @@
-"""The PyTorch DLRM behind the framework-neutral Recommender interface (contract: recsys_impls/base.py).
+"""The PyTorch ranking models behind the framework-neutral Recommender interface (contract: base.py).
 
-``DLRMNet`` is the nn.Module: embeddings (replaceable, see embeddings.py) -> pooled [B, F, D], and a
-``DenseArch`` (bottom MLP, dot interaction, top MLP) that torch.compile can take whole. ``TorchDLRM``
+``DLRMNet`` is the nn.Module: an embedding stage (the scenario's, see embeddings.py) -> pooled [B, F, D],
+and a ``DenseArch`` (bottom MLP, the model's interaction, top MLP; built by the model spec's PyTorch
+builder: dlrm.py, dcnv2.py) that torch.compile can take whole. ``TorchDLRM``
 adds staging, the optimizers (sparse ones for embedding tables, foreach ones for the MLPs), the
 precision / compile / CUDA-graph settings, parameter export and the serialized size.
 """
@@ -18,12 +19,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from recsys_impls.base import Recommender
-from recsys_impls.config import Scenario
+from recsys_impls.config import ModelConfig, Scenario
 from recsys_impls.data.batch import Batch
 from recsys_impls.errors import ScenarioUnsupported
 from recsys_impls.init_params import check_params, initial_params, param_shapes
 from recsys_impls.torch_impl.embeddings import EmbeddingBags, build_embeddings, to_device
-from recsys_impls.torch_impl.interaction import DotInteraction
 from recsys_impls.torch_impl.mlp import build_mlp
 from recsys_impls.torch_impl.optim import make_optimizers
 from recsys_impls.torch_impl.settings import TorchSettings, resolve
@@ -40,7 +40,12 @@ class StagedBatch:
 
 
 class DenseArch(nn.Module):
-    """Everything after the lookups: bottom MLP, interaction, top MLP -> logits [B]."""
+    """Everything after the lookups: bottom MLP, the model's interaction, top MLP -> logits [B].
+
+    Every ranking model's dense architecture is one of these; the model's builder (its ModelSpec's
+    ``builders["torch"]``) picks the interaction. An interaction with parameters of its own exposes
+    them as ``neutral_params()`` under the spec's names.
+    """
 
     def __init__(self, bottom: nn.Module, interaction: nn.Module, top: nn.Module) -> None:
         super().__init__()
@@ -52,9 +57,28 @@ class DenseArch(nn.Module):
         x = self.bottom(dense)
         return self.top(self.interaction(x, pooled)).squeeze(1)
 
+    def neutral_params(self) -> dict[str, torch.Tensor]:
+        """name -> parameter tensor, in the spec's names and PyTorch's [out, in] layout."""
+        out: dict[str, torch.Tensor] = {}
+        for prefix, mlp in (("bottom", self.bottom), ("top", self.top)):
+            for k, lin in enumerate(mlp.linears()):
+                out[f"{prefix}.{k}.weight"] = lin.weight
+                out[f"{prefix}.{k}.bias"] = lin.bias
+        extra = getattr(self.interaction, "neutral_params", None)
+        if extra is not None:
+            out.update(extra())
+        return out
+
+
+def ranking_arch(config: ModelConfig, interaction: nn.Module, compression: str = "none") -> DenseArch:
+    """Bottom MLP, ``interaction``, top MLP over the spec's ``top_in_dim`` (builders call this)."""
+    bottom = build_mlp(config.num_dense, config.bottom_mlp, True, compression)
+    top = build_mlp(config.interaction_dim, config.top_mlp, False, compression)
+    return DenseArch(bottom, interaction, top)
+
 
 class DLRMNet(nn.Module):
-    """DLRM (Naumov et al. 2019) with a pluggable embedding stage."""
+    """A ranking model: an embedding stage (the scenario's) and a dense architecture (the model's)."""
 
     def __init__(self, embeddings: EmbeddingBags, dense_arch: DenseArch) -> None:
         super().__init__()
@@ -65,13 +89,17 @@ class DLRMNet(nn.Module):
         return self.dense_arch(dense, self.embeddings(sparse))
 
 
-def build_net(scenario: Scenario) -> DLRMNet:
+def build_dense_arch(config: ModelConfig, compression: str = "none") -> DenseArch:
+    """The model's dense architecture, from its spec's PyTorch builder."""
+    return config.spec.builder("torch")(config, compression)
+
+
+def build_net(scenario: Scenario, embeddings: EmbeddingBags | None = None) -> DLRMNet:
     """Build the module tree for a scenario (parameters uninitialised; TorchDLRM loads them)."""
     cfg = scenario.model
-    embeddings = build_embeddings(cfg, scenario.compression)
-    bottom = build_mlp(cfg.num_dense, cfg.bottom_mlp, True, scenario.compression)
-    top = build_mlp(cfg.interaction_dim, cfg.top_mlp, False, scenario.compression)
-    return DLRMNet(embeddings, DenseArch(bottom, DotInteraction(cfg.num_tables + 1), top))
+    if embeddings is None:
+        embeddings = build_embeddings(cfg, scenario.compression)
+    return DLRMNet(embeddings, build_dense_arch(cfg, scenario.compression))
 
 
 def serialized_size(state: dict[str, Any]) -> int:
@@ -95,16 +123,23 @@ class TorchDLRM(Recommender):
             )
         self.settings: TorchSettings = resolve(scenario.device)
         self.device = self.settings.device
-        self.net = build_net(scenario).to(self.device)
+        self.net = build_net(scenario, self._make_embeddings()).to(self.device)
         self._dense_fn = self._compile(self.net.dense_arch)
         self._graphs = None
         if self.settings.compile == "cuda-graphs":
             from recsys_impls.torch_impl.graphs import GraphedInference
 
             self._graphs = GraphedInference(self)
-        self.set_params(initial_params(self.model_config, self.train_config.seed))
+        self.set_params(self._initial_params())
 
     # --- building blocks ----------------------------------------------------------------------
+    def _make_embeddings(self) -> EmbeddingBags:
+        """The scenario's embedding stage (a compressed variant builds its own; nothing is built twice)."""
+        return build_embeddings(self.model_config, self.scenario.compression)
+
+    def _initial_params(self) -> dict[str, np.ndarray]:
+        return initial_params(self.model_config, self.train_config.seed)
+
     def _compile(self, module: nn.Module) -> Any:
         mode = self.settings.compile
         if mode == "torch-compile":
@@ -174,26 +209,26 @@ class TorchDLRM(Recommender):
             return float(F.binary_cross_entropy_with_logits(self._logits(staged), staged.labels))
 
     # --- parameters ----------------------------------------------------------------------------
-    def _named_linears(self) -> list[tuple[str, nn.Module]]:
-        arch = self.net.dense_arch
-        return [(f"{name}.{k}", lin) for name, mlp in (("bottom", arch.bottom), ("top", arch.top))
-                for k, lin in enumerate(mlp.linears())]
+    def _dense_params(self) -> dict[str, np.ndarray]:
+        """The dense architecture's parameters as float32 numpy, in the spec's names."""
+        return {name: t.detach().float().cpu().numpy().copy()
+                for name, t in self.net.dense_arch.neutral_params().items()}
+
+    def _load_dense(self, params: dict[str, np.ndarray]) -> None:
+        with torch.no_grad():
+            for name, t in self.net.dense_arch.neutral_params().items():
+                t.copy_(torch.from_numpy(np.asarray(params[name], dtype=np.float32)))
 
     def get_params(self) -> dict[str, np.ndarray]:
         out = {f"emb.{f}": t for f, t in enumerate(self.net.embeddings.export_tables())}
-        for name, lin in self._named_linears():
-            out[f"{name}.weight"] = lin.weight.detach().float().cpu().numpy().copy()
-            out[f"{name}.bias"] = lin.bias.detach().float().cpu().numpy().copy()
+        out.update(self._dense_params())
         return out
 
     def set_params(self, params: dict[str, np.ndarray]) -> None:
         expected = param_shapes(self.model_config)
         check_params(params, expected)
         self.net.embeddings.load_tables([params[f"emb.{f}"] for f in range(self.model_config.num_tables)])
-        with torch.no_grad():
-            for name, lin in self._named_linears():
-                lin.weight.copy_(torch.from_numpy(np.asarray(params[f"{name}.weight"], dtype=np.float32)))
-                lin.bias.copy_(torch.from_numpy(np.asarray(params[f"{name}.bias"], dtype=np.float32)))
+        self._load_dense(params)
         self._make_optimizers()
 
     def storage_bytes(self) -> dict[str, int]:
@@ -208,7 +243,8 @@ class TorchDLRM(Recommender):
             "optimizer": self.train_config.optimizer,
             "sparse_optimizer": type(self._opts[0]).__name__ + " (sparse gradients)"
             if self.net.embeddings.sparse_parameters() else None,
-            "interaction": "torch.bmm + index_select of strictly-lower pairs",
+            "model": self.model_config.arch,
+            "interaction": getattr(self.net.dense_arch.interaction, "description", None),
             "input_conversion_in_timed_window": False,
             "input_conversion": "stage(): numpy -> device tensors (ids shifted by table base) before timing",
             "storage_format": "torch.save of the state dict",
