@@ -11,7 +11,7 @@ one user's candidate list.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 import numpy as np
@@ -101,16 +101,30 @@ def _bytes(params: dict[str, np.ndarray], tables: tuple[str, ...]) -> dict[str, 
             "how": "float32 parameter bytes"}
 
 
-def run_retrieval(scenario: Scenario, arch: str, model_cfg: Any = None,
-                  synthetic: SyntheticInteractionsConfig | None = None, progress: bool = False,
-                  data: Interactions | None = None) -> Record:
-    """Train, evaluate and measure ``arch`` ("two-tower" or "neumf") on the scenario's data and settings."""
+def synthetic_shape(scenario: Scenario) -> SyntheticInteractionsConfig:
+    """The synthetic interactions' size: ``table_sizes = [users, items]`` when the scenario sets exactly two
+    (``--config``), else the defaults."""
+    sizes = scenario.model.table_sizes
+    if len(sizes) == 2:
+        return replace(SyntheticInteractionsConfig(), num_users=int(sizes[0]), num_items=int(sizes[1]))
+    return SyntheticInteractionsConfig()
+
+
+def run_retrieval(scenario: Scenario, progress: bool = False, data: Interactions | None = None) -> Record:
+    """Train, evaluate and measure the scenario's retrieval model (``model.arch``: two-tower or neumf)."""
     started = time.time()
-    entry = models.model_entry(arch)
+    arch = scenario.model.arch
+    spec = scenario.model.spec
+    if spec.task != "retrieval":
+        raise ValueError(f"run_retrieval runs retrieval models; {arch} is a {spec.task} model")
+    for axis, value in (("compression", scenario.compression), ("parallel", scenario.parallel)):
+        if value not in ("", "none"):
+            spec.require_axis(axis, f"--{axis} {value}")
     t = scenario.train
-    cfg = model_cfg or entry.config()
+    cfg = models.config_from(scenario.model)
     _apply_threads(scenario)
-    data = data or load_interactions(scenario.data.source, t.seed, scenario.data.skip_bad_lines, synthetic)
+    data = data or load_interactions(scenario.data.source, t.seed, scenario.data.skip_bad_lines,
+                                     synthetic_shape(scenario))
     device = scenario.device.device
     impl = models.build(arch, scenario.framework, cfg, data, t.optimizer, t.learning_rate, t.seed, device)
     batches, epochs = models.training_batches(arch, cfg, data, t.batch_size, t.warmup_steps + t.steps, t.seed)
@@ -137,7 +151,8 @@ def run_retrieval(scenario: Scenario, arch: str, model_cfg: Any = None,
     throughput = {"train_samples_per_s": res.summary(t.batch_size)["samples_per_s"], **throughput,
                   "input_conversion_in_timed_window": False}
     sc = scenario.to_dict()
-    sc["model"] = {"arch": arch, **asdict(cfg)}
+    sc["model"]["table_sizes"] = [data.user_features.rows, data.item_features.rows]
+    sc["model"]["resolved"] = {"arch": arch, **asdict(cfg)}
     info = {k: v for k, v in data.info.items() if not k.startswith("_")}
     params = impl.get_params()
     record = Record.new(

@@ -12,6 +12,7 @@ Parameters: ``gmf.user`` [users, G], ``gmf.item`` [items, G], ``mlp.user`` [user
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -20,8 +21,8 @@ from recsys_impls.errors import UsageError
 
 @dataclass(frozen=True)
 class NeuMFConfig:
-    gmf_dim: int = 32
-    mlp_dim: int = 32
+    gmf_dim: int = 16
+    mlp_dim: int = 16
     mlp: tuple[int, ...] = (64, 32, 16)
     negatives: int = 4
 
@@ -82,3 +83,45 @@ def reference_loss(logits: np.ndarray, labels: np.ndarray) -> float:
     """Mean binary cross-entropy with logits (the numerically stable form)."""
     z = np.asarray(logits, np.float64)
     return float(np.mean(np.maximum(z, 0) - z * labels + np.log1p(np.exp(-np.abs(z)))))
+
+
+# --- registry entry ------------------------------------------------------------------------------
+
+DEFAULT_MLP = (64, 32, 16)
+
+
+def from_model_config(config: Any) -> NeuMFConfig:
+    """The scenario's ModelConfig fields this model reads (``embedding_dim`` sizes both GMF and MLP tables)."""
+    return NeuMFConfig(gmf_dim=config.embedding_dim, mlp_dim=config.embedding_dim,
+                       mlp=tuple(config.tower_mlp) or DEFAULT_MLP, negatives=config.negatives)
+
+
+def _sizes(config: Any) -> tuple[int, int]:
+    """Users and items: ``table_sizes[0]`` and ``[1]`` (the runner sets them from the data)."""
+    sizes = tuple(config.table_sizes) + (1,)
+    return sizes[0], sizes[1]
+
+
+def _register() -> None:
+    from recsys_impls.models.spec import ModelSpec, register_model
+    from recsys_impls.models.two_tower import RETRIEVAL_AXES, RETRIEVAL_FIELDS
+
+    register_model(ModelSpec(
+        name="neumf", task="retrieval",
+        description="GMF + MLP towers over user and item embeddings, BCE with sampled negatives; "
+                    "leave-one-out evaluation against 100 sampled items",
+        reference="He et al. 2017 (Neural Collaborative Filtering, WWW)",
+        config_fields=(*RETRIEVAL_FIELDS, "negatives"),
+        validate=lambda config: from_model_config(config).validate(),
+        param_shapes=lambda config: param_shapes(from_model_config(config), *_sizes(config)),
+        initial_params=lambda config, seed: initial_params(from_model_config(config), *_sizes(config), seed),
+        forward=lambda config, batch, param, rows: reference_logits(
+            {k: param(k) for k in param_shapes(from_model_config(config), *_sizes(config))},
+            from_model_config(config), batch["users"], batch["items"]),
+        builders={"torch": "recsys_impls.torch_impl.neumf:TorchNeuMF", "tf": "recsys_impls.tf_impl.neumf:TFNeuMF"},
+        quality_metrics=("hr@10", "ndcg@10"), higher_is_better=("hr@10", "ndcg@10"),
+        axes=RETRIEVAL_AXES,
+    ))
+
+
+_register()

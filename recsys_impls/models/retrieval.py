@@ -55,6 +55,14 @@ def model_entry(name: str) -> RetrievalModel:
     return RETRIEVAL_MODELS[name]
 
 
+def config_from(model_config: Any) -> Any:
+    """The model's own config (TwoTowerConfig or NeuMFConfig) from the scenario's ModelConfig."""
+    from recsys_impls.models import neumf, two_tower
+
+    module = {"two-tower": two_tower, "neumf": neumf}[model_entry(model_config.arch).name]
+    return module.from_model_config(model_config)
+
+
 def tower_shape(data: Interactions, side: str) -> TowerShape:
     f = data.user_features if side == "user" else data.item_features
     return TowerShape(f.rows, tuple(int(s) for s in f.slot_feature))

@@ -15,6 +15,7 @@ Parameters: ``user.table`` [rows, D], ``user.w{l}`` [in, out], ``user.b{l}`` [ou
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -26,7 +27,7 @@ NORM_EPS = 1e-12
 
 @dataclass(frozen=True)
 class TwoTowerConfig:
-    embedding_dim: int = 32
+    embedding_dim: int = 16
     tower_mlp: tuple[int, ...] = (128, 64)
     temperature: float = 0.05
     logq_correction: bool = True
@@ -112,3 +113,62 @@ def reference_loss(u: np.ndarray, v: np.ndarray, items: np.ndarray, log_q: np.nd
     m = logits.max(axis=1, keepdims=True)
     lse = m[:, 0] + np.log(np.exp(logits - m).sum(axis=1))
     return float(np.mean(lse - np.diag(logits)))
+
+
+# --- registry entry ------------------------------------------------------------------------------
+
+DEFAULT_TOWER_MLP = (128, 64)
+# Axes a retrieval model does not take (yet), with the reason a scenario is skipped for.
+RETRIEVAL_AXES = {
+    "compression": "retrieval models have no compressed embedding stage yet",
+    "parallel": "retrieval models run in one process",
+    "profiling": "the profiler drives the ranking runner only",
+    "data:tsv": "a Criteo TSV holds no user/item pairs; give interactions as PATH.csv (user_id,item_id[,timestamp])",
+}
+RETRIEVAL_FIELDS = ("embedding_dim", "tower_mlp")
+
+
+def from_model_config(config: Any) -> TwoTowerConfig:
+    """The scenario's ModelConfig fields this model reads."""
+    return TwoTowerConfig(embedding_dim=config.embedding_dim, tower_mlp=tuple(config.tower_mlp) or DEFAULT_TOWER_MLP,
+                          temperature=config.temperature)
+
+
+def id_towers(config: Any) -> tuple[TowerShape, TowerShape]:
+    """Id-only towers over ``table_sizes[0]`` users and ``table_sizes[1]`` items (the runner sets them from the
+    data; side features add rows and feature slots, see ``data.interactions.EntityFeatures``)."""
+    sizes = tuple(config.table_sizes) + (1,)
+    return TowerShape(sizes[0], (0,)), TowerShape(sizes[1], (0,))
+
+
+def _forward(config: Any, batch: dict[str, np.ndarray], param: Any, rows: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(user, item) tower outputs of a host batch, for id-only towers."""
+    cfg = from_model_config(config)
+    user, item = id_towers(config)
+    params = {k: param(k) for k in param_shapes(cfg, user, item)}
+    return (reference_tower(params, cfg, "user", user, batch["user_ids"], batch["user_mask"]),
+            reference_tower(params, cfg, "item", item, batch["item_ids"], batch["item_mask"]))
+
+
+def _register() -> None:
+    from recsys_impls.models.spec import ModelSpec, register_model
+
+    register_model(ModelSpec(
+        name="two-tower", task="retrieval",
+        description="user and item towers (own features pooled, MLP, L2-normalised), in-batch sampled softmax "
+                    "with logQ correction (temperature); brute-force top-K over the item corpus",
+        reference="Yi et al. 2019 (sampling-bias-corrected two-tower retrieval, RecSys)",
+        config_fields=(*RETRIEVAL_FIELDS, "temperature"),
+        validate=lambda config: from_model_config(config).validate(),
+        param_shapes=lambda config: param_shapes(from_model_config(config), *id_towers(config)),
+        initial_params=lambda config, seed: initial_params(from_model_config(config), *id_towers(config), seed),
+        forward=_forward,
+        builders={"torch": "recsys_impls.torch_impl.two_tower:TorchTwoTower",
+                  "tf": "recsys_impls.tf_impl.two_tower:TFTwoTower"},
+        quality_metrics=("recall@10", "ndcg@10", "recall@50", "ndcg@50", "recall@100", "ndcg@100"),
+        higher_is_better=("recall@10", "ndcg@10", "recall@50", "ndcg@50", "recall@100", "ndcg@100"),
+        axes=RETRIEVAL_AXES,
+    ))
+
+
+_register()
