@@ -73,3 +73,16 @@ def test_unsupported_axes_and_listing(capsys) -> None:
     assert main(["list"]) == 0
     listed = capsys.readouterr().out
     assert "two-tower" in listed and "neumf" in listed and "recall@10" in listed
+
+
+def test_asv_discovery_imports_no_framework() -> None:
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys, benchmarks.bench_retrieval as b; b.scenario_for('tf', 'synthetic', 'neumf'); "
+            "sys.exit(bool({'torch', 'tensorflow'} & set(sys.modules)))")
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    assert subprocess.run([sys.executable, "-c", code], cwd=root, env=env).returncode == 0
