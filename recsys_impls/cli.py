@@ -228,6 +228,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
     from recsys_impls import profiling
 
     scenario = scenario_from_args(args)
+    scenario.model.spec.require_axis("profiling", "profile")
     if not (args.pyspy or args.torch_profiler or args.tf_profiler):
         raise UsageError("profile: choose at least one of --pyspy, --torch-profiler, --tf-profiler")
     written = profiling.profile_scenario(scenario, Path(args.out), pyspy=args.pyspy,
