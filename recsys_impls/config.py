@@ -469,6 +469,16 @@ def build_scenario(overrides: dict[str, dict[str, Any]] | None = None, base: Sce
         current = getattr(scenario, section)
         values = {k: _coerce(section, k, v, getattr(current, k)) for k, v in overrides.get(section, {}).items()}
         parts[section] = replace(current, **values) if values else current
+    # The model's own training defaults (e.g. a smaller learning rate), where nothing set that field.
+    arch = parts["model"].arch
+    if isinstance(arch, str) and arch != scenario.model.arch:
+        from recsys_impls.models import model_spec
+
+        given = overrides.get("train", {})
+        defaults = {k: v for k, v in model_spec(arch).train_defaults.items() if k not in given
+                    and getattr(parts["train"], k) == getattr(TrainConfig(), k)}
+        if defaults:
+            parts["train"] = replace(parts["train"], **defaults)
     top = {k: v for k, v in overrides.get("scenario", {}).items()}
     for k, v in top.items():
         if not isinstance(v, str) or len(v) > MAX_TEXT:

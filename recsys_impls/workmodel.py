@@ -56,12 +56,13 @@ the embedding-precision compression sets the row size: fp16/bf16 2*D bytes, int8
 bias per row), int4 ceil(D/2) + 4 (fp16 scale and bias per row). Those are post-training methods: a
 training step always reads fp32 rows.
 
-Compression layouts: hash and freq-prune shrink tables, not bytes per lookup (unchanged); qr reads two
-rows per id (quotient and remainder tables, widths from ``qr_dims``) and updates both in training;
-mixed-dim reads d_f-wide rows and runs a [B, d_f] x [d_f, D] projection (a bias-free linear layer) for
-each table with d_f < D. mlp-int8 (inference) reads 1-byte weights plus an fp32 scale per output
-channel; its int8 multiply-adds are counted as FLOPs. prune keeps dense kernels on zero-filled weights, so
-its work is unchanged. What is not modelled is listed in ``Work.notes``.
+Compression layouts: hash and freq-prune shrink tables, not bytes per lookup (unchanged); qr reads two rows
+per id (quotient and remainder tables, widths from ``qr_dims``) and updates both in training; tt reads one row
+of each of the three cores per id (widths r_{k-1} d_k r_k) and counts the contraction's two small matmuls as
+FLOPs; mixed-dim reads d_f-wide rows and runs a [B, d_f] x [d_f, D] projection (a bias-free linear layer) for
+each table with d_f < D. mlp-int8 (inference) reads 1-byte weights plus an fp32 scale per output channel; its
+int8 multiply-adds are counted as FLOPs. prune keeps dense kernels on zero-filled weights, so its work is
+unchanged. What is not modelled is listed in ``Work.notes``.
 """
 
 from __future__ import annotations
@@ -183,6 +184,10 @@ def _tables(model: ModelConfig, plan: Any, train: bool, notes: list[str]) -> tup
 
         dq, dr = qr_dims(d, plan.qr_op)
         return [[dq, dr]] * f, [d] * f
+    if plan.layout == "tt":
+        from recsys_impls.compression.tt import core_shapes
+
+        return [[w for _, w in core_shapes(n, d, plan.tt_rank)] for n in model.table_sizes], [d] * f
     if plan.layout == "mixed-dim":
         from recsys_impls.compression.mixed_dim import mixed_dims
 
@@ -242,6 +247,12 @@ def work_per_step(model: ModelConfig, batch_size: int, phase: str = "train", opt
             t.act_bytes += b * pooled * t.act  # the update reads d pooled
     if plan.layout == "qr":
         notes.append("qr: the quotient/remainder index arithmetic is not modelled")
+    if plan.layout == "tt":
+        from recsys_impls.compression.tt import contraction_flops
+
+        # Each lookup contracts its three core rows (two small matmuls); backward 2x, as for a GEMM.
+        t.projection_flops += lookups * f * contraction_flops(d, plan.tt_rank) * (3 if train else 1)
+        notes.append("tt: the per-id core contraction's intermediate [d1*d2, rank] rows are assumed fused")
 
     if model.arch == "dlrm":
         # Dot interaction: full N x N batched matmul, strictly-lower pairs gathered, cat after x.
@@ -253,6 +264,8 @@ def work_per_step(model: ModelConfig, batch_size: int, phase: str = "train", opt
         if train:
             t.act_bytes += (b * out_width + 2 * b * n_vec * d) * t.act
     else:
+        if model.arch not in ("dlrm-cat", "dcnv2"):
+            notes.append(f"model {model.arch}: its interaction is modelled as a concatenation")
         # Concatenation (dlrm-cat, dcnv2): x and the pooled vectors read, x_0 [B, W] written (and back).
         x_width = model.bottom_mlp[-1]
         out_width = x_width + f * d

@@ -89,6 +89,10 @@ def test_model_config_is_validated_per_architecture() -> None:
     with pytest.raises(UsageError, match="bottom_mlp ends in 8 but embedding_dim is 4"):
         replace(BASE, bottom_mlp=(8,)).validate()
     replace(BASE, arch="dlrm-cat", bottom_mlp=(8,)).validate()  # concatenation needs no equal widths
+    # A model's own training defaults apply unless the scenario sets the field.
+    assert build_scenario({"model": {"arch": "dcnv2"}}).train.learning_rate == 0.005
+    assert build_scenario({"model": {"arch": "dcnv2"}, "train": {"learning_rate": 0.05}}).train.learning_rate == 0.05
+    assert build_scenario({"model": {"arch": "dlrm-cat"}}).train.learning_rate == 0.05
 
 
 def test_cli_model_flag_and_list(capsys: pytest.CaptureFixture[str]) -> None:
@@ -128,16 +132,20 @@ def _close(a: dict, b: dict, start: dict) -> None:
         np.testing.assert_allclose(a[k], b[k], rtol=1e-5, atol=1e-5 * scale + 1e-7, err_msg=k)
 
 
-@pytest.mark.parametrize("name", ["dlrm-cat", "dcnv2"])
-def test_parity_predictions_and_steps(frameworks: tuple, name: str) -> None:
-    c, (pt, tf) = _pair(frameworks, name)
+@pytest.mark.parametrize(("name", "compression"), [("dlrm-cat", "none"), ("dcnv2", "none"), ("dlrm", "tt:3")])
+def test_parity_predictions_and_steps(frameworks: tuple, name: str, compression: str) -> None:
+    from recsys_impls.compression import model_state as ms
+    from recsys_impls.compression.spec import parse_compression
+
+    c, (pt, tf) = _pair(frameworks, name, compression)
+    plan = parse_compression(compression)
     rng = np.random.default_rng(11)
     start = {k: (v + rng.normal(0, 0.05, v.shape)).astype(np.float32)
-             for k, v in model_spec(name).initial_params(c, 5).items()}
+             for k, v in ms.initial_params(c, plan, 5).items()}
     for impl in (pt, tf):
         impl.set_params(start)
     batch = make_batch(c, 16, 0)
-    want = model_spec(name).reference_forward(start, c, batch)
+    want = ms.reference_forward(c, plan, ms.finalize(c, plan, start), batch)
     assert np.abs(pt.predict(batch) - want).max() <= 1e-5
     assert np.abs(tf.predict(batch) - want).max() <= 1e-5
     for i, seed in enumerate((1, 2, 3, 4)):
@@ -146,14 +154,14 @@ def test_parity_predictions_and_steps(frameworks: tuple, name: str) -> None:
         tf.train_step(tf.stage(b))
         if i in (0, 3):  # after 1 and after 4 steps
             after = pt.get_params()
-            assert any(not np.array_equal(after[k], start[k]) for k in start if k.startswith("cross.") or
-                       k.startswith("top."))
+            assert any(not np.array_equal(after[k], start[k]) for k in start if k.startswith("emb."))
+            assert any(not np.array_equal(after[k], start[k]) for k in start if not k.startswith("emb."))
             _close(after, tf.get_params(), start)
     assert np.abs(pt.predict(batch) - tf.predict(batch)).max() <= 1e-4
 
 
 @pytest.mark.parametrize(("name", "compression"), [("dcnv2", "qr:2,int8"), ("dlrm-cat", "hash:0.5,mlp-int8"),
-                                                   ("dcnv2", "prune:0.5")])
+                                                   ("dcnv2", "prune:0.5"), ("dcnv2", "tt:2,int4")])
 def test_compression_applies_to_every_ranking_model(frameworks: tuple, name: str, compression: str) -> None:
     from recsys_impls.compression import model_state as ms
 
@@ -193,3 +201,27 @@ def test_dcnv2_learns_an_xor_cross_that_concatenation_cannot(frameworks: tuple) 
         scores[name] = auc(batch.labels, impl.predict(batch))
     assert scores["dcnv2"] > 0.95, scores
     assert scores["dlrm-cat"] <= 0.55, scores
+
+
+def test_tt_cores_factor_the_table_and_compress_large_ones() -> None:
+    from recsys_impls.compression import model_state as ms
+    from recsys_impls.compression import tt
+    from recsys_impls.compression.spec import parse_compression
+
+    assert tt.dim_factors(16) == (2, 2, 4) and tt.dim_factors(128) == (4, 4, 8) and tt.dim_factors(7) == (1, 1, 7)
+    for rows in (1, 3, 40, 100000):
+        assert np.prod(tt.row_factors(rows)) >= rows
+    # Every id reads a distinct (i1, i2, i3): the map is injective on [0, N).
+    ids = np.arange(1000)
+    assert len(set(zip(*tt.tt_indices(ids, 1000), strict=True))) == 1000
+    big = replace(BASE, table_sizes=(100000,), embedding_dim=16)
+    plan = parse_compression("tt:8")
+    shapes = ms.embedding_shapes(big, plan)
+    assert sum(int(np.prod(v)) for v in shapes.values()) * 100 < 100000 * 16
+    init = ms.initial_params(big, plan, 0)
+    rows = tt.tt_rows([init[f"emb.0.tt{k}"] for k in range(3)], ids, 100000, 16, 8)
+    assert rows.shape == (1000, 16) and 0.3 < rows.std() * np.sqrt(3 * 100000) < 3  # about the plain init's scale
+    with pytest.raises(UsageError, match="tt:RANK"):
+        parse_compression("tt")
+    with pytest.raises(UsageError, match="conflict"):
+        parse_compression("tt:4,qr:2")

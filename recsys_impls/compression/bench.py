@@ -11,7 +11,7 @@ from typing import Any
 
 from recsys_impls.compression.codecs import STANDARD_CODECS, lossy_quality_effect, measure_codec
 
-MODEL_METHODS = ("fp16", "bf16", "int8", "int4", "hash:0.1", "qr:10", "mixed-dim:0.3", "freq-prune:3",
+MODEL_METHODS = ("fp16", "bf16", "int8", "int4", "hash:0.1", "qr:10", "mixed-dim:0.3", "tt:16", "freq-prune:3",
                  "prune:0.8", "mlp-int8", "int8,prune:0.8")
 QUICK_METHODS = ("int8", "int4", "hash:0.1", "qr:10", "mixed-dim:0.3")
 CODECS = STANDARD_CODECS

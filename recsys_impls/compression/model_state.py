@@ -4,7 +4,8 @@ Two forms, shared by the PyTorch and TensorFlow variants so both store exactly t
 
 * Training form (``initial_params`` / ``param_shapes``): float32 arrays. Embedding tables follow the
   plan's layout: ``emb.{f}`` [rows, D] (plain, hash: rows = K buckets, freq-prune, any precision);
-  ``emb.{f}.q`` / ``emb.{f}.r`` (QR quotient / remainder tables); ``emb.{f}`` [rows, d_f] and
+  ``emb.{f}.q`` / ``emb.{f}.r`` (QR quotient / remainder tables); ``emb.{f}.tt0..2`` (TT-Rec cores as
+  tables, compression/tt.py); ``emb.{f}`` [rows, d_f] and
   ``emb.{f}.proj`` [d_f, D] (mixed-dim, projection only where d_f < D). MLPs as in base.py.
 * Stored form (``finalize``): what the compressed model keeps after training, as named numpy arrays.
   A table T becomes ``T`` (fp32), ``T@fp16``, ``T@bf16`` (uint16 high halves), ``T@int8`` or
@@ -38,6 +39,7 @@ from recsys_impls.compression.quant import (
     unfuse,
 )
 from recsys_impls.compression.spec import CompressionPlan
+from recsys_impls.compression.tt import CORES, core_shapes, init_cores, tt_rows
 from recsys_impls.config import ModelConfig
 from recsys_impls.init_params import initial_params as base_initial_params
 from recsys_impls.init_params import mlp_param_shapes
@@ -51,6 +53,8 @@ def table_names(config: ModelConfig, plan: CompressionPlan) -> list[str]:
     """Names of the embedding tables that get row-wise storage (projections excluded)."""
     if plan.layout == "qr":
         return [n for f in range(config.num_tables) for n in (f"emb.{f}.q", f"emb.{f}.r")]
+    if plan.layout == "tt":
+        return [f"emb.{f}.tt{k}" for f in range(config.num_tables) for k in range(CORES)]
     return [f"emb.{f}" for f in range(config.num_tables)]
 
 
@@ -66,6 +70,9 @@ def embedding_shapes(config: ModelConfig, plan: CompressionPlan) -> dict[str, tu
             dq, dr = qr_dims(d, plan.qr_op)
             out[f"emb.{f}.q"] = (nq, dq)
             out[f"emb.{f}.r"] = (nr, dr)
+        elif plan.layout == "tt":
+            for k, shape in enumerate(core_shapes(n, d, plan.tt_rank)):
+                out[f"emb.{f}.tt{k}"] = shape
         elif dims is not None:
             out[f"emb.{f}"] = (n, dims[f])
             if dims[f] < d:
@@ -89,6 +96,11 @@ def initial_params(config: ModelConfig, plan: CompressionPlan, seed: int) -> dic
         return base
     params = {k: v for k, v in base.items() if not k.startswith("emb.")}
     rng = np.random.default_rng([seed, 3])
+    if plan.layout == "tt":
+        for f, n in enumerate(config.table_sizes):
+            for k, core in enumerate(init_cores(rng, n, config.embedding_dim, plan.tt_rank)):
+                params[f"emb.{f}.tt{k}"] = core
+        return params
     for name, (rows, dim) in embedding_shapes(config, plan).items():
         f = int(name.split(".")[1])
         bound = np.sqrt(1.0 / config.table_sizes[f])
@@ -223,6 +235,10 @@ def embedding_rows(config: ModelConfig, plan: CompressionPlan, stored: dict[str,
         eq = dequantized_table(stored, name + ".q", dq)[q].astype(np.float64)
         er = dequantized_table(stored, name + ".r", dr)[r].astype(np.float64)
         return qr_combine(eq, er, plan.qr_op)
+    if plan.layout == "tt":
+        widths = core_shapes(config.table_sizes[f], d, plan.tt_rank)
+        cores = [dequantized_table(stored, f"{name}.tt{k}", widths[k][1]) for k in range(CORES)]
+        return tt_rows(cores, ids, config.table_sizes[f], d, plan.tt_rank)
     if plan.layout == "mixed-dim":
         dim = mixed_dims(config.table_sizes, d, plan.md_alpha)[f]
         rows = dequantized_table(stored, name, dim)[ids].astype(np.float64)

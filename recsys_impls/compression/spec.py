@@ -6,6 +6,7 @@ A spec is a comma-separated list of methods, each ``name`` or ``name:arg[:arg]``
     hash:FRACTION                               hashing trick, K = ceil(FRACTION * rows) buckets
     qr:COLLISIONS[:mult|add|concat]             quotient-remainder embeddings (Shi et al. 2020)
     mixed-dim:ALPHA                             mixed-dimension embeddings (Ginart et al. 2021)
+    tt:RANK                                     tensor-train cores (TT-Rec, Yin et al. 2021)
     freq-prune:MIN_COUNT                        ids seen < MIN_COUNT times in training share one row
     prune:SPARSITY                              MLP magnitude pruning + short fine-tune, stored sparse
     mlp-int8                                    dynamic int8 quantization of the MLP linear layers
@@ -22,7 +23,7 @@ from recsys_impls.errors import UsageError
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8", "int4")
 QR_OPS = ("mult", "add", "concat")
-LAYOUTS = ("plain", "hash", "qr", "mixed-dim", "freq-prune")
+LAYOUTS = ("plain", "hash", "qr", "mixed-dim", "freq-prune", "tt")
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class CompressionPlan:
     qr_op: str = "mult"
     md_alpha: float = 0.0
     freq_min_count: int = 0
+    tt_rank: int = 0
     # MLP weights.
     prune_sparsity: float = 0.0
     mlp_int8: bool = False
@@ -80,6 +82,8 @@ _METHODS: list[tuple[str, str, str, str]] = [
      "rows/COLLISIONS + COLLISIONS rows per table (trained that way)", "torch, tf"),
     ("mixed-dim", "ALPHA in (0,1]", "mixed-dimension tables: dim_f = D*(rows_min/rows_f)^ALPHA, "
      "projected to D (trained that way)", "torch, tf"),
+    ("tt", "RANK>=1", "TT-Rec tensor-train embeddings: each table as three cores of rank RANK, rows "
+     "n1*n2*n3 >= rows, columns d1*d2*d3 = D (trained that way)", "torch, tf"),
     ("freq-prune", "MIN_COUNT>=2", "embedding rows of ids seen fewer than MIN_COUNT times in the training "
      "data are dropped; those ids share one fallback row per table", "torch, tf"),
     ("prune", "SPARSITY in (0,1)", "MLP magnitude pruning at exactly SPARSITY per layer, short masked "
@@ -126,7 +130,8 @@ def _int_arg(spec: str, part: str, arg: str, lo: int, what: str) -> int:
 
 
 def _accepted() -> str:
-    return "none, fp16, bf16, int8, int4, hash:F, qr:C[:mult|add|concat], mixed-dim:A, freq-prune:N, prune:S, mlp-int8"
+    return ("none, fp16, bf16, int8, int4, hash:F, qr:C[:mult|add|concat], mixed-dim:A, tt:R, freq-prune:N, prune:S, "
+            "mlp-int8")
 
 
 def parse_compression(spec: str) -> CompressionPlan:
@@ -181,6 +186,14 @@ def parse_compression(spec: str) -> CompressionPlan:
             claim("embedding id mapping", part)
             fields["layout"] = "mixed-dim"
             fields["md_alpha"] = _float_arg(spec, part, args[0], 0.0, 1.0, True, "an exponent ALPHA")
+        elif name == "tt":
+            if len(args) != 1:
+                raise UsageError(f"{_where(spec)}: '{part}' must be tt:RANK, e.g. tt:8")
+            claim("embedding id mapping", part)
+            fields["layout"] = "tt"
+            fields["tt_rank"] = _int_arg(spec, part, args[0], 1, "a tensor-train rank")
+            if fields["tt_rank"] > 4096:
+                raise UsageError(f"{_where(spec)}: '{part}' rank above 4096; accepted: tt:RANK with 1 <= RANK <= 4096")
         elif name == "freq-prune":
             if len(args) != 1:
                 raise UsageError(f"{_where(spec)}: '{part}' must be freq-prune:MIN_COUNT, e.g. freq-prune:3")

@@ -63,6 +63,8 @@ class ModelSpec:
     # quality figures the model publishes (record keys under ``quality``), and their direction.
     quality_metrics: tuple[str, ...] = ("auc", "logloss", "ne")
     higher_is_better: tuple[str, ...] = ("auc",)
+    # TrainConfig fields this model trains with unless the scenario sets them (flag, file or preset).
+    train_defaults: Mapping[str, Any] = field(default_factory=dict)
     # axis -> SUPPORTED, or the reason it is skipped for this model.
     axes: Mapping[str, str] = field(default_factory=dict)
     # (config) -> width of the dense vector entering the top MLP (ranking models).

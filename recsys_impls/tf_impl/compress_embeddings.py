@@ -19,6 +19,7 @@ from recsys_impls.compression.hashing import num_buckets as hash_num_buckets
 from recsys_impls.compression.mixed_dim import mixed_dims
 from recsys_impls.compression.qr import qr_dims
 from recsys_impls.compression.spec import CompressionPlan
+from recsys_impls.compression.tt import dim_factors, row_factors
 from recsys_impls.config import ModelConfig
 from recsys_impls.tf_impl.embeddings import EmbeddingComponent
 
@@ -108,8 +109,20 @@ class CompressedTables(EmbeddingComponent):
         self.dims = mixed_dims(config.table_sizes, d, plan.md_alpha) if plan.layout == "mixed-dim" else []
         self.qr = qr_dims(d, plan.qr_op) if plan.layout == "qr" else ()
 
+    def _tt_vectors(self, f: int, ids: tf.Tensor) -> tf.Tensor:
+        """Row of each id contracted from one row of each TT core (two batched matmuls)."""
+        name, r, d = f"emb.{f}", self.plan.tt_rank, self.config.embedding_dim
+        _, n2, n3 = row_factors(self.config.table_sizes[f])
+        d1, d2, d3 = dim_factors(d)
+        g1 = tf.reshape(self.stores[name + ".tt0"].rows(ids // (n2 * n3)), [-1, d1, r])
+        g2 = tf.reshape(self.stores[name + ".tt1"].rows((ids // n3) % n2), [-1, r, d2 * r])
+        g3 = tf.reshape(self.stores[name + ".tt2"].rows(ids % n3), [-1, r, d3])
+        return tf.reshape(tf.matmul(tf.reshape(tf.matmul(g1, g2), [-1, d1 * d2, r]), g3), [-1, d])
+
     def _vectors(self, f: int, ids: tf.Tensor) -> tf.Tensor:
         name, plan = f"emb.{f}", self.plan
+        if plan.layout == "tt":
+            return self._tt_vectors(f, ids)
         if plan.layout == "qr":
             c = plan.qr_collisions
             eq = self.stores[name + ".q"].rows(ids // c)

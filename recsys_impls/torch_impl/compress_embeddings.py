@@ -25,6 +25,7 @@ from recsys_impls.compression.hashing import num_buckets as hash_num_buckets
 from recsys_impls.compression.mixed_dim import mixed_dims
 from recsys_impls.compression.qr import qr_dims
 from recsys_impls.compression.spec import CompressionPlan
+from recsys_impls.compression.tt import CORES, core_shapes, dim_factors, row_factors
 from recsys_impls.config import ModelConfig
 from recsys_impls.data.batch import Batch
 from recsys_impls.torch_impl.embeddings import EmbeddingBags, to_device
@@ -104,6 +105,16 @@ class CompressedEmbeddings(EmbeddingBags):
             self.r = self._make([f"emb.{f}.r" for f in f_range], dr, params, stored)
             self._set_base("qbase", [rows_of(f"emb.{f}.q") for f in f_range])
             self._set_base("rbase", [rows_of(f"emb.{f}.r") for f in f_range])
+        elif plan.layout == "tt":
+            # Core k of every table fused into one store (same row width for all tables).
+            widths = core_shapes(1, self.dim, plan.tt_rank)
+            self.cores = nn.ModuleList(self._make([f"emb.{f}.tt{k}" for f in f_range], widths[k][1], params, stored)
+                                       for k in range(CORES))
+            for k in range(CORES):
+                self._set_base(f"ttbase{k}", [rows_of(f"emb.{f}.tt{k}") for f in f_range])
+            factors = [row_factors(n) for n in config.table_sizes]
+            self.register_buffer("tt_n2", torch.tensor([n[1] for n in factors], dtype=torch.int64))
+            self.register_buffer("tt_n3", torch.tensor([n[2] for n in factors], dtype=torch.int64))
         elif plan.layout == "mixed-dim":
             self.dims = mixed_dims(config.table_sizes, self.dim, plan.md_alpha)
             self.tables = nn.ModuleList(self._make([f"emb.{f}"], self.dims[f], params, stored) for f in f_range)
@@ -170,8 +181,21 @@ class CompressedEmbeddings(EmbeddingBags):
             local = ids
         return local + self.base[feat]
 
+    def _tt_vectors(self, s: CompressedInput) -> torch.Tensor:
+        """Row of every id contracted from one row of each core: two batched matmuls."""
+        r, (d1, d2, d3) = self.plan.tt_rank, dim_factors(self.dim)
+        n2, n3 = self.tt_n2[s.feature], self.tt_n3[s.feature]
+        idx = (s.ids // (n2 * n3), (s.ids // n3) % n2, s.ids % n3)
+        g = [self.cores[k].rows(idx[k] + getattr(self, f"ttbase{k}")[s.feature]) for k in range(CORES)]
+        ab = torch.bmm(g[0].view(-1, d1, r), g[1].view(-1, r, d2 * r)).view(-1, d1 * d2, r)
+        return torch.bmm(ab, g[2].view(-1, r, d3)).view(-1, self.dim)
+
     def forward(self, s: CompressedInput) -> torch.Tensor:
         b, nf = s.batch_size, self.num_tables
+        if self.plan.layout == "tt":
+            v = self._tt_vectors(s)
+            pooled = torch.zeros(nf * b, self.dim, dtype=v.dtype, device=v.device).index_add_(0, s.bag, v)
+            return pooled.view(nf, b, self.dim).transpose(0, 1)
         if self.plan.layout == "qr":
             c = self.plan.qr_collisions
             eq = self.q.rows(s.ids // c + self.qbase[s.feature])
@@ -196,8 +220,10 @@ class CompressedEmbeddings(EmbeddingBags):
     def export_named(self) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {}
         f_range = range(self.num_tables)
-        if self.plan.layout == "qr":
-            for store, base, suffix in ((self.q, self.qbase, "q"), (self.r, self.rbase, "r")):
+        if self.plan.layout in ("qr", "tt"):
+            groups = [(self.cores[k], getattr(self, f"ttbase{k}"), f"tt{k}") for k in range(CORES)] \
+                if self.plan.layout == "tt" else [(self.q, self.qbase, "q"), (self.r, self.rbase, "r")]
+            for store, base, suffix in groups:
                 w = store.weight.detach().float().cpu().numpy()
                 ends = [*base.tolist()[1:], w.shape[0]]
                 for f in f_range:
@@ -216,8 +242,10 @@ class CompressedEmbeddings(EmbeddingBags):
 
     def load_named(self, params: dict[str, np.ndarray]) -> None:
         with torch.no_grad():
-            if self.plan.layout == "qr":
-                for store, suffix in ((self.q, "q"), (self.r, "r")):
+            if self.plan.layout in ("qr", "tt"):
+                groups = [(self.cores[k], f"tt{k}") for k in range(CORES)] if self.plan.layout == "tt" \
+                    else [(self.q, "q"), (self.r, "r")]
+                for store, suffix in groups:
                     full = np.concatenate([params[f"emb.{f}.{suffix}"] for f in range(self.num_tables)])
                     store.weight.copy_(torch.from_numpy(np.asarray(full, np.float32)))
             elif self.plan.layout == "mixed-dim":
@@ -242,11 +270,16 @@ class CompressedEmbeddings(EmbeddingBags):
             return []
         if self.plan.layout == "qr":
             return [self.q.weight, self.r.weight]
+        if self.plan.layout == "tt":
+            return [c.weight for c in self.cores]
         if self.plan.layout == "mixed-dim":
             return [t.weight for t in self.tables]
         return [self.table.weight]
 
     def describe(self) -> dict[str, Any]:
+        if self.plan.layout == "tt":
+            return {"embedding_kernel": f"TT-Rec: one row of each of {CORES} cores gathered (torch.nn.functional."
+                                        f"embedding, {self.cores[0].kind}), contracted by two torch.bmm"}
         store = {"qr": "q", "mixed-dim": None}.get(self.plan.layout, "table")
         kind = getattr(self, store).kind if store else self.tables[0].kind
         op = _QOPS.get(kind, "torch.nn.functional.embedding_bag")
