@@ -96,32 +96,14 @@ def from_model_config(config: Any) -> NeuMFConfig:
                        mlp=tuple(config.tower_mlp) or DEFAULT_MLP, negatives=config.negatives)
 
 
-def _sizes(config: Any) -> tuple[int, int]:
+def sizes(config: Any) -> tuple[int, int]:
     """Users and items: ``table_sizes[0]`` and ``[1]`` (the runner sets them from the data)."""
     sizes = tuple(config.table_sizes) + (1,)
     return sizes[0], sizes[1]
 
 
-def _register() -> None:
-    from recsys_impls.models.spec import ModelSpec, register_model
-    from recsys_impls.models.two_tower import RETRIEVAL_AXES, RETRIEVAL_FIELDS
-
-    register_model(ModelSpec(
-        name="neumf", task="retrieval",
-        description="GMF + MLP towers over user and item embeddings, BCE with sampled negatives; "
-                    "leave-one-out evaluation against 100 sampled items",
-        reference="He et al. 2017 (Neural Collaborative Filtering, WWW)",
-        config_fields=(*RETRIEVAL_FIELDS, "negatives"),
-        validate=lambda config: from_model_config(config).validate(),
-        param_shapes=lambda config: param_shapes(from_model_config(config), *_sizes(config)),
-        initial_params=lambda config, seed: initial_params(from_model_config(config), *_sizes(config), seed),
-        forward=lambda config, batch, param, rows: reference_logits(
-            {k: param(k) for k in param_shapes(from_model_config(config), *_sizes(config))},
-            from_model_config(config), batch["users"], batch["items"]),
-        builders={"torch": "recsys_impls.torch_impl.neumf:TorchNeuMF", "tf": "recsys_impls.tf_impl.neumf:TFNeuMF"},
-        quality_metrics=("hr@10", "ndcg@10"), higher_is_better=("hr@10", "ndcg@10"),
-        axes=RETRIEVAL_AXES,
-    ))
-
-
-_register()
+def spec_forward(config: Any, batch: dict[str, np.ndarray], param: Any, rows: Any) -> np.ndarray:
+    """The registry's reference forward: logits of a host batch's (users, items)."""
+    cfg = from_model_config(config)
+    params = {k: param(k) for k in param_shapes(cfg, *sizes(config))}
+    return reference_logits(params, cfg, batch["users"], batch["items"])

@@ -141,34 +141,10 @@ def id_towers(config: Any) -> tuple[TowerShape, TowerShape]:
     return TowerShape(sizes[0], (0,)), TowerShape(sizes[1], (0,))
 
 
-def _forward(config: Any, batch: dict[str, np.ndarray], param: Any, rows: Any) -> tuple[np.ndarray, np.ndarray]:
+def id_tower_forward(config: Any, batch: dict[str, np.ndarray], param: Any, rows: Any) -> tuple[np.ndarray, np.ndarray]:
     """(user, item) tower outputs of a host batch, for id-only towers."""
     cfg = from_model_config(config)
     user, item = id_towers(config)
     params = {k: param(k) for k in param_shapes(cfg, user, item)}
     return (reference_tower(params, cfg, "user", user, batch["user_ids"], batch["user_mask"]),
             reference_tower(params, cfg, "item", item, batch["item_ids"], batch["item_mask"]))
-
-
-def _register() -> None:
-    from recsys_impls.models.spec import ModelSpec, register_model
-
-    register_model(ModelSpec(
-        name="two-tower", task="retrieval",
-        description="user and item towers (own features pooled, MLP, L2-normalised), in-batch sampled softmax "
-                    "with logQ correction (temperature); brute-force top-K over the item corpus",
-        reference="Yi et al. 2019 (sampling-bias-corrected two-tower retrieval, RecSys)",
-        config_fields=(*RETRIEVAL_FIELDS, "temperature"),
-        validate=lambda config: from_model_config(config).validate(),
-        param_shapes=lambda config: param_shapes(from_model_config(config), *id_towers(config)),
-        initial_params=lambda config, seed: initial_params(from_model_config(config), *id_towers(config), seed),
-        forward=_forward,
-        builders={"torch": "recsys_impls.torch_impl.two_tower:TorchTwoTower",
-                  "tf": "recsys_impls.tf_impl.two_tower:TFTwoTower"},
-        quality_metrics=("recall@10", "ndcg@10", "recall@50", "ndcg@50", "recall@100", "ndcg@100"),
-        higher_is_better=("recall@10", "ndcg@10", "recall@50", "ndcg@50", "recall@100", "ndcg@100"),
-        axes=RETRIEVAL_AXES,
-    ))
-
-
-_register()
