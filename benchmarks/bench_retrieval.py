@@ -87,3 +87,32 @@ class RetrievalQuality:
         return self.r["latency_ms"]["p99"] / 1e3
 
     track_latency_p99.unit = "seconds"
+
+
+class QueryBatch:
+    """Serving cost: brute-force top-100 of a batch of 256 queries over a corpus of 100k items (64-wide),
+    rotating distinct query batches; queries/s = 256 / the time."""
+
+    params = [FRAMEWORKS, [100_000]]
+    param_names = ["framework", "items"]
+    timeout = 600
+    rounds = 1  # timing discipline as in bench_core.TrainStep
+    repeat = 10
+    number = 0
+    sample_time = 0.1
+    warmup_time = 1.0
+
+    def setup(self, framework, items):
+        bs.framework_or_skip(framework)
+        from recsys_impls.models.retrieval import serving_fixture
+
+        key = (framework, items)
+        if getattr(self, "key", None) != key:
+            self.impl, self.queries = serving_fixture(framework, items)
+            self.impl.retrieve(self.queries[0], 100)
+            self.impl.synchronize()
+            self.key, self.i = key, 0
+
+    def time_top100_query_batch(self, framework, items):
+        self.impl.to_numpy(self.impl.retrieve(self.queries[self.i % len(self.queries)], 100))
+        self.i += 1

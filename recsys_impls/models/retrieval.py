@@ -168,3 +168,21 @@ def quality(name: str, impl: Any, data: Interactions, seed: int, batch_size: int
     out["popularity"] = hit_ratio_ndcg(counts[:, 0], counts[:, 1:], 10)
     out["protocol"] = f"leave-one-out, the held-out item among {SAMPLED_NEGATIVES} sampled unseen items"
     return out
+
+
+def serving_fixture(framework: str, items: int, dim: int = 64, query_batch: int = 256, batches: int = 4,
+                    seed: int = 0) -> tuple[Any, list[Any]]:
+    """A two-tower backend serving a corpus of ``items`` random unit vectors, and staged query batches: the
+    cost of brute-force top-k does not depend on what the towers learned, only on the corpus and batch."""
+    rng = np.random.default_rng([seed, 33])
+
+    def unit(n: int) -> np.ndarray:
+        v = rng.normal(size=(n, dim)).astype(np.float32)
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+    tiny = TowerShape(2, (0,))
+    module, _, cls = model_entry("two-tower").backends[framework].partition(":")
+    impl = getattr(importlib.import_module(module), cls)(TwoTowerConfig(tower_mlp=(dim,)), tiny, tiny, "sgd", 0.1,
+                                                          seed)
+    impl.stage_corpus(unit(items))
+    return impl, [impl.stage_queries(unit(query_batch)) for _ in range(batches)]
