@@ -100,3 +100,16 @@ def test_two_tower_learns_the_planted_clusters() -> None:
     q = rec["quality"]
     assert q["recall@10"] >= 1.5 * q["popularity"]["recall@10"]
     assert q["recall@10"] <= q["achievable"]["recall@10"] + 0.05  # no better than the generator itself
+
+
+def test_serving_fixture_top_k() -> None:
+    import numpy as np
+
+    from recsys_impls.metrics_retrieval import top_k
+    from recsys_impls.models.retrieval import serving_fixture
+
+    impl, queries = serving_fixture("torch", 300, dim=8, query_batch=16, batches=2)
+    got = impl.to_numpy(impl.retrieve(queries[1], 10))
+    corpus, q = impl.to_numpy(impl.corpus), impl.to_numpy(queries[1])
+    assert got.shape == (16, 10) and len(queries) == 2
+    np.testing.assert_array_equal(got, top_k(q, corpus, 10))
