@@ -19,6 +19,7 @@ import numpy as np
 from recsys_impls import threads
 from recsys_impls.config import Scenario
 from recsys_impls.data.interactions import Interactions, SyntheticInteractionsConfig, load_interactions, oracle_vectors
+from recsys_impls.errors import ScenarioUnsupported
 from recsys_impls.measure import fingerprint, host, nvml, timing
 from recsys_impls.measure.loop import sync_each_step_on, timed_loop
 from recsys_impls.metrics_retrieval import hit_ratio_ndcg, retrieval_quality
@@ -120,6 +121,11 @@ def run_retrieval(scenario: Scenario, progress: bool = False, data: Interactions
     for axis, value in (("compression", scenario.compression), ("parallel", scenario.parallel)):
         if value not in ("", "none"):
             spec.require_axis(axis, f"--{axis} {value}")
+    d = scenario.device
+    if (d.precision, d.compile, d.pinned_memory) != ("fp32", "none", False):
+        raise ScenarioUnsupported(f"model {arch}: --precision {d.precision}, --compile {d.compile}, --pinned-memory "
+                                  f"{d.pinned_memory}: retrieval models run in fp32 without compile modes or pinned "
+                                  "buffers (yet); --device cpu, cuda[:N] or GPU:N is supported")
     t = scenario.train
     cfg = models.config_from(scenario.model)
     _apply_threads(scenario)

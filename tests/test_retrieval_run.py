@@ -70,6 +70,8 @@ def test_unsupported_axes_and_listing(capsys) -> None:
         from recsys_impls.retrieval_runner import run_retrieval
 
         run_retrieval(build_scenario({"model": {"arch": "neumf"}, "scenario": {"parallel": "ddp:2"}}))
+    rec = execute_or_record(build_scenario({"model": {"arch": "neumf"}, "device": {"precision": "amp-bf16"}}))
+    assert rec["status"] == "skipped" and "fp32" in rec["error"]
     assert main(["profile", "--model", "neumf", "--pyspy"]) == 2
     assert "the profiler drives the ranking runner only" in capsys.readouterr().err
     assert main(["list"]) == 0

@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from recsys_impls.models.neumf import NeuMFConfig, initial_params
 from recsys_impls.tf_impl.optim import Optimizer
+from recsys_impls.tf_impl.two_tower import tf_device
 
 _KEYS = ("users", "items", "labels")
 
@@ -20,7 +21,7 @@ class TFNeuMF:
     def __init__(self, cfg: NeuMFConfig, num_users: int, num_items: int, optimizer: str, lr: float,
                  seed: int = 0, device: str = "cpu") -> None:
         self.cfg = cfg
-        self.device = "/GPU:0" if device.startswith(("cuda", "GPU")) else "/CPU:0"
+        self.device = tf_device(device)
         with tf.device(self.device):
             self.params = {k: tf.Variable(v, name=k.replace(".", "_"))
                            for k, v in initial_params(cfg, num_users, num_items, seed).items()}

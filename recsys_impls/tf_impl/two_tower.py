@@ -15,6 +15,14 @@ import tensorflow as tf
 from recsys_impls.models.two_tower import MASKED_LOGIT, NORM_EPS, TowerShape, TwoTowerConfig, initial_params
 from recsys_impls.tf_impl.optim import Optimizer
 
+
+def tf_device(device: str) -> str:
+    """TensorFlow's name for a --device value: cpu, cuda[:N] or GPU:N."""
+    if device == "cpu":
+        return "/CPU:0"
+    return f"/GPU:{device.partition(':')[2] or 0}"
+
+
 _KEYS = ("user_ids", "user_mask", "item_ids", "item_mask", "items", "log_q")
 
 
@@ -24,7 +32,7 @@ class TFTwoTower:
     def __init__(self, cfg: TwoTowerConfig, user: TowerShape, item: TowerShape, optimizer: str, lr: float,
                  seed: int = 0, device: str = "cpu") -> None:
         self.cfg, self.shapes = cfg, {"user": user, "item": item}
-        self.device = "/GPU:0" if device.startswith(("cuda", "GPU")) else "/CPU:0"
+        self.device = tf_device(device)
         with tf.device(self.device):
             self.pool = {n: tf.constant(s.pool_matrix()) for n, s in self.shapes.items()}
             self.params = {k: tf.Variable(v, name=k.replace(".", "_"))
