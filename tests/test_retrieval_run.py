@@ -15,9 +15,14 @@ pytest.importorskip("torch")
 TINY = {"train": {"steps": 6, "batch_size": 64, "warmup_steps": 1, "latency_batches": 3, "learning_rate": 0.1}}
 
 
+# One torch thread: tiny ops in parallel regions only wait on each other (and on a shared machine, for the
+# other core). TensorFlow runs keep the default: its pools are fixed once per process for every later test.
+ONE_THREAD = {"device": {"threads": 1}}
+
+
 def scenario(arch: str, framework: str = "torch", source: str = "synthetic", **model):
     return build_scenario({"model": {"arch": arch, **model}, "data": {"source": source},
-                           "scenario": {"framework": framework}, **TINY})
+                           "scenario": {"framework": framework}, **TINY, **ONE_THREAD})
 
 
 def test_two_tower_record() -> None:
@@ -50,7 +55,7 @@ def test_neumf_from_the_cli_on_a_csv(tmp_path, capsys, framework: str) -> None:
         pytest.importorskip("tensorflow")
     path, out = write_csv(tmp_path), tmp_path / "rec.json"
     args = ["run", "--model", "neumf", "--framework", framework, "--data", path, "--steps", "4", "--batch-size", "32",
-            "--json", str(out)]
+            "--json", str(out), *(["--threads", "1"] if framework == "torch" else [])]
     assert main(args) == 2
     assert f"{path}:482: 3 comma-separated fields expected" in capsys.readouterr().err
     assert main([*args, "--skip-bad-lines"]) == 0
@@ -98,7 +103,7 @@ def test_two_tower_learns_the_planted_clusters() -> None:
 
     rec = run_retrieval(build_scenario({
         "model": {"arch": "two-tower", "table_sizes": [300, 400], "tower_mlp": [32]},
-        "train": {"steps": 150, "batch_size": 128, "warmup_steps": 0, "latency_batches": 2}}))
+        "train": {"steps": 150, "batch_size": 128, "warmup_steps": 0, "latency_batches": 2}, **ONE_THREAD}))
     q = rec["quality"]
     assert q["recall@10"] >= 1.5 * q["popularity"]["recall@10"]
     assert q["recall@10"] <= q["achievable"]["recall@10"] + 0.05  # no better than the generator itself
