@@ -151,6 +151,17 @@ def _fmt(value: Any, fmt: str = "{:.4f}") -> str:
     return str(value)
 
 
+def _retrieval_rows(q: dict[str, Any], t: dict[str, Any]) -> list[tuple[str, str]]:
+    """Quality rows of a retrieval model: the model, the popularity baseline, the achievable figure."""
+    keys = ("recall@10", "recall@50", "recall@100", "ndcg@10") if "recall@10" in q else ("hr@10", "ndcg@10")
+    rows = [(f"{' / '.join(keys)} ({who})", " / ".join(_fmt((src or {}).get(k)) for k in keys))
+            for who, src in (("model", q), ("popularity", q.get("popularity")), ("achievable", q.get("achievable")))
+            if src]
+    if t.get("queries_per_s") is not None:
+        rows.append(("retrieval queries/s (top-100, whole corpus)", _fmt(t["queries_per_s"], "{:,.0f}")))
+    return rows
+
+
 def summary_table(record: dict[str, Any]) -> str:
     """A readable, aligned summary of one record."""
     q, t, lat, size, mem = (record.get(k) or {} for k in ("quality", "throughput", "latency_ms", "size", "memory"))
@@ -158,10 +169,11 @@ def summary_table(record: dict[str, Any]) -> str:
         ("framework", record["framework"]),
         ("data", record.get("data", {}).get("name")),
         ("compression / parallel", f"{record['scenario']['compression']} / {record['scenario']['parallel']}"),
-        ("AUC (data's own reference)", f"{_fmt(q.get('auc'))} ({_fmt(q.get('reference_auc'))})"),
-        ("logloss / NE", f"{_fmt(q.get('logloss'))} / {_fmt(q.get('ne'))}"),
-        ("accuracy / precision / recall / F1",
-         " / ".join(_fmt(q.get(k), "{:.3f}") for k in ("accuracy", "precision", "recall", "f1"))),
+        *(_retrieval_rows(q, t) if "recall@10" in q or "hr@10" in q else [
+            ("AUC (data's own reference)", f"{_fmt(q.get('auc'))} ({_fmt(q.get('reference_auc'))})"),
+            ("logloss / NE", f"{_fmt(q.get('logloss'))} / {_fmt(q.get('ne'))}"),
+            ("accuracy / precision / recall / F1",
+             " / ".join(_fmt(q.get(k), "{:.3f}") for k in ("accuracy", "precision", "recall", "f1")))]),
         ("train throughput (samples/s)", _fmt(t.get("train_samples_per_s"), "{:,.0f}")),
         ("inference throughput (samples/s)", _fmt(t.get("infer_samples_per_s"), "{:,.0f}")),
         (f"latency p50/p95/p99 ms (batch {lat.get('batch_size')})",
@@ -222,6 +234,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
     from recsys_impls import profiling
 
     scenario = scenario_from_args(args)
+    scenario.model.spec.require_axis("profiling", "profile")
     if not (args.pyspy or args.torch_profiler or args.tf_profiler):
         raise UsageError("profile: choose at least one of --pyspy, --torch-profiler, --tf-profiler")
     written = profiling.profile_scenario(scenario, Path(args.out), pyspy=args.pyspy,

@@ -178,6 +178,11 @@ class ModelConfig:
     # dcnv2: low-rank cross layers (MLPerf DLRM-DCNv2: 3 layers of rank 512).
     cross_layers: int = 3
     cross_rank: int = 512
+    # two-tower and neumf: the MLP tower's widths (empty: the model's default), the two-tower's softmax
+    # temperature, NeuMF's sampled negatives per observed pair.
+    tower_mlp: tuple[int, ...] = ()
+    temperature: float = 0.05
+    negatives: int = 4
 
     @property
     def num_tables(self) -> int:

@@ -55,6 +55,8 @@ def execute(scenario: Scenario, progress: bool = False, json_path: str | None = 
     """
     from recsys_impls import preflight, startup
 
+    if scenario.model.spec.task == "retrieval":
+        return _execute_retrieval(scenario, progress, json_path, allow_oversubscribe, verbose)
     estimate = preflight.check(scenario, json_path=json_path, allow_oversubscribe=allow_oversubscribe)
     startup.prepare(scenario, verbose=verbose)
     path = path_of(scenario)
@@ -75,6 +77,23 @@ def execute(scenario: Scenario, progress: bool = False, json_path: str | None = 
         record = run_scenario(single, progress=progress)
     if single is not scenario:
         record = _as_threads_record(record, scenario)
+    record["preflight"] = estimate
+    return record
+
+
+def _execute_retrieval(scenario: Scenario, progress: bool, json_path: str | None, allow_oversubscribe: bool,
+                       verbose: bool) -> Record:
+    """Retrieval models (two-tower, neumf) run in one process through their own runner; the pre-flight
+    checks cores and the --json path (no memory estimate for them yet)."""
+    from recsys_impls import preflight, startup
+    from recsys_impls.retrieval_runner import run_retrieval
+
+    estimate = {"cores": preflight.check_cores(scenario, allow_oversubscribe),
+                "memory": {"reason": "no memory estimate for retrieval models yet"}}
+    if json_path is not None:
+        estimate["json"] = preflight.check_json_path(json_path)
+    startup.prepare(scenario, verbose=verbose)
+    record = run_retrieval(scenario, progress=progress)
     record["preflight"] = estimate
     return record
 

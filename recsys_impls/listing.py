@@ -43,6 +43,8 @@ def render() -> str:
             ("synthetic", "built-in Criteo-like data: Zipf ids, hidden-model labels (default)"),
             ("movielens", "MovieLens-100k read from the installed recbole package"),
             ("PATH.tsv[.gz]", "Criteo-format TSV: label, 13 integer, 26 hex columns"),
+            ("PATH.csv", "retrieval models: interactions with header user_id,item_id[,timestamp], any string ids; "
+                         "synthetic and movielens give them interactions too (latest per user held out)"),
         ]),
         _section("presets (--preset)", [
             (name, ", ".join(f"{k}={v}" for sec in p.values() for k, v in sec.items()

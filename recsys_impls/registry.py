@@ -32,6 +32,9 @@ def build(scenario: Scenario) -> Recommender:
     dense architecture (its spec's builder for this backend) over the scenario's embedding stage."""
     b = _backend(scenario.framework)
     scenario.model.spec.builder(b.name)  # the model exists for this backend (one line otherwise)
+    if scenario.model.spec.task != "ranking":  # retrieval models are built by their own runner
+        scenario.model.spec.require_axis("profiling", f"this path ({scenario.model.arch} is a "
+                                         f"{scenario.model.spec.task} model)")
     if scenario.compression not in ("", "none"):
         scenario.model.spec.require_axis("compression", f"compression {scenario.compression}")
         return b.load("compressed")(scenario)

@@ -123,7 +123,7 @@ _MODELS: dict[str, ModelSpec] = {}
 _BACKENDS: dict[str, Backend] = {}
 
 # Modules whose import registers models; imported on first registry use (in this order: `list` order).
-MODEL_MODULES = ["recsys_impls.models.dlrm", "recsys_impls.models.dcnv2"]
+MODEL_MODULES = ["recsys_impls.models.dlrm", "recsys_impls.models.dcnv2", "recsys_impls.models.retrieval_specs"]
 BACKEND_MODULES = ["recsys_impls.models.frameworks"]
 _loaded = False
 

@@ -1,0 +1,126 @@
+"""Two-tower retrieval in TensorFlow (contract and parameter names: recsys_impls/models/two_tower.py).
+
+Lookups are ``tf.gather`` (gradients as ``IndexedSlices``, applied to the touched rows by ``optim``);
+train and encode are ``tf.function``s with fixed signatures, traced once. Serving: the encoded corpus is one
+[items, out] tensor; a query batch is one matmul and ``tf.math.top_k``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from recsys_impls.models.two_tower import MASKED_LOGIT, NORM_EPS, TowerShape, TwoTowerConfig, initial_params
+from recsys_impls.tf_impl.optim import Optimizer
+
+
+def tf_device(device: str) -> str:
+    """TensorFlow's name for a --device value: cpu, cuda[:N] or GPU:N."""
+    if device == "cpu":
+        return "/CPU:0"
+    return f"/GPU:{device.partition(':')[2] or 0}"
+
+
+_KEYS = ("user_ids", "user_mask", "item_ids", "item_mask", "items", "log_q")
+
+
+class TFTwoTower:
+    framework = "tf"
+
+    def __init__(self, cfg: TwoTowerConfig, user: TowerShape, item: TowerShape, optimizer: str, lr: float,
+                 seed: int = 0, device: str = "cpu") -> None:
+        self.cfg, self.shapes = cfg, {"user": user, "item": item}
+        self.device = tf_device(device)
+        with tf.device(self.device):
+            self.pool = {n: tf.constant(s.pool_matrix()) for n, s in self.shapes.items()}
+            self.params = {k: tf.Variable(v, name=k.replace(".", "_"))
+                           for k, v in initial_params(cfg, user, item, seed).items()}
+            self._vars = list(self.params.values())
+            self.optimizer = Optimizer(optimizer, lr, self._vars)
+        self.corpus: tf.Tensor | None = None
+        spec = [tf.TensorSpec([None, None], tf.int64), tf.TensorSpec([None, None], tf.float32)]
+        self._train = tf.function(self._train_step, input_signature=[
+            *spec, *spec, tf.TensorSpec([None], tf.int64), tf.TensorSpec([None], tf.float32)])
+        self._loss_fn = tf.function(self._loss, input_signature=self._train.input_signature)
+        self._encode = {n: tf.function(lambda ids, mask, n=n: self.tower(n, ids, mask), input_signature=spec)
+                        for n in self.shapes}
+        self._retrieve = tf.function(
+            lambda q, corpus, k: tf.math.top_k(tf.matmul(q, corpus, transpose_b=True), k=k, sorted=True).indices,
+            input_signature=[tf.TensorSpec([None, None], tf.float32)] * 2 + [tf.TensorSpec([], tf.int32)])
+
+    def get_params(self) -> dict[str, np.ndarray]:
+        return {k: v.numpy().copy() for k, v in self.params.items()}
+
+    def set_params(self, params: dict[str, np.ndarray]) -> None:
+        for k, v in self.params.items():
+            v.assign(params[k])
+        self.optimizer.reset()
+
+    def stage(self, batch: dict[str, np.ndarray]) -> tuple[tf.Tensor, ...]:
+        with tf.device(self.device):
+            return tuple(tf.identity(tf.constant(batch[k])) for k in _KEYS)
+
+    def tower(self, name: str, ids: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
+        emb = tf.gather(self.params[f"{name}.table"], ids) * mask[..., None]
+        p = self.pool[name]
+        pooled = tf.einsum("bld,lf->bfd", emb, p) / tf.maximum(tf.matmul(mask, p), 1.0)[..., None]
+        x = tf.reshape(pooled, [tf.shape(ids)[0], -1])
+        layers = len(self.cfg.tower_mlp)
+        for i in range(layers):
+            x = tf.nn.bias_add(tf.matmul(x, self.params[f"{name}.w{i}"]), self.params[f"{name}.b{i}"])
+            if i < layers - 1:
+                x = tf.nn.relu(x)
+        return x / tf.maximum(tf.norm(x, axis=1, keepdims=True), NORM_EPS)
+
+    def _loss(self, user_ids, user_mask, item_ids, item_mask, items, log_q) -> tf.Tensor:  # noqa: ANN001
+        u = self.tower("user", user_ids, user_mask)
+        v = self.tower("item", item_ids, item_mask)
+        logits = tf.matmul(u, v, transpose_b=True) / self.cfg.temperature
+        if self.cfg.logq_correction:
+            logits = logits - log_q[None, :]
+        n = tf.shape(items)[0]
+        same = tf.logical_and(tf.equal(items[:, None], items[None, :]),
+                              tf.logical_not(tf.cast(tf.eye(n), tf.bool)))
+        logits = tf.where(same, tf.constant(MASKED_LOGIT, tf.float32), logits)
+        ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.range(n), logits=logits)
+        return tf.reduce_mean(ce)
+
+    def _train_step(self, *inputs: tf.Tensor) -> tf.Tensor:
+        with tf.GradientTape() as tape:
+            loss = self._loss(*inputs)
+        grads = tape.gradient(loss, self._vars)
+        self.optimizer.apply(list(zip(grads, self._vars, strict=True)))
+        return loss
+
+    def train_step(self, staged: tuple[tf.Tensor, ...]) -> None:
+        self._train(*staged)
+
+    def loss(self, staged: tuple[tf.Tensor, ...]) -> float:
+        return float(self._loss_fn(*staged))
+
+    def encode(self, name: str, ids: np.ndarray, mask: np.ndarray, chunk: int = 8192) -> np.ndarray:
+        with tf.device(self.device):
+            outs = [self._encode[name](tf.constant(ids[i : i + chunk]), tf.constant(mask[i : i + chunk])).numpy()
+                    for i in range(0, ids.shape[0], chunk)]
+        return np.concatenate(outs) if outs else np.zeros((0, self.cfg.tower_mlp[-1]), np.float32)
+
+    def stage_corpus(self, item_vecs: np.ndarray) -> None:
+        with tf.device(self.device):
+            self.corpus = tf.identity(tf.constant(np.ascontiguousarray(item_vecs, np.float32)))
+
+    def stage_queries(self, user_vecs: np.ndarray) -> tf.Tensor:
+        with tf.device(self.device):
+            return tf.identity(tf.constant(np.ascontiguousarray(user_vecs, np.float32)))
+
+    def retrieve(self, queries: tf.Tensor, k: int) -> tf.Tensor:
+        assert self.corpus is not None, "stage_corpus first"
+        return self._retrieve(queries, self.corpus, tf.constant(k, tf.int32))
+
+    def to_numpy(self, value: Any) -> np.ndarray:
+        return value.numpy()
+
+    def synchronize(self) -> None:
+        if self.device != "/CPU:0":
+            tf.test.experimental.sync_devices()

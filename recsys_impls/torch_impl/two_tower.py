@@ -1,0 +1,113 @@
+"""Two-tower retrieval in PyTorch (contract and parameter names: recsys_impls/models/two_tower.py).
+
+Each tower's table is looked up with ``F.embedding(sparse=True)`` so the table gets row-sparse gradients
+and the sparse optimizers of ``optim`` (the MLPs use the foreach ones). Serving: the item corpus is
+encoded once and kept as one [items, out] tensor; a query batch is one matmul and ``torch.topk``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from recsys_impls.models.two_tower import MASKED_LOGIT, NORM_EPS, TowerShape, TwoTowerConfig, initial_params
+from recsys_impls.torch_impl.optim import make_optimizers
+
+
+class TorchTwoTower:
+    """Two towers as plain parameters: ``x @ w + b`` with the [in, out] weights of the neutral spec."""
+
+    framework = "torch"
+
+    def __init__(self, cfg: TwoTowerConfig, user: TowerShape, item: TowerShape, optimizer: str, lr: float,
+                 seed: int = 0, device: str = "cpu") -> None:
+        self.cfg, self.shapes = cfg, {"user": user, "item": item}
+        self.device = torch.device(device)
+        self.pool = {n: torch.tensor(s.pool_matrix(), device=self.device) for n, s in self.shapes.items()}
+        self.params = {k: torch.nn.Parameter(torch.tensor(v, device=self.device))
+                       for k, v in initial_params(cfg, user, item, seed).items()}
+        self._optimizer, self._lr = optimizer, lr
+        self._reset_optimizers()
+        self.corpus: torch.Tensor | None = None
+
+    def _reset_optimizers(self) -> None:
+        sparse = [p for k, p in self.params.items() if k.endswith(".table")]
+        dense = [p for k, p in self.params.items() if not k.endswith(".table")]
+        self.optimizers = make_optimizers(self._optimizer, self._lr, sparse, dense)
+
+    def get_params(self) -> dict[str, np.ndarray]:
+        return {k: p.detach().cpu().numpy().copy() for k, p in self.params.items()}
+
+    def set_params(self, params: dict[str, np.ndarray]) -> None:
+        with torch.no_grad():
+            for k, p in self.params.items():
+                p.copy_(torch.as_tensor(params[k]))
+        self._reset_optimizers()
+
+    def stage(self, batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+        return {k: torch.as_tensor(v).to(self.device) for k, v in batch.items()}
+
+    def tower(self, name: str, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        emb = F.embedding(ids, self.params[f"{name}.table"], sparse=True) * mask.unsqueeze(-1)
+        p = self.pool[name]
+        pooled = torch.einsum("bld,lf->bfd", emb, p) / torch.clamp(mask @ p, min=1.0).unsqueeze(-1)
+        x = pooled.reshape(ids.shape[0], -1)
+        layers = len(self.cfg.tower_mlp)
+        for i in range(layers):
+            x = torch.addmm(self.params[f"{name}.b{i}"], x, self.params[f"{name}.w{i}"])
+            if i < layers - 1:
+                x = torch.relu(x)
+        return x / torch.clamp(torch.linalg.vector_norm(x, dim=1, keepdim=True), min=NORM_EPS)
+
+    def _loss(self, s: dict[str, torch.Tensor]) -> torch.Tensor:
+        u = self.tower("user", s["user_ids"], s["user_mask"])
+        v = self.tower("item", s["item_ids"], s["item_mask"])
+        logits = u @ v.T / self.cfg.temperature
+        if self.cfg.logq_correction:
+            logits = logits - s["log_q"].unsqueeze(0)
+        items = s["items"]
+        same = (items.unsqueeze(1) == items.unsqueeze(0)) & ~torch.eye(items.numel(), dtype=torch.bool,
+                                                                       device=items.device)
+        logits = logits.masked_fill(same, MASKED_LOGIT)
+        return F.cross_entropy(logits, torch.arange(items.numel(), device=items.device))
+
+    def train_step(self, staged: dict[str, torch.Tensor]) -> None:
+        for opt in self.optimizers:
+            opt.zero_grad(set_to_none=True)
+        self._loss(staged).backward()
+        for opt in self.optimizers:
+            opt.step()
+
+    @torch.no_grad()
+    def loss(self, staged: dict[str, torch.Tensor]) -> float:
+        return float(self._loss(staged))
+
+    @torch.no_grad()
+    def encode(self, name: str, ids: np.ndarray, mask: np.ndarray, chunk: int = 8192) -> np.ndarray:
+        """Tower outputs of many entities, as numpy [n, out]."""
+        outs = [self.tower(name, torch.as_tensor(ids[i : i + chunk], device=self.device),
+                           torch.as_tensor(mask[i : i + chunk], device=self.device)).cpu().numpy()
+                for i in range(0, ids.shape[0], chunk)]
+        return np.concatenate(outs) if outs else np.zeros((0, self.cfg.tower_mlp[-1]), np.float32)
+
+    # serving: brute-force top-k over a staged corpus
+    def stage_corpus(self, item_vecs: np.ndarray) -> None:
+        self.corpus = torch.as_tensor(np.ascontiguousarray(item_vecs, np.float32), device=self.device)
+
+    def stage_queries(self, user_vecs: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(np.ascontiguousarray(user_vecs, np.float32), device=self.device)
+
+    @torch.no_grad()
+    def retrieve(self, queries: torch.Tensor, k: int) -> torch.Tensor:
+        assert self.corpus is not None, "stage_corpus first"
+        return torch.topk(queries @ self.corpus.T, k, dim=1, sorted=True).indices
+
+    def to_numpy(self, value: Any) -> np.ndarray:
+        return value.detach().cpu().numpy()
+
+    def synchronize(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
