@@ -25,6 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", default="reports/html", help="output folder (default reports/html)")
     b.add_argument("--baseline-machine", default=None, help="hardware page baseline (default: first machine)")
     b.add_argument("--factor", type=float, default=1.1, help="history regressions: slowdown factor (default 1.1)")
+    b.add_argument("--base-url", default="", help="URL the folder is served from (default: relative links)")
+    b.add_argument("--asv-html", default=None,
+                   help="asv publish site to copy in and link (default: html/ beside --results, if present)")
     b.add_argument("--records-only", action="store_true",
                    help="build from --records alone, without asv results (e.g. benchmarks/gpu_check.sh output)")
     r = sub.add_parser("regressions", allow_abbrev=False, help="compare two runs; exit 1 on regressions")
@@ -87,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
 
             out = build(results=args.results, records=args.records, out=args.out, profiles=args.profiles,
                         baseline_machine=args.baseline_machine, factor=args.factor,
-                        records_only=args.records_only)
+                        records_only=args.records_only, base_url=args.base_url, asv_html=args.asv_html)
             print(f"report written to {out / 'index.html'}")
             return 0
         if args.cmd == "commits":

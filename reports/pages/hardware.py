@@ -24,11 +24,14 @@ from reports.page import (
     finite,
     geomean,
     n_label,
+    ratio_axis,
     ratio_interval,
     short,
 )
 from reports.pages.framework import exact_figure
 from reports.regressions import kind_of
+
+ORDER = 50  # place in the nav (reports.pages.discover)
 
 FINGERPRINT_KEYS = ("cpu", "num_cpu", "ram", "os", "arch", "gpu", "gpu_name", "driver", "cuda", "torch",
                     "tensorflow", "python", "numpy")
@@ -143,7 +146,7 @@ def _plot(norm: pd.DataFrame, baseline: str) -> Plot | None:
     labels = [f"{b.rsplit('.', 1)[-1]} [{p}] n={_n(r, baseline)}/" + "/".join(_n(r, m) for m in machines)
               for (_, r), b, p in zip(t.iterrows(), t["benchmark"], t["param_key"], strict=False)]
     ax.set_yticks(range(len(t)), labels, fontsize=7)
-    ax.set_xscale("log")
+    ratio_axis(ax)
     ax.set_xlabel(f"median time / {baseline} (log; <1 = faster), 99% interval")
     ax.legend(fontsize=7)
     fig.tight_layout()
@@ -172,17 +175,19 @@ def build(ctx: Context) -> Page:
         raise UsageError(f"--baseline-machine {baseline}: no results for it; available: {', '.join(machines)}")
     page.intro += f" Baseline: {baseline}."
     fp = fingerprints(ctx, machines)
-    page.sections.append(Section("Machines", tables=[Table("hardware_fingerprints", fp.reset_index())]))
-    if len(machines) < 2:
-        page.sections.append(Section("Comparison", f"Only one machine ({machines[0]}) has results: run the suite "
-                                     "on another machine with --machine NAME and copy its results folder here."))
     raw, norm, summary = comparison(ctx, baseline)
     sec = Section("Summary", tables=[Table("hardware_geomean", summary)])
-    page.sections.append(sec)
-    sec2 = Section(f"Normalised to {baseline}", tables=[Table("hardware_normalised", norm),
-                                                         Table("hardware_values", raw)])
     p = _plot(norm, baseline)
     if p:
-        sec2.plots.append(p)
-    page.sections.append(sec2)
+        sec.plots.append(p)
+    page.sections.append(sec)
+    if len(machines) < 2:
+        sec.text = (f"Only one machine ({machines[0]}) has results: run the suite on another machine with "
+                    "--machine NAME and copy its results folder here.")
+    ratio_cols = {m: "x" for m in machines} | {f"{m} ci99_low": "x" for m in machines} | \
+        {f"{m} ci99_high": "x" for m in machines}
+    page.sections.append(Section(f"Normalised to {baseline}", tables=[
+        Table("hardware_normalised", norm, units=ratio_cols), Table("hardware_values", raw,
+                                                                    units={m: "@unit" for m in machines})]))
+    page.sections.append(Section("Machines", tables=[Table("hardware_fingerprints", fp.reset_index())]))
     return page

@@ -8,12 +8,14 @@ import pandas as pd
 
 from reports.asv_results import commits_in_order
 from reports.context import Context
+from reports.fmt import human
 from reports.page import (
     MIN_SAMPLES,
     Page,
     Plot,
     Section,
     Table,
+    Verdict,
     enough_samples,
     figure,
     finite,
@@ -22,6 +24,9 @@ from reports.page import (
 )
 from reports.regressions import Side, Thresholds, compare
 
+ORDER = 90  # place in the nav (reports.pages.discover)
+
+SHOWN_COMMITS = 6
 HEADLINE = re.compile(r"\.(?:time_train|time_infer|track_auc_gap$|track_logloss$|track_.*seconds_per_sample|"
                       r"track_seconds_per_sample|peakmem_|track_joules|track_model_bytes$)")
 
@@ -40,6 +45,8 @@ def history_table(rows: pd.DataFrame, machine: str) -> pd.DataFrame:
     # Samples behind each commit's value, oldest first ("1" = a single sample, e.g. asv --quick).
     t["n per commit"] = ["/".join(str(int(v)) if finite(v) else "-" for v in r)
                          for r in counts.itertuples(index=False)]
+    units = sub.groupby("series")["unit"].first()
+    t.insert(0, "unit", [units.get(i) or "" for i in t.index])
     return t.reset_index()
 
 
@@ -93,13 +100,51 @@ def regressions_between_commits(rows: pd.DataFrame, machine: str, th: Thresholds
             key = (r["benchmark"], r["param_key"])
             bn, hn = n_of["base"].get(key), n_of["head"].get(key)
             row = {"machine": machine, "base": short(prev), "head": short(cur), "benchmark": r["benchmark"],
-                   "params": r["param_key"], "base_value": r["base"], "base_n": bn, "head_value": r["head"],
-                   "head_n": hn}
+                   "params": r["param_key"], "unit": r["unit"], "base_value": r["base"], "base_n": bn,
+                   "head_value": r["head"], "head_n": hn}
             if ".time_" in str(r["benchmark"]) and not enough_samples(bn, hn):
                 aside.append({**row, "why": too_few_label({"base": bn, "head": hn}).replace("no ratio", "not judged")})
             else:
                 out.append({**row, "ratio": r["ratio"] if finite(r["ratio"]) else None, "why": r["why"]})
     return pd.DataFrame(out), pd.DataFrame(aside)
+
+
+def newest_changes(rows: pd.DataFrame, machine: str, th: Thresholds) -> tuple[str, str, pd.DataFrame]:
+    """(base, head, judged rows) for the machine's newest commit against the one before: regressed and
+    improved figures, time_* ones only where both sides have >= MIN_SAMPLES samples."""
+    order = commits_in_order(rows, machine)
+    if len(order) < 2:
+        return "", "", pd.DataFrame()
+    prev, cur = order[-2], order[-1]
+    mk = rows["machine"] == machine
+    base_rows, head_rows = rows[mk & (rows["commit"] == prev)], rows[mk & (rows["commit"] == cur)]
+    cmp = compare(Side(prev, prev, machine, base_rows), Side(cur, cur, machine, head_rows), th)
+    cmp = cmp[cmp["verdict"].isin(["regressed", "improved"])]
+    nb = dict(zip(zip(base_rows["benchmark"], base_rows["param_key"], strict=True), base_rows["n"], strict=True))
+    nh = dict(zip(zip(head_rows["benchmark"], head_rows["param_key"], strict=True), head_rows["n"], strict=True))
+    keep = [not (".time_" in str(b) and not enough_samples(nb.get((b, k)), nh.get((b, k))))
+            for b, k in zip(cmp["benchmark"], cmp["param_key"], strict=True)]
+    return prev, cur, cmp[keep]
+
+
+def change_verdicts(ctx: Context, th: Thresholds) -> list[Verdict]:
+    out = []
+    for machine in sorted(ctx.rows["machine"].unique()):
+        base, head, ch = newest_changes(ctx.rows, machine, th)
+        if not base:
+            out.append(Verdict(f"Changes on {machine}", "first run", "one commit only: nothing to compare yet",
+                               "history.html", rank=10))
+            continue
+        reg, imp = ch[ch["verdict"] == "regressed"], ch[ch["verdict"] == "improved"]
+        worst = reg.assign(r=reg["ratio"].map(lambda v: v if finite(v) else 0)).sort_values("r", ascending=False)
+        names = "; ".join(f"{b.rsplit('.', 1)[-1]} [{k}] {human(r, 'x') if finite(r) else w}"
+                          for b, k, r, w in zip(worst["benchmark"].head(3), worst["param_key"].head(3),
+                                                worst["ratio"].head(3), worst["why"].head(3), strict=True))
+        out.append(Verdict(f"Changes on {machine}: {short(head)} vs {short(base)}",
+                           f"{len(reg)} regression(s), {len(imp)} improvement(s)",
+                           ("worst: " + names) if names else f"nothing beyond x{th.factor} and asv's test",
+                           "history.html", rank=10, tone="bad" if len(reg) else "good"))
+    return out
 
 
 def build(ctx: Context) -> Page:
@@ -113,6 +158,7 @@ def build(ctx: Context) -> Page:
         page.empty_reason = "no asv results."
         return page
     th = Thresholds(factor=ctx.factor).validate()
+    page.verdicts.extend(change_verdicts(ctx, th))
     for machine in sorted(ctx.rows["machine"].unique()):
         commits = commits_in_order(ctx.rows, machine)
         reg, aside = regressions_between_commits(ctx.rows, machine, th)
@@ -123,14 +169,20 @@ def build(ctx: Context) -> Page:
             sec.text = f"No regressions between consecutive commits ({len(commits) - 1} comparison(s))."
         else:
             sec.text = f"{len(reg)} regression(s) found between consecutive commits."
-            sec.tables.append(Table(f"history_regressions_{_safe(machine)}", reg, "regressions"))
+            sec.tables.append(Table(f"history_regressions_{_safe(machine)}", reg, "regressions",
+                                    units={"base_value": "@unit", "head_value": "@unit"}))
         if not aside.empty:
             sec.text += (f" {len(aside)} time_* change(s) beyond the factor set aside: fewer than {MIN_SAMPLES} "
                          "samples on a side.")
-            sec.tables.append(Table(f"history_unjudged_{_safe(machine)}", aside, "set aside: too few samples"))
+            sec.tables.append(Table(f"history_unjudged_{_safe(machine)}", aside, "set aside: too few samples",
+                                    units={"base_value": "@unit", "head_value": "@unit"}))
         hist = history_table(ctx.rows, machine)
         if not hist.empty:
-            sec.tables.append(Table(f"history_{_safe(machine)}", hist, "headline values per commit"))
+            commit_cols = [c for c in hist.columns if c not in ("series", "unit", "n per commit")]
+            shown = ["series", *commit_cols[-SHOWN_COMMITS:], "n per commit"]
+            sec.tables.append(Table(f"history_{_safe(machine)}", hist,
+                                    f"headline values, newest {min(SHOWN_COMMITS, len(commit_cols))} commits shown",
+                                    show=shown, units={c: "@unit" for c in commit_cols}))
             if len(commits) >= 2:
                 sec.plots.extend(_plots(ctx.rows, machine))
         page.sections.append(sec)
