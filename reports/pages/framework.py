@@ -45,8 +45,8 @@ RECORD_COLUMNS = (
 RATIO_SHOWN = ["suite", "figure", "scenario", "machine", "torch", "torch_n", "tf", "tf_n", "ratio_tf_over_torch",
                "ci99_low", "ci99_high", "better"]
 RECORD_SHOWN = ["machine", "framework", "data", "quality.auc", "throughput.train_samples_per_s", "train.step_ms.median",
-                "train.step_ms.n", "roofline.train", "throughput.infer_samples_per_s", "roofline.infer", "latency_ms.p99",
-                "size.model_bytes", "memory.peak_host_rss_bytes", "flags"]
+                "train.step_ms.n", "roofline.train", "throughput.infer_samples_per_s", "roofline.infer",
+                "latency_ms.p99", "size.model_bytes", "memory.peak_host_rss_bytes", "flags"]
 ROOF_PHASES = ("train", "infer")
 
 
