@@ -44,6 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--regressed-list", default=None, help="write the regressed benchmarks' names, one a line")
     r.add_argument("--cross-machine", action="store_true",
                    help="allow --base and --head from different machines (refused otherwise)")
+    ch = sub.add_parser("changes", allow_abbrev=False,
+                        help="change points over each benchmark's history (E-Divisive, Apache Otava)")
+    ch.add_argument("--results", default=".asv/results", help="asv results_dir (default .asv/results)")
+    ch.add_argument("--machine", default=None, help="one machine (default: every machine with results)")
+    ch.add_argument("--last", type=int, default=10, help="exit 1 on a regression change point in the newest N "
+                    "commits (default 10)")
+    ch.add_argument("--max-pvalue", type=float, default=0.001, help="significance of a change point (default 0.001)")
     c = sub.add_parser("commits", allow_abbrev=False, help="print a machine's commits with results, oldest first")
     c.add_argument("--results", default=".asv/results", help="asv results_dir (default .asv/results)")
     c.add_argument("--machine", default=None, help="machine name (needed when several have results)")
@@ -93,6 +100,10 @@ def main(argv: list[str] | None = None) -> int:
                         records_only=args.records_only, base_url=args.base_url, asv_html=args.asv_html)
             print(f"report written to {out / 'index.html'}")
             return 0
+        if args.cmd == "changes":
+            from reports.changes import run_cli as changes_cli
+
+            return changes_cli(args.results, args.machine, args.last, args.max_pvalue)
         if args.cmd == "commits":
             return _commits(args.results, args.machine)
         from reports.regressions import Thresholds, run_cli

@@ -100,6 +100,10 @@ def human(v: Any, unit: str = "") -> str:
         return f"{_sig(float(v), 3)}x"
     if unit == "frac":
         return f"{float(v):.3f}"
+    if unit == "rel":
+        return pct(float(v))
+    if unit == "p":
+        return f"{float(v):.2g}"
     if unit == "int":
         return f"{int(round(v)):,}" if float(v).is_integer() else _sig(float(v))
     if isinstance(v, int):

@@ -7,6 +7,7 @@ import re
 import pandas as pd
 
 from reports.asv_results import commits_in_order
+from reports.changes import MAX_PVALUE, MIN_POINTS, change_points
 from reports.context import Context
 from reports.fmt import human
 from reports.page import (
@@ -50,7 +51,9 @@ def history_table(rows: pd.DataFrame, machine: str) -> pd.DataFrame:
     return t.reset_index()
 
 
-def _plots(rows: pd.DataFrame, machine: str) -> list[Plot]:
+def _plots(rows: pd.DataFrame, machine: str, cps: pd.DataFrame | None = None) -> list[Plot]:
+    """One plot per headline benchmark; a dashed line just before each change point's commit (red: a
+    regression, green: an improvement)."""
     sub = rows[(rows["machine"] == machine) & rows["benchmark"].str.contains(HEADLINE) & (rows["status"] == "ok")]
     order = commits_in_order(rows, machine)
     pos = {c: i for i, c in enumerate(order)}
@@ -67,7 +70,15 @@ def _plots(rows: pd.DataFrame, machine: str) -> list[Plot]:
                 ax.scatter(few["x"], few["value"], marker="x", s=60, color="red", zorder=3,
                            label=f"fewer than {MIN_SAMPLES} samples" if not marked else None)
                 marked += len(few)
-        ax.set_xticks(range(len(order)), [short(c) for c in order], rotation=30, fontsize=7)
+        n_cp = 0
+        if cps is not None and not cps.empty:
+            for _, c in cps[cps["benchmark"] == bench].iterrows():
+                bad = c["direction"] == "regression"
+                ax.axvline(c["index"] - 0.5, color="#c0392b" if bad else "#27ae60", ls="--", lw=1.2,
+                           label=f"change point: {c['scenario']} {c['magnitude'] * 100:+.0f}%")
+                n_cp += 1
+        step = max(1, len(order) // 12)
+        ax.set_xticks(range(0, len(order), step), [short(c) for c in order][::step], rotation=30, fontsize=7)
         unit = g["unit"].dropna().iloc[0] if g["unit"].notna().any() else ""
         ax.set_ylabel(unit or "value")
         ns = g["n"].dropna()
@@ -79,6 +90,8 @@ def _plots(rows: pd.DataFrame, machine: str) -> list[Plot]:
             f"asv's median per commit; red crosses mark {marked} point(s) with fewer than {MIN_SAMPLES} samples "
             "(a single call under asv --quick): not comparable between commits." if marked else
             "asv's median per commit, each from >= 5 samples." if timed else "one value per run and commit (n=1).")
+        if n_cp:
+            caption += f" Dashed: {n_cp} change point(s) found by E-Divisive (red regression, green improvement)."
         plots.append(Plot(f"history_{safe}", fig, f"{bench} across commits on {machine}", caption))
     return plots
 
@@ -124,7 +137,7 @@ def newest_changes(rows: pd.DataFrame, machine: str, th: Thresholds) -> tuple[st
     nh = dict(zip(zip(head_rows["benchmark"], head_rows["param_key"], strict=True), head_rows["n"], strict=True))
     keep = [not (".time_" in str(b) and not enough_samples(nb.get((b, k)), nh.get((b, k))))
             for b, k in zip(cmp["benchmark"], cmp["param_key"], strict=True)]
-    return prev, cur, cmp[keep]
+    return prev, cur, cmp.iloc[[i for i, k in enumerate(keep) if k]]
 
 
 def change_verdicts(ctx: Context, th: Thresholds) -> list[Verdict]:
@@ -176,6 +189,18 @@ def build(ctx: Context) -> Page:
                          "samples on a side.")
             sec.tables.append(Table(f"history_unjudged_{_safe(machine)}", aside, "set aside: too few samples",
                                     units={"base_value": "@unit", "head_value": "@unit"}))
+        cps = _change_points(ctx.rows, machine)
+        if cps is None:
+            sec.text += " Change points: not computed (apache-otava not installed)."
+        elif len(commits) >= MIN_POINTS:
+            sec.text += (f" Change points (E-Divisive with a t-test, p < {MAX_PVALUE}, over every commit): "
+                         f"{len(cps)} found.")
+            if not cps.empty:
+                sec.tables.append(Table(f"history_change_points_{_safe(machine)}", cps, "change points, newest first",
+                                        show=["benchmark", "scenario", "commit", "direction", "mean_before",
+                                              "mean_after", "magnitude", "pvalue"],
+                                        units={"mean_before": "@unit", "mean_after": "@unit", "magnitude": "rel",
+                                               "pvalue": "p"}))
         hist = history_table(ctx.rows, machine)
         if not hist.empty:
             commit_cols = [c for c in hist.columns if c not in ("series", "unit", "n per commit")]
@@ -184,9 +209,18 @@ def build(ctx: Context) -> Page:
                                     f"headline values, newest {min(SHOWN_COMMITS, len(commit_cols))} commits shown",
                                     show=shown, units={c: "@unit" for c in commit_cols}))
             if len(commits) >= 2:
-                sec.plots.extend(_plots(ctx.rows, machine))
+                sec.plots.extend(_plots(ctx.rows, machine, cps))
         page.sections.append(sec)
     return page
+
+
+def _change_points(rows: pd.DataFrame, machine: str) -> pd.DataFrame | None:
+    """The machine's change points, or None when Otava is not installed."""
+    try:
+        import otava.analysis  # noqa: F401
+    except ImportError:
+        return None
+    return change_points(rows, [machine])
 
 
 def _safe(text: str) -> str:
