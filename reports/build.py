@@ -103,6 +103,19 @@ def find_profiles(profiles_dir: Path, out: Path) -> list[dict[str, str]]:
     return found
 
 
+def load_nightly(folder: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The A/A history and the unstable list the nightly job keeps (empty when it has not run)."""
+    from reports.nightly import HISTORY, UNSTABLE, read_history
+
+    unstable: dict[str, Any] = {}
+    if (folder / UNSTABLE).is_file():
+        try:
+            unstable = json.loads((folder / UNSTABLE).read_text())
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"{folder / UNSTABLE}: unreadable unstable list ({exc})") from None
+    return read_history(folder / HISTORY), unstable
+
+
 def check_base_url(url: str) -> str:
     """'' (relative links) or an http(s) URL / absolute path, ending in '/'."""
     if not url:
@@ -202,7 +215,8 @@ def _page_of(row: pd.Series) -> str:
 
 def build(results: str = ".asv/results", records: str | None = None, out: str = "reports/html",
           profiles: str | None = None, baseline_machine: str | None = None, factor: float = 1.1,
-          records_only: bool = False, base_url: str = "", asv_html: str | None = None) -> Path:
+          records_only: bool = False, base_url: str = "", asv_html: str | None = None,
+          nightly: str | None = None) -> Path:
     """Build the whole site; UsageError on bad input (missing results dir, unreadable JSON, bad baseline).
 
     ``records_only``: no asv results at all, only run records (a folder of ``<machine>/<run>/*.json``,
@@ -229,8 +243,12 @@ def build(results: str = ".asv/results", records: str | None = None, out: str = 
     if profiles and not prof_dir.is_dir():
         raise UsageError(f"--profiles {profiles}: no such directory")
     recs = load_records(rec_dir)
+    nightly_dir = Path(nightly) if nightly else store.path.parent / "nightly"
+    if nightly and not nightly_dir.is_dir():
+        raise UsageError(f"--nightly {nightly}: no such directory (the nightly job's A/A history folder)")
+    nights, unstable = load_nightly(nightly_dir)
     ctx = Context(store=store, records=recs, fingerprints=machine_fingerprints(rec_dir, recs),
-                  baseline_machine=baseline_machine, factor=factor)
+                  baseline_machine=baseline_machine, factor=factor, nightly=nights, unstable=unstable)
     pages = [builder(ctx) for builder in _page_builders()]
     out_dir = Path(out)
     try:

@@ -17,6 +17,8 @@ class Context:
     fingerprints: dict[str, dict[str, Any]] = field(default_factory=dict)
     baseline_machine: str | None = None
     factor: float = 1.1
+    nightly: list[dict[str, Any]] = field(default_factory=list)  # A/A nights (reports.nightly history)
+    unstable: dict[str, Any] = field(default_factory=dict)  # the nightly job's unstable list
 
     @property
     def rows(self) -> pd.DataFrame:

@@ -100,6 +100,8 @@ def human(v: Any, unit: str = "") -> str:
         return f"{_sig(float(v), 3)}x"
     if unit == "frac":
         return f"{float(v):.3f}"
+    if unit == "rel_plain":
+        return f"{float(v) * 100:.1f}%"
     if unit == "rel":
         return pct(float(v))
     if unit == "p":

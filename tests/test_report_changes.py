@@ -2,60 +2,17 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from reports.__main__ import main
+from tests.asv_synth import write_history
 
 pytest.importorskip("otava.analysis", reason="apache-otava not installed (pip install apache-otava)")
-
-QUICK = Path(__file__).parent / "fixtures" / "asv" / "quick" / "results"
-ENV = "existing-py_synthetic"
-TIME = "bench_core.TrainStep.time_train_step"
-AUC = "bench_core.Quality.track_auc_gap"
-
-
-def write_history(root: Path, torch_ms: list[float], tf_ms: list[float], machine: str = "synth") -> list[str]:
-    """An asv results store with one commit per value: time_train_step (10 samples each, with asv's
-    stats) for torch and tf, and a constant 1-AUC. Returns the commits, oldest first."""
-    results = root / "results"
-    (results / machine).mkdir(parents=True)
-    shutil.copy(QUICK / "benchmarks.json", results / "benchmarks.json")
-    (results / machine / "machine.json").write_text(json.dumps(
-        {"machine": machine, "os": "Linux", "arch": "x86_64", "cpu": "synthetic", "num_cpu": "2", "ram": "1",
-         "version": 1}))
-    template = json.loads(next((QUICK / "toy-quick").glob("e6e57b5f-*.json")).read_text())
-    rng = np.random.default_rng(7)
-    commits = []
-    for i, (t, f) in enumerate(zip(torch_ms, tf_ms, strict=True)):
-        commit = hashlib.sha1(f"commit {i}".encode()).hexdigest()
-        commits.append(commit)
-        doc = json.loads(json.dumps(template))
-        doc.update(commit_hash=commit, env_name=ENV, date=1_700_000_000_000 + i * 86_400_000)
-        doc["params"]["machine"] = machine
-        res = {}
-        medians, samples = [], []
-        for ms in (t, f):
-            s = list(ms / 1e3 * (1 + 0.01 * rng.standard_normal(10)))
-            medians.append(float(np.median(s)))
-            samples.append(s)
-        lo = [float(np.min(s)) for s in samples]
-        hi = [float(np.max(s)) for s in samples]
-        q25 = [float(np.percentile(s, 25)) for s in samples]
-        q75 = [float(np.percentile(s, 75)) for s in samples]
-        res[TIME] = [medians, [["'torch'", "'tf'"], ["'tiny'"]], "v1", 0, 1.0, lo, hi, q25, q75, [1, 1], [10, 10],
-                     samples]
-        res[AUC] = [[0.25, 0.25], [["'torch'", "'tf'"], ["'tiny'"]], "v1", 0, 1.0]
-        doc["results"] = res
-        (results / machine / f"{commit[:8]}-{ENV}.json").write_text(json.dumps(doc))
-    return commits
-
 
 def _noisy(n: int, ms: float, seed: int) -> list[float]:
     rng = np.random.default_rng(seed)

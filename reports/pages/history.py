@@ -160,6 +160,70 @@ def change_verdicts(ctx: Context, th: Thresholds) -> list[Verdict]:
     return out
 
 
+def nightly_section(ctx: Context) -> tuple[Section, Verdict]:
+    """The gate's measured false-alarm rate (A/A nights) per suite, its recall (canary) and the unstable list."""
+    from reports.nightly import canary_runs, rate, smallest_caught, suite_rates
+
+    nights = ctx.nightly
+    rates = suite_rates(nights)
+    overall = [r for r in (rate(n) for n in nights) if r is not None]
+    judged = int(rates["judged"].sum()) if not rates.empty else 0
+    flagged = int(rates["flagged"].sum()) if not rates.empty else 0
+    low = smallest_caught(nights)
+    runs = canary_runs(nights)
+    sec = Section("Nightly gate: false alarms (A/A) and recall (canary)",
+                  f"Each night the newest commit is benchmarked twice; every regression the gate (factor "
+                  f"x{ctx.factor}, asv's test) flags between the two runs is a false alarm. {len(nights)} night(s): "
+                  f"{flagged} of {judged} judged scenario(s) flagged. The canary (benchmarks/bench_canary.py) is "
+                  "slowed by a known factor in the second run when the night is run with --canary F.")
+    if not rates.empty:
+        by_suite = rates.groupby("suite").agg(nights=("date", "size"), judged=("judged", "sum"),
+                                              flagged=("flagged", "sum")).reset_index()
+        by_suite["false_alarm_rate"] = by_suite["flagged"] / by_suite["judged"].where(by_suite["judged"] > 0)
+        sec.plots.append(_rate_plot(rates))
+        sec.tables.append(Table("nightly_false_alarms", by_suite, "false-alarm rate per suite over all nights",
+                                units={"false_alarm_rate": "rel_plain"}))
+        sec.tables.append(Table("nightly_nights", rates, "per night and suite", limit=20,
+                                units={"false_alarm_rate": "rel_plain"}))
+    if not runs.empty:
+        sec.tables.append(Table("nightly_canary", runs, "canary runs per slowdown"))
+    sec.left_out = "" if low else ("Canary: no slowdown caught in every run yet." if not runs.empty else
+                                   "Canary: not run yet (tox -e nightly -- --canary 1.3).")
+    unst = ctx.unstable.get("benchmarks", {}) if isinstance(ctx.unstable, dict) else {}
+    if unst:
+        sec.tables.append(Table("nightly_unstable", pd.DataFrame(
+            [{"benchmark": k, "aa_noise": v.get("noise"), "gated_with_factor": v.get("factor")}
+             for k, v in unst.items()]), f"unstable: A/A noise above x{ctx.factor} in the newest "
+            f"{ctx.unstable.get('nights', '?')} night(s); gated with factor x noise",
+            units={"aa_noise": "x", "gated_with_factor": "x"}))
+    fig = (f"{flagged / judged:.1%} false alarms" if judged else "no A/A night yet")
+    detail = (f"{len(nights)} A/A night(s), {judged} judged scenario(s); latest night {overall[-1]:.1%}; "
+              if overall else "run tox -e nightly; ")
+    detail += (f"smallest canary slowdown caught every time: x{low:g}" if low else "canary: no slowdown caught "
+               "reliably yet" if not runs.empty else "canary not run yet")
+    detail += f"; {len(unst)} unstable benchmark(s) gated wider" if unst else ""
+    return sec, Verdict("Nightly gate (measured)", fig, detail, "history.html", rank=15,
+                        tone="bad" if judged and flagged / judged > 0.05 else "")
+
+
+def _rate_plot(rates: pd.DataFrame) -> Plot:
+    fig, ax = figure(7, 3.0)
+    nights = list(dict.fromkeys(rates["date"]))
+    suites = sorted(rates["suite"].unique())
+    width = 0.8 / max(1, len(suites))
+    for j, suite in enumerate(suites):
+        g = rates[rates["suite"] == suite]
+        xs = [nights.index(d) + j * width for d in g["date"]]
+        ax.bar(xs, [100 * (v if finite(v) else 0) for v in g["false_alarm_rate"]], width=width, label=suite)
+    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(nights))], [str(d)[:10] for d in nights], rotation=30,
+                  fontsize=7)
+    ax.set_ylabel("false alarms (% of judged)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return Plot("nightly_false_alarms", fig, "A/A false-alarm rate per night and suite",
+                "Share of each suite's scenarios the gate flagged between two runs of the same commit, per night.")
+
+
 def build(ctx: Context) -> Page:
     page = Page("history", "History",
                 "Headline metrics (train/inference time, 1-AUC, logloss, seconds per sample, memory, energy, "
@@ -172,6 +236,9 @@ def build(ctx: Context) -> Page:
         return page
     th = Thresholds(factor=ctx.factor).validate()
     page.verdicts.extend(change_verdicts(ctx, th))
+    nsec, nverdict = nightly_section(ctx)
+    page.sections.append(nsec)
+    page.verdicts.append(nverdict)
     for machine in sorted(ctx.rows["machine"].unique()):
         commits = commits_in_order(ctx.rows, machine)
         reg, aside = regressions_between_commits(ctx.rows, machine, th)
