@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 import json
 import math
+import re
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
@@ -59,13 +60,21 @@ def _flagged(v: Any) -> bool:
     return not (v is None or (isinstance(v, float) and math.isnan(v)) or v == "" or v is False)
 
 
+CELL_CHARS = 90  # longer text is cut in the page (tooltip and CSV keep it whole)
+
+
+def _breakable(text: str) -> str:
+    """Escaped text that may wrap after . _ , / (long benchmark names and column names)."""
+    return re.sub(r"([_,/]|\.(?!\d))", r"\1<wbr>", html.escape(text))
+
+
 def table_html(table: Table) -> str:
     """The shown part of a table, escaped, each cell in human units with its raw number in data-v (the
     sort key); rows whose ``highlight`` column is non-empty get class "flag"."""
     frame = table.frame.drop(columns=[c for c in HIDDEN if c in table.frame.columns])
     cols = [c for c in table.show if c in frame.columns] or list(frame.columns)
     shown = frame.head(table.limit)
-    head = "".join(f'<th title="click to sort">{html.escape(str(c))}</th>' for c in cols)
+    head = "".join(f'<th title="{html.escape(str(c))}: click to sort">{_breakable(str(c))}</th>' for c in cols)
     body = []
     for _, rec in shown.iterrows():
         cells = []
@@ -76,11 +85,14 @@ def table_html(table: Table) -> str:
             unit = table.units.get(str(c), unit_of(str(c)))
             if unit == "@unit":
                 unit = str(rec.get("unit") or "")
-            text = html.escape(human(v, unit))
+            text = human(v, unit)
             if is_number(v):
-                cells.append(f'<td class="num" data-v="{float(v)!r}">{text}</td>')
+                cells.append(f'<td class="num" data-v="{float(v)!r}">{html.escape(text)}</td>')
+            elif len(text) > CELL_CHARS:  # the short view: the whole text is in the tooltip and the CSV
+                cut = text[:CELL_CHARS - 1].rsplit(" ", 1)[0] + "\u2026"
+                cells.append(f'<td title="{html.escape(text)}">{_breakable(cut)}</td>')
             else:
-                cells.append(f"<td>{text}</td>")
+                cells.append(f"<td>{_breakable(text)}</td>")
         flag = table.highlight in frame.columns and _flagged(rec[table.highlight])
         body.append(f'<tr class="flag">{"".join(cells)}</tr>' if flag else f"<tr>{''.join(cells)}</tr>")
     return (f'<table class="data sortable">\n<thead><tr>{head}</tr></thead>\n<tbody>\n' + "\n".join(body)

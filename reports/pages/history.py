@@ -153,9 +153,14 @@ def change_verdicts(ctx: Context, th: Thresholds) -> list[Verdict]:
         names = "; ".join(f"{b.rsplit('.', 1)[-1]} [{k}] {human(r, 'x') if finite(r) else w}"
                           for b, k, r, w in zip(worst["benchmark"].head(3), worst["param_key"].head(3),
                                                 worst["ratio"].head(3), worst["why"].head(3), strict=True))
+        best = imp.assign(r=imp["ratio"].map(lambda v: v if finite(v) else 1)).sort_values("r")
+        gains = "; ".join(f"{b.rsplit('.', 1)[-1]} [{k}] {human(r, 'x') if finite(r) else w}"
+                          for b, k, r, w in zip(best["benchmark"].head(2), best["param_key"].head(2),
+                                                best["ratio"].head(2), best["why"].head(2), strict=True))
+        detail = "; ".join(x for x in (("worst: " + names) if names else "", ("best: " + gains) if gains else "") if x)
         out.append(Verdict(f"Changes on {machine}: {short(head)} vs {short(base)}",
                            f"{len(reg)} regression(s), {len(imp)} improvement(s)",
-                           ("worst: " + names) if names else f"nothing beyond x{th.factor} and asv's test",
+                           detail or f"nothing beyond x{th.factor} and asv's test",
                            "history.html", rank=10, tone="bad" if len(reg) else "good"))
     return out
 
