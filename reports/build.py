@@ -60,6 +60,7 @@ def _flagged(v: Any) -> bool:
     return not (v is None or (isinstance(v, float) and math.isnan(v)) or v == "" or v is False)
 
 
+WIDE_COLUMNS = 12  # a table with more shown columns may break words anywhere to stay inside 1280 px
 CELL_CHARS = 90  # longer text is cut in the page (tooltip and CSV keep it whole)
 
 
@@ -95,7 +96,8 @@ def table_html(table: Table) -> str:
                 cells.append(f"<td>{_breakable(text)}</td>")
         flag = table.highlight in frame.columns and _flagged(rec[table.highlight])
         body.append(f'<tr class="flag">{"".join(cells)}</tr>' if flag else f"<tr>{''.join(cells)}</tr>")
-    return (f'<table class="data sortable">\n<thead><tr>{head}</tr></thead>\n<tbody>\n' + "\n".join(body)
+    cls = "data sortable wide" if len(cols) > WIDE_COLUMNS else "data sortable"
+    return (f'<table class="{cls}">\n<thead><tr>{head}</tr></thead>\n<tbody>\n' + "\n".join(body)
             + "\n</tbody>\n</table>")
 
 

@@ -15,6 +15,7 @@ MISSING = "\u2014"
 
 # Column-name patterns -> unit, first match wins. Units: s, ms, bytes, samples/s, J, W, x (ratio), frac, int.
 _BY_NAME: tuple[tuple[re.Pattern[str], str], ...] = tuple((re.compile(p), u) for p, u in (
+    (r"max_over_mean|_over_|ratio|speedup", "x"),  # before the units: "peak_rss_bytes_max_over_mean" is a ratio
     (r"(^|[._ ])n$|_n$|(^| )n |steps$|world_size$|^rank$|batches$|commits$", "int"),
     (r"bytes", "bytes"),
     (r"samples_per_s|samples/s", "samples/s"),

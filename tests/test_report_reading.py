@@ -32,6 +32,7 @@ def test_units_follow_column_names() -> None:
     assert unit_of("energy.joules_per_1k_samples") == "J"
     assert unit_of("train.step_ms.n") == "int"
     assert unit_of("ratio_tf_over_torch") == "x"
+    assert unit_of("peak_rss_bytes_max_over_mean") == "x"
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,11 @@ DEVICE_AXES = ("device", "setting", "device.name", "device.precision", "device.c
                "device.batch_size", "precision", "compile")
 
 
+# In the CSV/JSON only: the medians and counts behind the throughputs, and the watts behind the joules.
+GPU_HIDDEN = ("train.step_ms.n", "train.step_ms.median", "infer.batch_ms.n", "infer.batch_ms.median",
+              "energy.mean_watts", "energy.peak_watts")
+
+
 def settings_table(ctx: Context) -> pd.DataFrame:
     recs = ctx.latest_records()
     if recs.empty:
@@ -105,7 +110,8 @@ def build(ctx: Context) -> Page:
                       "Throughput: one timed window per record; train.step_ms.n / infer.batch_ms.n: per-step and "
                       "per-batch samples behind the medians (schema v2 records, else absent). roofline.*: achieved "
                       "rate as a fraction of its roofline bound; highlighted rows carry flags.",
-                      tables=[Table("gpu_settings", df, highlight="flags" if "flags" in df else "")])
+                      tables=[Table("gpu_settings", df, highlight="flags" if "flags" in df else "",
+                                    show=[c for c in df.columns if c not in GPU_HIDDEN])])
         p = _plot(df)
         if p:
             sec.plots.append(p)
