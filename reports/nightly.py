@@ -107,13 +107,14 @@ def unstable(nights: list[dict[str, Any]], factor: float) -> dict[str, Any]:
 
 
 def canary_runs(nights: list[dict[str, Any]]) -> pd.DataFrame:
-    """Per slowdown tried: runs, how many were flagged."""
+    """Per slowdown tried: runs, how many were flagged, and the median ratio measured (second / first run)."""
     rows = [n["canary"] for n in nights if isinstance(n.get("canary"), dict)]
     if not rows:
-        return pd.DataFrame(columns=["slowdown", "runs", "caught"])
+        return pd.DataFrame(columns=["slowdown", "runs", "caught", "measured_ratio"])
     df = pd.DataFrame(rows)
-    return (df.groupby("slowdown").agg(runs=("flagged", "size"), caught=("flagged", "sum")).reset_index()
-            .sort_values("slowdown"))
+    df["ratio"] = pd.to_numeric(df.get("ratio"), errors="coerce")
+    return (df.groupby("slowdown").agg(runs=("flagged", "size"), caught=("flagged", "sum"),
+                                       measured_ratio=("ratio", "median")).reset_index().sort_values("slowdown"))
 
 
 def smallest_caught(nights: list[dict[str, Any]]) -> float | None:

@@ -90,6 +90,7 @@ def test_confirmation_keeps_what_every_interleaved_pair_shows(tmp_path: Path,
 
 def test_history_page_shows_the_measured_gate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     a = _run(tmp_path, "a", 10.0, 5.0, 15)
+    assert _aa(tmp_path, a, _run(tmp_path, "calm", 10.0, 5.0, 18)) == 0  # a night without a slowdown
     assert _aa(tmp_path, a, _run(tmp_path, "b", 13.0, 5.0 * 1.5, 16), "--canary", "1.5") == 0
     # the store needs one commit of its own for the report
     write_result(tmp_path / "results" / "synth" / f"{HEAD[:8]}-{ENV}.json", HEAD, 1_700_000_000_000, "synth",
@@ -98,7 +99,8 @@ def test_history_page_shows_the_measured_gate(tmp_path: Path, capsys: pytest.Cap
     assert main(["build", "--results", str(tmp_path / "results"), "--out", str(out)]) == 0
     hist = (out / "history.html").read_text()
     assert "Nightly gate: false alarms (A/A) and recall (canary)" in hist
-    assert "1 of 4 judged scenario(s) flagged" in hist
+    assert "2 night(s): 1 of 9 judged scenario(s) flagged" in hist  # the calm night judged the canary too
+    assert "The canary&#39;s own A/A noise: up to x1.0" in hist
     assert json.loads((out / "data" / "nightly_unstable.json").read_text())[0]["benchmark"].startswith(TIME)
     assert "smallest canary slowdown caught every time: x1.5" in (out / "index.html").read_text()
     capsys.readouterr()

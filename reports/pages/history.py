@@ -167,7 +167,7 @@ def change_verdicts(ctx: Context, th: Thresholds) -> list[Verdict]:
 
 def nightly_section(ctx: Context) -> tuple[Section, Verdict]:
     """The gate's measured false-alarm rate (A/A nights) per suite, its recall (canary) and the unstable list."""
-    from reports.nightly import canary_runs, rate, smallest_caught, suite_rates
+    from reports.nightly import CANARY, canary_runs, rate, smallest_caught, suite_rates
 
     nights = ctx.nightly
     rates = suite_rates(nights)
@@ -176,6 +176,9 @@ def nightly_section(ctx: Context) -> tuple[Section, Verdict]:
     flagged = int(rates["flagged"].sum()) if not rates.empty else 0
     low = smallest_caught(nights)
     runs = canary_runs(nights)
+    # What a catch means: the canary's own A/A ratio on nights it was not slowed (a slowdown smaller than
+    # this noise is "caught" by luck as often as not).
+    calm = [n["noise"][CANARY] for n in nights if not n.get("canary") and CANARY in n.get("noise", {})]
     sec = Section("Nightly gate: false alarms (A/A) and recall (canary)",
                   f"Each night the newest commit is benchmarked twice; every regression the gate (factor "
                   f"x{ctx.factor}, asv's test) flags between the two runs is a false alarm. {len(nights)} night(s): "
@@ -192,6 +195,9 @@ def nightly_section(ctx: Context) -> tuple[Section, Verdict]:
                                 units={"false_alarm_rate": "rel_plain"}))
     if not runs.empty:
         sec.tables.append(Table("nightly_canary", runs, "canary runs per slowdown"))
+    if calm:
+        sec.text += (f" The canary's own A/A noise: up to x{max(calm):.3g} over {len(calm)} night(s) without a "
+                     "slowdown; a slowdown below that is caught by chance, not by the gate's power.")
     sec.left_out = "" if low else ("Canary: no slowdown caught in every run yet." if not runs.empty else
                                    "Canary: not run yet (tox -e nightly -- --canary 1.3).")
     unst = ctx.unstable.get("benchmarks", {}) if isinstance(ctx.unstable, dict) else {}
@@ -206,6 +212,7 @@ def nightly_section(ctx: Context) -> tuple[Section, Verdict]:
               if overall else "run tox -e nightly; ")
     detail += (f"smallest canary slowdown caught every time: x{low:g}" if low else "canary: no slowdown caught "
                "reliably yet" if not runs.empty else "canary not run yet")
+    detail += f" (canary A/A noise up to x{max(calm):.3g})" if calm and low else ""
     detail += f"; {len(unst)} unstable benchmark(s) gated wider" if unst else ""
     return sec, Verdict("Nightly gate (measured)", fig, detail, "history.html", rank=15,
                         tone="bad" if judged and flagged / judged > 0.05 else "")
