@@ -36,10 +36,8 @@ def test_units_follow_column_names() -> None:
 
 
 @pytest.fixture(scope="module")
-def store_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("reading")
-    assert main(["build", "--results", str(FIXTURES / "store" / "results"), "--out", str(out)]) == 0
-    return out
+def store_site(store_report: Path) -> Path:
+    return store_report
 
 
 def _text(html: str) -> str:
