@@ -59,7 +59,7 @@ mkdir -p "$NDIR" "$OUT"
 
 # The results file asv wrote for a commit on this machine (one environment: --python=same).
 result_file() {  # $1 results dir, $2 commit
-  ls -t "$1/$MACHINE/${2:0:8}"-*.json 2>/dev/null | head -1
+  ls -t "$1/$MACHINE/${2:0:8}"-*.json 2>/dev/null | head -1 || true
 }
 # asv run of the current tree under the commit hash $1 (asv sets ASV_COMMIT only for environments it
 # builds; the suite files its records under it).
@@ -89,7 +89,7 @@ fi
 set -e
 # asv exits non-zero when a single benchmark fails; the others are saved and the failure shows in
 # the report and as "now fails" in the regression summary, so carry on.
-[ "$status" -ne 0 ] && echo "note: asv run exited $status (some benchmark failed); continuing"
+if [ "$status" -ne 0 ]; then echo "note: asv run exited $status (some benchmark failed); continuing"; fi
 
 # A/A: the same commit once more, right away. What the gate flags between the two runs is a false
 # alarm; with --canary the second run slows the canary by that factor, and it must be flagged. The
@@ -111,7 +111,7 @@ if [ "${NIGHTLY_AA:-1}" = 1 ] && [ "$MODE" = same ]; then
       --factor "$FACTOR" --nightly "$NDIR" ${CANARY:+--canary "$CANARY"}
     aa_status=$?
     set -e
-    [ "$aa_status" -eq 2 ] && exit 2
+    if [ "$aa_status" -eq 2 ]; then exit 2; fi
   fi
 fi
 
@@ -154,19 +154,27 @@ if [ "$status" -eq 1 ] && [ "${NIGHTLY_CONFIRM:-1}" = 1 ] && [ "$MODE" = same ] 
     for i in $(seq 1 "$ROUNDS"); do
       (cd "$TREE" && ASV_PYTHONPATH=$TREE ASV_COMMIT=$BASE $PY -m asv run --python=same --set-commit-hash "$BASE" \
         --machine "$MACHINE" --record-samples --bench "$REGEX") || true
-      cp "$(result_file "$TREE/.asv/results" "$BASE")" "$OUT/confirm/base-$i.json"
+      B=$(result_file "$TREE/.asv/results" "$BASE")
       run_same "$HEAD" --bench "$REGEX" || true
-      cp "$(result_file .asv/results "$HEAD")" "$OUT/confirm/head-$i.json"
-      PAIRS+=(--pair "$OUT/confirm/base-$i.json" "$OUT/confirm/head-$i.json")
+      H=$(result_file .asv/results "$HEAD")
+      if [ -n "$B" ] && [ -n "$H" ]; then
+        cp "$B" "$OUT/confirm/base-$i.json"
+        cp "$H" "$OUT/confirm/head-$i.json"
+        PAIRS+=(--pair "$OUT/confirm/base-$i.json" "$OUT/confirm/head-$i.json")
+      fi
     done
     cp .asv/results/benchmarks.json "$OUT/confirm/benchmarks.json"
-    set +e
-    $PY -m reports confirm "${PAIRS[@]}" --machine "$MACHINE" --factor "$FACTOR" --unstable "$NDIR/unstable.json" \
-      --markdown "$OUT/confirmation.md"
-    status=$?
-    set -e
+    if [ "${#PAIRS[@]}" -eq 0 ]; then
+      echo "note: the base could not be re-measured (no results from its worktree): the regressions stand unconfirmed"
+    else
+      set +e
+      $PY -m reports confirm "${PAIRS[@]}" --machine "$MACHINE" --factor "$FACTOR" \
+        --unstable "$NDIR/unstable.json" --markdown "$OUT/confirmation.md"
+      status=$?
+      set -e
+    fi
   fi
 fi
-[ "$aa_status" -ne 0 ] && echo "the canary's x$CANARY slowdown was NOT flagged by the gate"
-[ "$status" -ne 0 ] && exit "$status"
+if [ "$aa_status" -ne 0 ]; then echo "the canary's x$CANARY slowdown was NOT flagged by the gate"; fi
+if [ "$status" -ne 0 ]; then exit "$status"; fi
 exit "$aa_status"
