@@ -157,6 +157,29 @@ def _plot(norm: pd.DataFrame, baseline: str) -> Plot | None:
     return Plot("hardware_time_ratios", fig, f"Benchmark times relative to {baseline}", caption)
 
 
+def _one_machine_plot(ctx: Context, machine: str) -> Plot | None:
+    """With one machine there is nothing to normalise to: its time_* medians, so the page still shows what
+    the next machine will be compared on."""
+    latest = latest_per_machine(ctx.rows)
+    t = latest[(latest["machine"] == machine) & (latest["status"] == "ok") & (latest["type"] == "time")]
+    t = t[t["n"].map(enough_samples)].sort_values("value").head(24)
+    if t.empty:
+        return None
+    fig, ax = figure(8, max(2.5, 0.3 * len(t) + 1))
+    ms = [v * 1e3 for v in t["value"]]
+    lo = [max(0.0, m - c * 1e3) if finite(c) else 0 for m, c in zip(ms, t["ci_lo"], strict=True)]
+    hi = [max(0.0, c * 1e3 - m) if finite(c) else 0 for m, c in zip(ms, t["ci_hi"], strict=True)]
+    ax.barh(range(len(t)), ms, xerr=[lo, hi], capsize=2, color="#8172b2")
+    ax.set_yticks(range(len(t)), [f"{b.rsplit('.', 1)[-1]} [{k}] n={int(n)}" for b, k, n in
+                                  zip(t["benchmark"], t["param_key"], t["n"], strict=True)], fontsize=7)
+    ax.set_xscale("log")
+    ax.set_xlabel(f"median time on {machine} (ms, log), 99% interval")
+    fig.tight_layout()
+    return Plot("hardware_one_machine", fig, f"time_* medians on {machine}",
+                f"Only {machine} has results: its time_* medians (n >= {MIN_SAMPLES}), the figures another machine "
+                "will be normalised against.")
+
+
 def _n(row: pd.Series, machine: str) -> str:
     v = row.get(f"n {machine}")
     return str(int(v)) if finite(v) else "-"
@@ -177,7 +200,7 @@ def build(ctx: Context) -> Page:
     fp = fingerprints(ctx, machines)
     raw, norm, summary = comparison(ctx, baseline)
     sec = Section("Summary", tables=[Table("hardware_geomean", summary)])
-    p = _plot(norm, baseline)
+    p = _plot(norm, baseline) if len(machines) > 1 else _one_machine_plot(ctx, machines[0])
     if p:
         sec.plots.append(p)
     page.sections.append(sec)
