@@ -78,6 +78,7 @@ def test_history_page_marks_the_change_point(stepped: tuple[Path, list[str]], tm
     assert main(["build", "--results", str(root / "results"), "--out", str(tmp_path / "site")]) == 0
     html = (tmp_path / "site" / "history.html").read_text()
     assert "1 found" in html and "Dashed: 1 change point(s)" in html
+    assert "1 regression change point(s) in the newest 10 commits" in (tmp_path / "site" / "index.html").read_text()
     rows = json.loads((tmp_path / "site" / "data" / "history_change_points_synth.json").read_text())
     assert [(r["commit"], r["direction"], r["scenario"]) for r in rows] == [
         (commits[20], "regression", "framework=torch, preset=tiny")]

@@ -7,7 +7,7 @@ import re
 import pandas as pd
 
 from reports.asv_results import commits_in_order
-from reports.changes import MAX_PVALUE, MIN_POINTS, change_points
+from reports.changes import MAX_PVALUE, MIN_POINTS, change_points, recent_regressions
 from reports.context import Context
 from reports.fmt import human
 from reports.page import (
@@ -28,6 +28,7 @@ from reports.regressions import Side, Thresholds, compare
 ORDER = 90  # place in the nav (reports.pages.discover)
 
 SHOWN_COMMITS = 6
+GATE_LAST = 10  # as `reports changes --last`'s default
 HEADLINE = re.compile(r"\.(?:time_train|time_infer|track_auc_gap$|track_logloss$|track_.*seconds_per_sample|"
                       r"track_seconds_per_sample|peakmem_|track_joules|track_model_bytes$)")
 
@@ -158,6 +159,12 @@ def change_verdicts(ctx: Context, th: Thresholds) -> list[Verdict]:
                           for b, k, r, w in zip(best["benchmark"].head(2), best["param_key"].head(2),
                                                 best["ratio"].head(2), best["why"].head(2), strict=True))
         detail = "; ".join(x for x in (("worst: " + names) if names else "", ("best: " + gains) if gains else "") if x)
+        cps = _change_points(ctx.rows, machine)
+        if cps is not None and len(commits_in_order(ctx.rows, machine)) >= MIN_POINTS:
+            recent = recent_regressions(cps, ctx.rows, GATE_LAST)
+            detail += ("; " if detail else "") + (f"{len(recent)} regression change point(s) in the newest "
+                                                  f"{GATE_LAST} commits" if len(recent) else
+                                                  f"no regression change point in the newest {GATE_LAST} commits")
         out.append(Verdict(f"Changes on {machine}: {short(head)} vs {short(base)}",
                            f"{len(reg)} regression(s), {len(imp)} improvement(s)",
                            detail or f"nothing beyond x{th.factor} and asv's test",
