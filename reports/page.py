@@ -89,15 +89,6 @@ def left_out_line(reasons: list[str], what: str = "combination") -> str:
     return f"{len(reasons)} {what}(s) not shown: {parts}."
 
 
-def bars_or_lines(ax: Any, x: list[Any], y: list[float], label: str, offset: float = 0.0, width: float = 0.8) -> None:
-    """A line over x when x has two or more distinct values; bars when it has one (a line over a
-    single point would draw a meaningless axis range)."""
-    if len(set(x)) >= 2:
-        ax.plot(x, y, marker="o", label=label)
-    else:
-        ax.bar([offset], y[:1], width=width, label=label)
-
-
 def ratio_axis(ax: Any) -> None:
     """Log x axis labelled 0.5x, 1x, 2x (not 2x10^0)."""
     from matplotlib.ticker import FuncFormatter, LogLocator
