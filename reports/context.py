@@ -45,6 +45,24 @@ class Context:
         return latest_records(recs, self.commit_dates())
 
 
+def not_ok_reasons(ctx: Context, suite: str) -> list[str]:
+    """'failed (why)' / 'skipped (why)' for each newest-commit record of the suite that has no figures:
+    the page counts them in one line instead of showing rows of blanks."""
+    from reports.records import latest_records
+
+    recs = ctx.records
+    if recs.empty or "status" not in recs:
+        return []
+    latest = latest_records(recs, ctx.commit_dates())
+    bad = latest[(latest["status"].fillna("ok") != "ok") & (latest.get("suite") == suite)]
+    out = []
+    for status, rec in zip(bad["status"], bad["record"], strict=True):
+        why = str(rec.get("error") or "no reason recorded") if isinstance(rec, dict) else "no reason recorded"
+        why = why.strip().splitlines()[0] if why.strip() else "no reason recorded"
+        out.append(f"{status} ({why[:80]})")
+    return out
+
+
 def asv_pivot(rows: pd.DataFrame, module: str) -> pd.DataFrame:
     """Latest results of one asv module as (machine, params...) x metric values."""
     from reports.asv_results import latest_per_machine

@@ -132,3 +132,24 @@ def test_one_world_size_is_drawn_as_bars() -> None:
     ax1, ax2 = _scaling_plot(df).figure.axes
     assert len(ax1.patches) == 2 and not ax1.lines
     assert not math.isclose(*ax1.get_xlim())
+
+
+def test_failed_runs_are_counted_with_their_reason() -> None:
+    import pandas as pd
+
+    from reports.asv_results import COLUMNS, ResultStore
+    from reports.context import Context, not_ok_reasons
+    from reports.page import left_out_line
+
+    recs = pd.DataFrame([
+        {"machine": "m", "commit": "c1", "suite": "compression", "status": "ok", "record": {}},
+        {"machine": "m", "commit": "c1", "suite": "compression", "status": "failed",
+         "record": {"error": "int2 codec raised\ntraceback..."}},
+        {"machine": "m", "commit": "c1", "suite": "compression", "status": "failed",
+         "record": {"error": "int2 codec raised"}},
+        {"machine": "m", "commit": "c1", "suite": "parallel", "status": "skipped", "record": {"error": "no GPU"}},
+    ])
+    ctx = Context(store=ResultStore(path=Path("."), rows=pd.DataFrame(columns=COLUMNS)), records=recs)
+    assert left_out_line(not_ok_reasons(ctx, "compression"), "run") == \
+        "2 run(s) not shown: 2 failed (int2 codec raised)."
+    assert not_ok_reasons(ctx, "parallel") == ["skipped (no GPU)"]

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from reports.context import Context, asv_pivot
+from reports.context import Context, asv_pivot, not_ok_reasons
 from reports.fmt import human
-from reports.page import Page, Plot, Section, Table, Verdict, figure, finite, pareto_front
+from reports.page import Page, Plot, Section, Table, Verdict, figure, finite, left_out_line, pareto_front
 
 ORDER = 20  # place in the nav (reports.pages.discover)
 
@@ -210,4 +210,6 @@ def build(ctx: Context) -> Page:
             elif xcol == "infer_samples_per_s":
                 sec.text = "No inference throughput recorded for these variants."
         page.sections.append(sec)
+    if page.sections:
+        page.sections[0].left_out = left_out_line(not_ok_reasons(ctx, "compression"), "run")
     return page

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pandas as pd
 
 from reports.asv_results import latest_per_machine
-from reports.context import Context, asv_pivot
+from reports.context import Context, asv_pivot, not_ok_reasons
 from reports.fmt import human
-from reports.page import Page, Plot, Section, Table, Verdict, add_sample_counts, figure, finite
+from reports.page import Page, Plot, Section, Table, Verdict, add_sample_counts, figure, finite, left_out_line
 
 ORDER = 40  # place in the nav (reports.pages.discover)
 
@@ -129,4 +129,6 @@ def build(ctx: Context) -> Page:
         counts = gpu_rows["status"].value_counts().to_dict()
         page.sections.append(Section("asv bench_gpu", "No numbers: " + ", ".join(
             f"{v} {k}" for k, v in counts.items()) + " (skipped = NotImplementedError in setup, e.g. no GPU)."))
+    if page.sections:
+        page.sections[0].left_out = left_out_line(not_ok_reasons(ctx, "gpu"), "run")
     return page

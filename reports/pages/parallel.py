@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from reports.context import Context, asv_pivot
-from reports.page import Page, Plot, Section, Table, add_sample_counts, figure, finite
+from reports.context import Context, asv_pivot, not_ok_reasons
+from reports.page import Page, Plot, Section, Table, add_sample_counts, figure, finite, left_out_line
 
 ORDER = 30  # place in the nav (reports.pages.discover)
 
@@ -153,4 +153,6 @@ def build(ctx: Context) -> Page:
         if p:
             sec.plots.append(p)
         page.sections.append(sec)
+    if page.sections:
+        page.sections[0].left_out = left_out_line(not_ok_reasons(ctx, "parallel"), "run")
     return page
