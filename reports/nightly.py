@@ -53,6 +53,9 @@ def aa_entry(first: Side, second: Side, th: Thresholds, wider: dict[str, float] 
             continue
         suite = entry["suites"].setdefault(suite_of(r["benchmark"]), {"judged": 0, "flagged": 0, "flagged_list": []})
         suite["judged"] += 1
+        key = series_key(r["benchmark"], r["param_key"])
+        if key in (wider or {}) or r["benchmark"] in (wider or {}):
+            suite["gated_wider"] = suite.get("gated_wider", 0) + 1
         if r["verdict"] == "regressed":
             suite["flagged"] += 1
             suite["flagged_list"].append(series_key(r["benchmark"], r["param_key"]))
@@ -134,7 +137,8 @@ def suite_rates(nights: list[dict[str, Any]]) -> pd.DataFrame:
     for n in nights:
         for suite, s in sorted(n.get("suites", {}).items()):
             rows.append({"date": n.get("date"), "machine": n.get("machine"), "commit": str(n.get("commit", ""))[:8],
-                         "suite": suite, "judged": s["judged"], "flagged": s["flagged"],
+                         "suite": suite, "judged": s["judged"], "gated_wider": s.get("gated_wider", 0),
+                         "flagged": s["flagged"],
                          "false_alarm_rate": s["flagged"] / s["judged"] if s["judged"] else None,
                          "flagged_benchmarks": ", ".join(s.get("flagged_list", []))})
     return pd.DataFrame(rows)

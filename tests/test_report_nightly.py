@@ -50,6 +50,10 @@ def test_aa_night_counts_false_alarms_per_suite(tmp_path: Path, capsys: pytest.C
     key = f"{TIME} [framework=torch, preset=tiny]"
     assert list(unstable) == [key] and 1.25 < unstable[key]["noise"] < 1.35
     assert unstable[key]["factor"] == pytest.approx(unstable[key]["noise"] * 1.1, rel=1e-3)
+    # The next night judges that scenario with its wider factor, and says so.
+    assert _aa(tmp_path, a, b) == 0
+    night = json.loads((tmp_path / "nightly" / "history.json").read_text())[-1]
+    assert night["suites"]["bench_core"]["gated_wider"] == 1
 
 
 def test_unstable_benchmark_gets_the_wider_factor(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -99,7 +103,7 @@ def test_history_page_shows_the_measured_gate(tmp_path: Path, capsys: pytest.Cap
     assert main(["build", "--results", str(tmp_path / "results"), "--out", str(out)]) == 0
     hist = (out / "history.html").read_text()
     assert "Nightly gate: false alarms (A/A) and recall (canary)" in hist
-    assert "2 night(s): 1 of 9 judged scenario(s) flagged" in hist  # the calm night judged the canary too
+    assert "2 night(s), 2 with judged scenarios: 1 of 9 flagged" in hist  # the calm night judged the canary too
     assert "The canary&#39;s own A/A noise: up to x1.0" in hist
     assert json.loads((out / "data" / "nightly_unstable.json").read_text())[0]["benchmark"].startswith(TIME)
     assert "smallest canary slowdown caught every time: x1.5" in (out / "index.html").read_text()

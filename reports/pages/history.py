@@ -188,8 +188,10 @@ def nightly_section(ctx: Context) -> tuple[Section, Verdict]:
     calm = [n["noise"][CANARY] for n in nights if not n.get("canary") and CANARY in n.get("noise", {})]
     sec = Section("Nightly gate: false alarms (A/A) and recall (canary)",
                   f"Each night the newest commit is benchmarked twice; every regression the gate (factor "
-                  f"x{ctx.factor}, asv's test) flags between the two runs is a false alarm. {len(nights)} night(s): "
-                  f"{flagged} of {judged} judged scenario(s) flagged. The canary (benchmarks/bench_canary.py) is "
+                  f"x{ctx.factor}, asv's test) flags between the two runs is a false alarm. {len(nights)} night(s), "
+                  f"{rates['date'].nunique() if not rates.empty else 0} with judged scenarios: {flagged} of {judged} "
+                  "flagged (gated_wider: judged with an unstable benchmark's wider factor). The canary "
+                  "(benchmarks/bench_canary.py) is "
                   "slowed by a known factor in the second run when the night is run with --canary F.")
     if not rates.empty:
         by_suite = rates.groupby("suite").agg(nights=("date", "size"), judged=("judged", "sum"),
@@ -234,7 +236,8 @@ def _rate_plot(rates: pd.DataFrame) -> Plot:
         g = rates[rates["suite"] == suite]
         xs = [nights.index(d) + j * width for d in g["date"]]
         ax.bar(xs, [100 * (v if finite(v) else 0) for v in g["false_alarm_rate"]], width=width, label=suite)
-    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(nights))], [str(d)[:10] for d in nights], rotation=30,
+    labels = [str(d)[5:16].replace("T", " ") for d in nights]
+    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(nights))], labels, rotation=30,
                   fontsize=7)
     ax.set_ylabel("false alarms (% of judged)")
     ax.legend(fontsize=7)
