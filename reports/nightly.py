@@ -134,9 +134,10 @@ def smallest_caught(nights: list[dict[str, Any]]) -> float | None:
 def suite_rates(nights: list[dict[str, Any]]) -> pd.DataFrame:
     """One row per night and suite: judged, flagged, rate."""
     rows = []
-    for n in nights:
+    for i, n in enumerate(nights):
         for suite, s in sorted(n.get("suites", {}).items()):
-            rows.append({"date": n.get("date"), "machine": n.get("machine"), "commit": str(n.get("commit", ""))[:8],
+            rows.append({"night": i + 1, "date": n.get("date"), "machine": n.get("machine"),
+                         "commit": str(n.get("commit", ""))[:8],
                          "suite": suite, "judged": s["judged"], "gated_wider": s.get("gated_wider", 0),
                          "flagged": s["flagged"],
                          "false_alarm_rate": s["flagged"] / s["judged"] if s["judged"] else None,

@@ -189,12 +189,12 @@ def nightly_section(ctx: Context) -> tuple[Section, Verdict]:
     sec = Section("Nightly gate: false alarms (A/A) and recall (canary)",
                   f"Each night the newest commit is benchmarked twice; every regression the gate (factor "
                   f"x{ctx.factor}, asv's test) flags between the two runs is a false alarm. {len(nights)} night(s), "
-                  f"{rates['date'].nunique() if not rates.empty else 0} with judged scenarios: {flagged} of {judged} "
+                  f"{sum(1 for n in nights if n.get('suites'))} with judged scenarios: {flagged} of {judged} "
                   "flagged (gated_wider: judged with an unstable benchmark's wider factor). The canary "
                   "(benchmarks/bench_canary.py) is "
                   "slowed by a known factor in the second run when the night is run with --canary F.")
     if not rates.empty:
-        by_suite = rates.groupby("suite").agg(nights=("date", "size"), judged=("judged", "sum"),
+        by_suite = rates.groupby("suite").agg(nights=("night", "nunique"), judged=("judged", "sum"),
                                               flagged=("flagged", "sum")).reset_index()
         by_suite["false_alarm_rate"] = by_suite["flagged"] / by_suite["judged"].where(by_suite["judged"] > 0)
         sec.plots.append(_rate_plot(rates))
@@ -229,14 +229,15 @@ def nightly_section(ctx: Context) -> tuple[Section, Verdict]:
 
 def _rate_plot(rates: pd.DataFrame) -> Plot:
     fig, ax = figure(7, 3.0)
-    nights = list(dict.fromkeys(rates["date"]))
+    nights = list(dict.fromkeys(rates["night"]))
+    dates = dict(zip(rates["night"], rates["date"], strict=True))
     suites = sorted(rates["suite"].unique())
     width = 0.8 / max(1, len(suites))
     for j, suite in enumerate(suites):
         g = rates[rates["suite"] == suite]
-        xs = [nights.index(d) + j * width for d in g["date"]]
+        xs = [nights.index(d) + j * width for d in g["night"]]
         ax.bar(xs, [100 * (v if finite(v) else 0) for v in g["false_alarm_rate"]], width=width, label=suite)
-    labels = [str(d)[5:16].replace("T", " ") for d in nights]
+    labels = [f"#{d} {str(dates[d])[5:16].replace('T', ' ')}" for d in nights]
     ax.set_xticks([i + 0.4 - width / 2 for i in range(len(nights))], labels, rotation=30,
                   fontsize=7)
     ax.set_ylabel("false alarms (% of judged)")
