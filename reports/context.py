@@ -17,6 +17,8 @@ class Context:
     fingerprints: dict[str, dict[str, Any]] = field(default_factory=dict)
     baseline_machine: str | None = None
     factor: float = 1.1
+    nightly: list[dict[str, Any]] = field(default_factory=list)  # A/A nights (reports.nightly history)
+    unstable: dict[str, Any] = field(default_factory=dict)  # the nightly job's unstable list
 
     @property
     def rows(self) -> pd.DataFrame:
@@ -41,6 +43,24 @@ class Context:
         if "status" in recs:
             recs = recs[recs["status"].fillna("ok") == "ok"]
         return latest_records(recs, self.commit_dates())
+
+
+def not_ok_reasons(ctx: Context, suite: str) -> list[str]:
+    """'failed (why)' / 'skipped (why)' for each newest-commit record of the suite that has no figures:
+    the page counts them in one line instead of showing rows of blanks."""
+    from reports.records import latest_records
+
+    recs = ctx.records
+    if recs.empty or "status" not in recs:
+        return []
+    latest = latest_records(recs, ctx.commit_dates())
+    bad = latest[(latest["status"].fillna("ok") != "ok") & (latest.get("suite") == suite)]
+    out = []
+    for status, rec in zip(bad["status"], bad["record"], strict=True):
+        why = str(rec.get("error") or "no reason recorded") if isinstance(rec, dict) else "no reason recorded"
+        why = why.strip().splitlines()[0] if why.strip() else "no reason recorded"
+        out.append(f"{status} ({why[:80]})")
+    return out
 
 
 def asv_pivot(rows: pd.DataFrame, module: str) -> pd.DataFrame:

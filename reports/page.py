@@ -17,10 +17,17 @@ from recsys_impls.measure.stats import MIN_SAMPLES_FOR_CI
 
 @dataclass
 class Table:
+    """``frame`` goes whole to the CSV/JSON twins; the page shows ``show`` (all columns when empty),
+    at most ``limit`` rows, each cell in human units (``units`` overrides fmt.unit_of per column; the
+    value "@unit" takes the unit from the row's own "unit" column)."""
+
     name: str
     frame: pd.DataFrame
     caption: str = ""
     highlight: str = ""  # a column: rows where it is non-empty are highlighted (flags)
+    show: list[str] = field(default_factory=list)
+    units: dict[str, str] = field(default_factory=dict)
+    limit: int = 40
 
 
 @dataclass
@@ -37,6 +44,21 @@ class Section:
     text: str = ""
     tables: list[Table] = field(default_factory=list)
     plots: list[Plot] = field(default_factory=list)
+    left_out: str = ""  # one line counting the skipped/failed combinations and their reasons (not rows of nan)
+
+
+@dataclass
+class Verdict:
+    """One headline of the index: what a page found, its figure, and where to read more.
+
+    ``rank`` orders the index (changes first, then framework standing, compression, roofline, energy)."""
+
+    title: str
+    figure: str
+    detail: str = ""
+    href: str = ""
+    rank: int = 50
+    tone: str = ""  # "bad" (a regression), "good", or "" (neutral)
 
 
 @dataclass
@@ -46,6 +68,7 @@ class Page:
     intro: str
     sections: list[Section] = field(default_factory=list)
     empty_reason: str = ""  # set when the page has no data: shown plainly instead of sections
+    verdicts: list[Verdict] = field(default_factory=list)
 
     def summary(self) -> str:
         if self.empty_reason:
@@ -53,6 +76,27 @@ class Page:
         n_t = sum(len(s.tables) for s in self.sections)
         n_p = sum(len(s.plots) for s in self.sections)
         return f"{n_t} table(s), {n_p} plot(s)"
+
+
+def left_out_line(reasons: list[str], what: str = "combination") -> str:
+    """'12 combinations not shown: 8 skipped (no GPU), 4 failed (...)' from one reason per combination."""
+    if not reasons:
+        return ""
+    counts: dict[str, int] = {}
+    for r in reasons:
+        counts[r] = counts.get(r, 0) + 1
+    parts = ", ".join(f"{n} {r}" for r, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+    return f"{len(reasons)} {what}(s) not shown: {parts}."
+
+
+def ratio_axis(ax: Any) -> None:
+    """Log x axis labelled 0.5x, 1x, 2x (not 2x10^0)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator
+
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}x"))
 
 
 def figure(width: float = 7.0, height: float = 4.0, ncols: int = 1) -> tuple[Any, Any]:

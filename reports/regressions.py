@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -202,9 +202,17 @@ def judge(base: pd.Series, head: pd.Series, th: Thresholds) -> tuple[str, str]:
     return "same", ""
 
 
-def compare(base: Side, head: Side, th: Thresholds) -> pd.DataFrame:
-    """One row per benchmark present on either side, with the verdict and ratio head/base."""
+def series_key(benchmark: str, param_key: str) -> str:
+    """How one benchmark scenario is named in the unstable list: "bench.Class.time_x [framework=torch]"."""
+    return f"{benchmark} [{param_key}]" if param_key else str(benchmark)
+
+
+def compare(base: Side, head: Side, th: Thresholds, wider: dict[str, float] | None = None) -> pd.DataFrame:
+    """One row per benchmark present on either side, with the verdict and ratio head/base. ``wider``: a
+    factor per unstable scenario (series_key, or the benchmark name for all its scenarios), used instead
+    of ``th.factor`` for it."""
     th.validate()
+    wider = wider or {}
     key = ["benchmark", "param_key"]
     multi_env = base.rows["env"].nunique() > 1 or head.rows["env"].nunique() > 1
     if multi_env:
@@ -222,7 +230,10 @@ def compare(base: Side, head: Side, th: Thresholds) -> pd.DataFrame:
                 out[-1].update(verdict="failed", why="fails (not in base)")
             continue
         rb, rh = b.loc[k], h.loc[k]
-        verdict, why = judge(rb, rh, th)
+        wide = wider.get(series_key(k[0], k[1]), wider.get(k[0]))
+        verdict, why = judge(rb, rh, replace(th, factor=max(th.factor, wide)) if wide else th)
+        if wide and why:
+            why += f" (unstable: wider factor x{max(th.factor, wide):.3g})"
         ratio = (rh["value"] / rb["value"]) if rb["status"] == rh["status"] == "ok" and rb["value"] else None
         out.append({**dict(zip(key, k, strict=False)), "metric": rh["metric"], "unit": rh["unit"], "base": rb["value"],
                     "head": rh["value"], "ratio": ratio, "verdict": verdict, "why": why})
@@ -307,7 +318,7 @@ def check_same_machine(base: Side, head: Side, cross_machine: bool = False) -> s
 
 def run_cli(base: str, head: str, results: str, machine: str | None, th: Thresholds,
             markdown: str | None = None, only_changed: bool = False, regressed_list: str | None = None,
-            cross_machine: bool = False) -> int:
+            cross_machine: bool = False, unstable: str | None = None) -> int:
     """Print the table, write the Markdown summary; 1 if anything regressed (a number that became a failure
     included), else 0. Benchmarks that fail at head without having run at base are listed and counted."""
     th.validate()
@@ -317,7 +328,7 @@ def run_cli(base: str, head: str, results: str, machine: str | None, th: Thresho
     note = check_same_machine(b, h, cross_machine)
     if note:
         print(note)
-    cmp = compare(b, h, th)
+    cmp = compare(b, h, th, load_unstable(unstable) if unstable else None)
     table = display_table(cmp, only_changed=only_changed)
     with pd.option_context("display.max_rows", None, "display.max_colwidth", 60, "display.width", 200):
         print(table.to_string(index=False) if not table.empty else "(no benchmarks changed)")
@@ -339,6 +350,19 @@ def run_cli(base: str, head: str, results: str, machine: str | None, th: Thresho
         except OSError as exc:
             raise UsageError(f"--regressed-list {regressed_list}: cannot write: {exc.strerror}") from None
     return 1 if n else 0
+
+
+def load_unstable(path: str) -> dict[str, float]:
+    """The nightly job's unstable list: {"benchmarks": {series_key: {"noise": r, "factor": f}, ...}}."""
+    import json
+
+    try:
+        data = json.loads(Path(path).read_text())
+        return {str(k): float(v["factor"]) for k, v in data.get("benchmarks", {}).items()}
+    except FileNotFoundError:
+        return {}  # no A/A night yet: nothing is known to be unstable
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise UsageError(f"--unstable {path}: not an unstable list written by `reports aa` ({exc})") from None
 
 
 def default_results_dir() -> str:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from pathlib import Path
+
+import pytest
 
 _OWN_PEAKS_DIR: list[str] = []
 
@@ -21,3 +24,25 @@ def pytest_configure(config) -> None:
 def pytest_unconfigure(config) -> None:
     for path in _OWN_PEAKS_DIR:
         shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def store_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The report built once from tests/fixtures/asv/store (read-only for the tests that share it)."""
+    from reports.__main__ import main
+
+    out = tmp_path_factory.mktemp("store_report")
+    results = Path(__file__).parent / "fixtures" / "asv" / "store" / "results"
+    assert main(["build", "--results", str(results), "--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def quick_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The report built once from tests/fixtures/asv/quick (read-only for the tests that share it)."""
+    from reports.__main__ import main
+
+    out = tmp_path_factory.mktemp("quick_report")
+    results = Path(__file__).parent / "fixtures" / "asv" / "quick" / "results"
+    assert main(["build", "--results", str(results), "--out", str(out)]) == 0
+    return out

@@ -18,10 +18,8 @@ PAGES = ("framework", "compression", "parallel", "gpu", "hardware", "history")
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("site")
-    assert main(["build", "--results", str(STORE / "results"), "--out", str(out)]) == 0
-    return out
+def site(store_report: Path) -> Path:
+    return store_report
 
 
 def test_every_page_written_and_linked_from_index(site: Path) -> None:

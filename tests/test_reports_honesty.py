@@ -33,13 +33,13 @@ def _build(results: Path, out: Path, records: Path | None = None) -> Path:
 
 
 @pytest.fixture(scope="module")
-def quick_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _build(QUICK / "results", tmp_path_factory.mktemp("quick_site"))
+def quick_site(quick_report: Path) -> Path:
+    return quick_report
 
 
 @pytest.fixture(scope="module")
-def store_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _build(STORE / "results", tmp_path_factory.mktemp("store_site"))
+def store_site(store_report: Path) -> Path:
+    return store_report
 
 
 @pytest.fixture()

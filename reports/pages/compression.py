@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import pandas as pd
 
-from reports.context import Context, asv_pivot
-from reports.page import Page, Plot, Section, Table, figure, finite, pareto_front
+from reports.context import Context, asv_pivot, not_ok_reasons
+from reports.fmt import human
+from reports.page import Page, Plot, Section, Table, Verdict, figure, finite, left_out_line, pareto_front
+
+ORDER = 20  # place in the nav (reports.pages.discover)
 
 GATES = (0.99, 0.999)
 
@@ -124,6 +127,59 @@ def _pareto_plot(df: pd.DataFrame, data: str, xcol: str, xlabel: str, smaller_be
     return Plot(f"compression_{safe}_{xcol}", fig, f"AUC versus {xcol} for {data}", caption)
 
 
+GATE_SHOWN = ["machine", "framework", "data", "method", "auc", "relative_auc", "gates_passed", "bytes",
+              "compression_ratio", "infer_samples_per_s", "infer_n", "flags"]
+
+
+def best_in_gates(g: pd.DataFrame) -> list[Verdict]:
+    """Per gate: the compressed variant with the largest compression ratio that keeps the gate's share of
+    the uncompressed AUC, with the bytes it saves and its inference speed against the baseline."""
+    out = []
+    cand = g[(g["method"] != "none") & g["compression_ratio"].map(finite)]
+    for gate, col in zip(GATES, ("gate_99", "gate_99_9"), strict=True):
+        label = f"{gate * 100:g}%"
+        ok = cand[cand[col].fillna(False).astype(bool)]
+        if ok.empty:
+            out.append(Verdict(f"Best compression within the {label} AUC gate", "none passes",
+                               f"{len(cand)} compressed variant(s) measured", "compression.html", rank=30))
+            continue
+        best = ok.sort_values(["compression_ratio", "relative_auc"], ascending=False).iloc[0]
+        base = g[(g["method"] == "none") & (g["machine"] == best["machine"]) & (g["framework"] == best["framework"])
+                 & (g["data"] == best["data"])]
+        saved = base["bytes"].iloc[0] - best["bytes"] if not base.empty and finite(base["bytes"].iloc[0]) else None
+        speed = ""
+        if not base.empty and finite(best["infer_samples_per_s"]) and finite(base["infer_samples_per_s"].iloc[0]):
+            speed = f", inference {human(best['infer_samples_per_s'] / base['infer_samples_per_s'].iloc[0], 'x')} " \
+                    "the baseline's speed"
+        out.append(Verdict(
+            f"Best compression within the {label} AUC gate",
+            f"{best['method']}: {human(best['compression_ratio'], 'x')} smaller",
+            f"{best['framework']} on {best['data']} ({best['machine']}): saves {human(saved, 'bytes')}, keeps "
+            f"{human(best['relative_auc'], 'frac')} of the AUC{speed}", "compression.html", rank=30, tone="good"))
+    return out
+
+
+def _gate_plot(g: pd.DataFrame) -> Plot | None:
+    d = g[(g["method"] != "none") & g["relative_auc"].map(finite) & g["compression_ratio"].map(finite)]
+    if d.empty:
+        return None
+    fig, ax = figure(7.5, 3.8)
+    for (fw, machine), s in d.groupby(["framework", "machine"]):
+        ax.scatter(s["compression_ratio"], s["relative_auc"], label=f"{fw} ({machine})", s=30)
+        for _, r in s.iterrows():
+            ax.annotate(str(r["method"]), (r["compression_ratio"], r["relative_auc"]), fontsize=7, xytext=(3, 3),
+                        textcoords="offset points")
+    for gate, style in zip(GATES, (":", "--"), strict=True):
+        ax.axhline(gate, color="grey", ls=style, lw=1, label=f"{gate * 100:g}% gate")
+    ax.set_xscale("log")
+    ax.set_xlabel("compression ratio (uncompressed bytes / compressed bytes, log)")
+    ax.set_ylabel("AUC / uncompressed AUC")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return Plot("compression_gates", fig, "Relative AUC against compression ratio with the 99% and 99.9% gates",
+                "Each point one compressed run record against its framework's uncompressed model (n=1 training run).")
+
+
 def build(ctx: Context) -> Page:
     page = Page("compression", "Compression",
                 "Embedding compression variants: quality against stored bytes and against inference throughput, "
@@ -139,7 +195,11 @@ def build(ctx: Context) -> Page:
         "infer_n: the per-batch samples behind it (schema v2 records; n/a for v1 records and asv figures). "
         "roofline_infer: achieved rate as a fraction of its roofline bound; highlighted rows carry flags "
         "(a fraction above 1.05 is not physically possible).",
-        tables=[Table("compression_gates", g, highlight="flags" if "flags" in g else "")]))
+        tables=[Table("compression_gates", g, highlight="flags" if "flags" in g else "", show=GATE_SHOWN)]))
+    gp = _gate_plot(g)
+    if gp:
+        page.sections[-1].plots.append(gp)
+    page.verdicts.extend(best_in_gates(g))
     for data in sorted(df["data"].dropna().unique(), key=str):
         sec = Section(f"Pareto plots: {data}")
         for xcol, label, small in (("bytes", "stored bytes (log)", True),
@@ -150,4 +210,6 @@ def build(ctx: Context) -> Page:
             elif xcol == "infer_samples_per_s":
                 sec.text = "No inference throughput recorded for these variants."
         page.sections.append(sec)
+    if page.sections:
+        page.sections[0].left_out = left_out_line(not_ok_reasons(ctx, "compression"), "run")
     return page

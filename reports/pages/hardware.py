@@ -24,11 +24,14 @@ from reports.page import (
     finite,
     geomean,
     n_label,
+    ratio_axis,
     ratio_interval,
     short,
 )
 from reports.pages.framework import exact_figure
 from reports.regressions import kind_of
+
+ORDER = 50  # place in the nav (reports.pages.discover)
 
 FINGERPRINT_KEYS = ("cpu", "num_cpu", "ram", "os", "arch", "gpu", "gpu_name", "driver", "cuda", "torch",
                     "tensorflow", "python", "numpy")
@@ -143,7 +146,7 @@ def _plot(norm: pd.DataFrame, baseline: str) -> Plot | None:
     labels = [f"{b.rsplit('.', 1)[-1]} [{p}] n={_n(r, baseline)}/" + "/".join(_n(r, m) for m in machines)
               for (_, r), b, p in zip(t.iterrows(), t["benchmark"], t["param_key"], strict=False)]
     ax.set_yticks(range(len(t)), labels, fontsize=7)
-    ax.set_xscale("log")
+    ratio_axis(ax)
     ax.set_xlabel(f"median time / {baseline} (log; <1 = faster), 99% interval")
     ax.legend(fontsize=7)
     fig.tight_layout()
@@ -152,6 +155,29 @@ def _plot(norm: pd.DataFrame, baseline: str) -> Plot | None:
     caption += (f"{left_out} time_* benchmark(s) without a ratio (fewer than {MIN_SAMPLES} samples) left out."
                 if left_out else f"Every time_* figure drawn has >= {MIN_SAMPLES} samples.")
     return Plot("hardware_time_ratios", fig, f"Benchmark times relative to {baseline}", caption)
+
+
+def _one_machine_plot(ctx: Context, machine: str) -> Plot | None:
+    """With one machine there is nothing to normalise to: its time_* medians, so the page still shows what
+    the next machine will be compared on."""
+    latest = latest_per_machine(ctx.rows)
+    t = latest[(latest["machine"] == machine) & (latest["status"] == "ok") & (latest["type"] == "time")]
+    t = t[t["n"].map(enough_samples)].sort_values("value").head(24)
+    if t.empty:
+        return None
+    fig, ax = figure(8, max(2.5, 0.3 * len(t) + 1))
+    ms = [v * 1e3 for v in t["value"]]
+    lo = [max(0.0, m - c * 1e3) if finite(c) else 0 for m, c in zip(ms, t["ci_lo"], strict=True)]
+    hi = [max(0.0, c * 1e3 - m) if finite(c) else 0 for m, c in zip(ms, t["ci_hi"], strict=True)]
+    ax.barh(range(len(t)), ms, xerr=[lo, hi], capsize=2, color="#8172b2")
+    ax.set_yticks(range(len(t)), [f"{b.rsplit('.', 1)[-1]} [{k}] n={int(n)}" for b, k, n in
+                                  zip(t["benchmark"], t["param_key"], t["n"], strict=True)], fontsize=7)
+    ax.set_xscale("log")
+    ax.set_xlabel(f"median time on {machine} (ms, log), 99% interval")
+    fig.tight_layout()
+    return Plot("hardware_one_machine", fig, f"time_* medians on {machine}",
+                f"Only {machine} has results: its time_* medians (n >= {MIN_SAMPLES}), the figures another machine "
+                "will be normalised against.")
 
 
 def _n(row: pd.Series, machine: str) -> str:
@@ -172,17 +198,19 @@ def build(ctx: Context) -> Page:
         raise UsageError(f"--baseline-machine {baseline}: no results for it; available: {', '.join(machines)}")
     page.intro += f" Baseline: {baseline}."
     fp = fingerprints(ctx, machines)
-    page.sections.append(Section("Machines", tables=[Table("hardware_fingerprints", fp.reset_index())]))
-    if len(machines) < 2:
-        page.sections.append(Section("Comparison", f"Only one machine ({machines[0]}) has results: run the suite "
-                                     "on another machine with --machine NAME and copy its results folder here."))
     raw, norm, summary = comparison(ctx, baseline)
     sec = Section("Summary", tables=[Table("hardware_geomean", summary)])
-    page.sections.append(sec)
-    sec2 = Section(f"Normalised to {baseline}", tables=[Table("hardware_normalised", norm),
-                                                         Table("hardware_values", raw)])
-    p = _plot(norm, baseline)
+    p = _plot(norm, baseline) if len(machines) > 1 else _one_machine_plot(ctx, machines[0])
     if p:
-        sec2.plots.append(p)
-    page.sections.append(sec2)
+        sec.plots.append(p)
+    page.sections.append(sec)
+    if len(machines) < 2:
+        sec.text = (f"Only one machine ({machines[0]}) has results: run the suite on another machine with "
+                    "--machine NAME and copy its results folder here.")
+    ratio_cols = {m: "x" for m in machines} | {f"{m} ci99_low": "x" for m in machines} | \
+        {f"{m} ci99_high": "x" for m in machines}
+    page.sections.append(Section(f"Normalised to {baseline}", tables=[
+        Table("hardware_normalised", norm, units=ratio_cols), Table("hardware_values", raw,
+                                                                    units={m: "@unit" for m in machines})]))
+    page.sections.append(Section("Machines", tables=[Table("hardware_fingerprints", fp.reset_index())]))
     return page

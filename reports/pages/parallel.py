@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pandas as pd
 
-from reports.context import Context, asv_pivot
-from reports.page import Page, Plot, Section, Table, add_sample_counts, figure, finite
+from reports.context import Context, asv_pivot, not_ok_reasons
+from reports.page import Page, Plot, Section, Table, add_sample_counts, figure, finite, left_out_line
+
+ORDER = 30  # place in the nav (reports.pages.discover)
 
 LOAD_KEYS = ("step_s", "compute_s", "load", "embedding_rows", "embedding_bytes", "lookups", "samples", "bytes")
 
@@ -68,17 +70,31 @@ def _scaling_plot(df: pd.DataFrame) -> Plot | None:
     if "world_size" not in df or df["train_samples_per_s"].map(finite).sum() == 0:
         return None
     fig, (ax1, ax2) = figure(9, 3.8, ncols=2)
-    for (machine, fw, sharding), g in df.groupby(["machine", "framework", "sharding"], dropna=False):
+    groups = list(df.groupby(["machine", "framework", "sharding"], dropna=False))
+    single = df["world_size"].nunique() < 2  # one world size: bars per run, not a line over a 1.9..2.1 axis
+    for j, ((machine, fw, sharding), g) in enumerate(groups):
         g = g.sort_values("world_size")
         lab = f"{fw} {'' if pd.isna(sharding) else sharding} ({machine})"
+        if single:
+            ax1.bar([j], g["train_samples_per_s"].iloc[:1], label=lab)
+            if finite(g["scaling_efficiency"].iloc[0]):
+                ax2.bar([j], g["scaling_efficiency"].iloc[:1], label=lab)
+            continue
         ax1.plot(g["world_size"], g["train_samples_per_s"], marker="o", label=lab)
         if g["scaling_efficiency"].map(finite).any():
             ax2.plot(g["world_size"], g["scaling_efficiency"], marker="o", label=lab)
-    ax1.set_xlabel("world size")
+    if single:
+        for ax in (ax1, ax2):
+            ax.set_xticks(range(len(groups)), [str(j + 1) for j in range(len(groups))], fontsize=7)
+        ax1.set_xlabel(f"run (world size {int(df['world_size'].iloc[0])} only; see legend)")
+        ax2.set_xlabel(f"run (world size {int(df['world_size'].iloc[0])} only)")
+    else:
+        ax1.set_xlabel("world size")
     ax1.set_ylabel("train samples/s")
     ax1.set_title("throughput")
     ax2.axhline(1.0, color="grey", lw=1)
-    ax2.set_xlabel("world size")
+    if not single:
+        ax2.set_xlabel("world size")
     ax2.set_ylabel("scaling efficiency")
     ax2.set_title("efficiency = thr / (thr_1 x N)")
     ax1.legend(fontsize=7)
@@ -137,4 +153,6 @@ def build(ctx: Context) -> Page:
         if p:
             sec.plots.append(p)
         page.sections.append(sec)
+    if page.sections:
+        page.sections[0].left_out = left_out_line(not_ok_reasons(ctx, "parallel"), "run")
     return page
