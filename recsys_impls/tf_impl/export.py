@@ -1,0 +1,142 @@
+"""TensorFlow side of export and serving: the served module, its SavedModel (with a serving signature)
+and ONNX (through tf2onnx) exports, and the loaders the serving runtimes call.
+
+``ServingModule`` is the DLRM on the shared serving layout (``recsys_impls.serving.layout``): one table
+variable gathered with the padded ids shifted by each table's base row, masked by ``lengths`` and summed,
+then the same MLPs (``tf_impl.mlp.MLP``) and dot interaction as ``TFDLRM``. It is built from the
+framework-neutral parameters, so the export holds exactly what was trained; with ``int8_tables`` the
+tables are uint8 rows with a float32 scale and bias per row (``compression.quant``), dequantized after
+the gather.
+
+tf2onnx is given the signature with its variables frozen to constants (converting the live function
+leaves the variables as extra graph inputs); the ONNX graph's tensors are renamed to the shared input
+and output names afterwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from recsys_impls.config import ModelConfig
+from recsys_impls.serving.layout import INPUT_NAMES, OUTPUT_NAME, ServingInputs, from_padded
+from recsys_impls.tf_impl.mlp import MLP
+
+ONNX_OPSET = 18
+Predict = Callable[[ServingInputs], np.ndarray]
+
+
+class ServingModule(tf.Module):
+    """``serve(dense, ids, lengths) -> {"probability": [B]}`` with a fixed input signature."""
+
+    def __init__(self, config: ModelConfig, params: dict[str, np.ndarray], int8_tables: bool = False) -> None:
+        super().__init__(name="dlrm_serving")
+        tables = [np.asarray(params[f"emb.{f}"], np.float32) for f in range(config.num_tables)]
+        base = np.concatenate([[0], np.cumsum([t.shape[0] for t in tables])[:-1]]).astype(np.int64)
+        self.base = tf.constant(base[None, :, None])
+        full = np.concatenate(tables, axis=0)
+        self.int8_tables = int8_tables
+        if int8_tables:
+            from recsys_impls.compression.quant import quantize_rowwise
+
+            qt = quantize_rowwise(full, 8)
+            self.table_q = tf.Variable(np.asarray(qt.q, np.uint8), trainable=False, name="table_q")
+            self.row_scale = tf.Variable(np.asarray(qt.scale, np.float32), trainable=False, name="row_scale")
+            self.row_bias = tf.Variable(np.asarray(qt.bias, np.float32), trainable=False, name="row_bias")
+        else:
+            self.table = tf.Variable(full, trainable=False, name="table")
+        self.bottom = MLP("bottom", params, relu_last=True)
+        self.top = MLP("top", params, relu_last=False)
+        n = config.num_tables + 1
+        self.n = n
+        self.pair_index = tf.constant(self._pairs(n))
+        spec = [tf.TensorSpec([None, config.num_dense], tf.float32, name="dense"),
+                tf.TensorSpec([None, config.num_tables, None], tf.int64, name="ids"),
+                tf.TensorSpec([None, config.num_tables], tf.int64, name="lengths")]
+        self.serve = tf.function(self._serve, input_signature=spec)
+
+    @staticmethod
+    def _pairs(n: int) -> np.ndarray:
+        li, lj = np.tril_indices(n, -1)
+        return (li * n + lj).astype(np.int64)
+
+    def _rows(self, rows: tf.Tensor) -> tf.Tensor:
+        if not self.int8_tables:
+            return tf.gather(self.table, rows)
+        q = tf.cast(tf.gather(self.table_q, rows), tf.float32)
+        return q * tf.gather(self.row_scale, rows)[..., None] + tf.gather(self.row_bias, rows)[..., None]
+
+    def _serve(self, dense: tf.Tensor, ids: tf.Tensor, lengths: tf.Tensor) -> dict[str, tf.Tensor]:
+        width = tf.shape(ids, out_type=tf.int64)[2]
+        mask = tf.cast(tf.range(width)[None, None, :] < lengths[:, :, None], tf.float32)  # [B, T, L]
+        pooled = tf.reduce_sum(self._rows(ids + self.base) * mask[..., None], axis=2)  # [B, T, D]
+        x = self.bottom(dense)
+        t = tf.concat([x[:, None, :], pooled], axis=1)
+        z = tf.reshape(tf.matmul(t, t, transpose_b=True), [-1, self.n * self.n])
+        logits = self.top(tf.concat([x, tf.gather(z, self.pair_index, axis=1)], axis=1))
+        return {OUTPUT_NAME: tf.sigmoid(logits[:, 0])}
+
+
+def export(fmt: str, config: ModelConfig, params: dict[str, np.ndarray], out_dir: Path,
+           example: ServingInputs) -> dict[str, Any]:
+    """Write ``fmt`` (savedmodel, onnx, onnx-int8-tables) into ``out_dir``; returns manifest facts."""
+    del example  # the signature is fixed; nothing to trace from data
+    module = ServingModule(config, params, int8_tables=fmt == "onnx-int8-tables")
+    facts: dict[str, Any] = {"tensorflow_version": tf.__version__}
+    if fmt == "savedmodel":
+        path = out_dir / "savedmodel"
+        tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
+        return facts | {"files": [path.name], "exporter": "tf.saved_model.save, signature serving_default",
+                        "opset": None}
+    if fmt in ("onnx", "onnx-int8-tables"):
+        path = out_dir / ("model.onnx" if fmt == "onnx" else "model-int8-tables.onnx")
+        version = _onnx_export(module, path)
+        return facts | {"files": [path.name], "exporter": f"tf2onnx {version} (from_graph_def, variables frozen)",
+                        "opset": ONNX_OPSET}
+    raise ValueError(f"tf export format {fmt!r}")
+
+
+def _onnx_export(module: ServingModule, path: Path) -> str:
+    import contextlib
+    import io
+
+    import onnx
+    import tf2onnx
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    frozen = convert_variables_to_constants_v2(module.serve.get_concrete_function())
+    inputs = [t.name for t in frozen.inputs]
+    outputs = [t.name for t in frozen.outputs]
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        proto, _ = tf2onnx.convert.from_graph_def(frozen.graph.as_graph_def(), input_names=inputs,
+                                                  output_names=outputs, opset=ONNX_OPSET)
+    rename = dict(zip(inputs, INPUT_NAMES, strict=True)) | {outputs[0]: OUTPUT_NAME}
+    for value in [*proto.graph.input, *proto.graph.output]:
+        value.name = rename.get(value.name, value.name)
+    for node in proto.graph.node:
+        node.input[:] = [rename.get(n, n) for n in node.input]
+        node.output[:] = [rename.get(n, n) for n in node.output]
+    onnx.save(proto, str(path))
+    return str(tf2onnx.__version__)
+
+
+# --- loaders: each returns predict(ServingInputs) -> float32 numpy [B] --------------------------------
+def load_savedmodel(out_dir: Path) -> Predict:
+    loaded = tf.saved_model.load(str(Path(out_dir) / "savedmodel"))
+    fn = loaded.signatures["serving_default"]
+
+    def predict(inputs: ServingInputs) -> np.ndarray:
+        out = fn(dense=tf.constant(inputs.dense), ids=tf.constant(inputs.ids), lengths=tf.constant(inputs.lengths))
+        return out[OUTPUT_NAME].numpy().reshape(-1)
+
+    predict.keepalive = loaded  # type: ignore[attr-defined] - the signature needs its module alive
+    return predict
+
+
+def native(impl: Any) -> Predict:
+    """The trained TFDLRM's own predict step (sorted segment sums), fed from the serving layout."""
+    return lambda inputs: impl.predict(from_padded(inputs))
