@@ -21,7 +21,7 @@ from recsys_impls.data.dataset import Dataset
 from recsys_impls.errors import UsageError
 from recsys_impls.serving import manifest as mf
 from recsys_impls.serving.formats import LOSSY_FORMATS, PARITY_RUNTIME
-from recsys_impls.serving.layout import ServingInputs, to_padded
+from recsys_impls.serving.layout import to_padded
 
 PARITY_BATCH = 256
 PARITY_BATCHES = 4
