@@ -93,6 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "onnx-int8 (tf); or all (default: exported-program,onnx / savedmodel,onnx)")
     exp.add_argument("--out", required=True, help="export folder (must be empty unless --force)")
     exp.add_argument("--force", action="store_true", help="replace an earlier export in --out")
+    exp.add_argument("--onnx-exporter", default="auto", choices=("auto", "dynamo", "torchscript"),
+                     help="PyTorch ONNX exporter: auto (dynamo, else the TorchScript-based one), dynamo, torchscript")
     srv = sub.add_parser("serve", allow_abbrev=False, help="serve the model with a runtime under MLPerf LoadGen")
     _add_scenario_options(srv)
     srv.add_argument("--runtime", required=True, help="torch-eager, torch-compile, torch-export, torch-aoti, "
@@ -291,7 +293,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     model = export.train_model(scenario, steps)
     intra = threads.resolve(scenario.device.threads).intra_op
-    written = export.export_all(model, names, out, force=True, threads=intra)
+    written = export.export_all(model, names, out, force=True, threads=intra, onnx_exporter=args.onnx_exporter)
     for fmt, man in written.items():
         p = man["parity"]
         print(f"{fmt}: {', '.join(man['files'])} ({man['stored_bytes']:,} bytes; {man['exporter'][:80]}); "

@@ -121,14 +121,14 @@ def quantize_mlps(src: Path, dst: Path) -> list[str]:
     return nodes
 
 
-def export_format(model: TrainedModel, fmt: str, out_dir: Path) -> dict[str, Any]:
+def export_format(model: TrainedModel, fmt: str, out_dir: Path, onnx_exporter: str = "auto") -> dict[str, Any]:
     """Write one format and return its manifest facts (before parity)."""
     module = _framework_module(model.scenario.framework)
     config = model.scenario.model
     example = to_padded(model.held_out(8))
     if fmt != "onnx-int8":
-        return module.export(fmt, config, model.params, out_dir, example)
-    facts = module.export("onnx-int8-tables", config, model.params, out_dir, example)
+        return module.export(fmt, config, model.params, out_dir, example, onnx_exporter)
+    facts = module.export("onnx-int8-tables", config, model.params, out_dir, example, onnx_exporter)
     tables = out_dir / facts["files"][0]
     nodes = quantize_mlps(tables, out_dir / "model-int8.onnx")
     tables.unlink()
@@ -154,8 +154,11 @@ def parity(runtime: Any, model: TrainedModel, lossy: bool) -> dict[str, Any]:
 
 
 def export_all(model: TrainedModel, formats: tuple[str, ...], out_dir: Path, force: bool = False,
-               threads: int = 1) -> dict[str, dict[str, Any]]:
-    """Export every format into ``out_dir`` with its manifest and parity; returns the manifests by format."""
+               threads: int = 1, onnx_exporter: str = "auto") -> dict[str, dict[str, Any]]:
+    """Export every format into ``out_dir`` with its manifest and parity; returns the manifests by format.
+
+    ``onnx_exporter`` (PyTorch): auto (dynamo, else TorchScript-based), dynamo or torchscript.
+    """
     from recsys_impls.serving import runtimes
 
     check_out_dir(out_dir, force)
@@ -163,7 +166,7 @@ def export_all(model: TrainedModel, formats: tuple[str, ...], out_dir: Path, for
     checksum = mf.params_checksum(params)
     written: dict[str, dict[str, Any]] = {}
     for fmt in formats:
-        facts = export_format(model, fmt, out_dir)
+        facts = export_format(model, fmt, out_dir, onnx_exporter)
         files = facts.pop("files")
         rt = runtimes.build(PARITY_RUNTIME[fmt], model.scenario.framework, out_dir, threads)
         facts["parity"] = parity(rt, model, fmt in LOSSY_FORMATS)

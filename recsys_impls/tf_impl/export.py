@@ -82,9 +82,9 @@ class ServingModule(tf.Module):
 
 
 def export(fmt: str, config: ModelConfig, params: dict[str, np.ndarray], out_dir: Path,
-           example: ServingInputs) -> dict[str, Any]:
+           example: ServingInputs, onnx_exporter: str = "auto") -> dict[str, Any]:
     """Write ``fmt`` (savedmodel, onnx, onnx-int8-tables) into ``out_dir``; returns manifest facts."""
-    del example  # the signature is fixed; nothing to trace from data
+    del example, onnx_exporter  # the signature is fixed (nothing to trace from data); tf2onnx is the one exporter
     module = ServingModule(config, params, int8_tables=fmt == "onnx-int8-tables")
     facts: dict[str, Any] = {"tensorflow_version": tf.__version__}
     if fmt == "savedmodel":

@@ -1,0 +1,159 @@
+"""Export and serving: the shared input layout, both frameworks' ONNX exports of the same seeded
+parameters agreeing in ONNX Runtime, parity recorded in the manifests, the dynamic batcher, LoadGen
+verdicts, and bad input as one line with exit code 2."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from recsys_impls.cli import main
+from recsys_impls.data.batch import Batch
+from recsys_impls.serving.batcher import DynamicBatcher
+from recsys_impls.serving.layout import ServingInputs, concat, from_padded, to_padded
+
+pytest.importorskip("onnxruntime")
+MODEL = {"table_sizes": [50, 30, 20], "embedding_dim": 8, "bottom_mlp": [16, 8], "top_mlp": [16, 1],
+         "ids_per_feature": 2, "batch_size": 64}
+
+
+@pytest.fixture(scope="module")
+def config_file(tmp_path_factory) -> str:
+    path = tmp_path_factory.mktemp("cfg") / "model.json"
+    path.write_text(json.dumps(MODEL))
+    return str(path)
+
+
+def _flags(config_file: str, framework: str, seed: int = 0) -> list[str]:
+    return ["--framework", framework, "--config", config_file, "--steps", "0", "--eval-samples", "1024",
+            "--seed", str(seed), "--threads", "1"]
+
+
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory, config_file) -> dict[str, Path]:
+    """The seeded initial parameters (--steps 0) exported to ONNX by both frameworks (and SavedModel by TF)."""
+    out = {}
+    for framework, fmt in (("torch", "onnx"), ("tf", "onnx,savedmodel")):
+        folder = tmp_path_factory.mktemp(f"export-{framework}")
+        # The TorchScript-based exporter: about 1 s, where the dynamo one's first call costs 10-20 s here
+        # (the dynamo path is exercised by the serving benchmark and recorded in its manifests).
+        assert main(["export", *_flags(config_file, framework), "--format", fmt, "--out", str(folder),
+                     "--force", "--onnx-exporter", "torchscript"]) == 0
+        out[framework] = folder
+    return out
+
+
+def _batch(seed: int = 0, b: int = 9, f: int = 3) -> Batch:
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(0, 4, size=(f, b)).astype(np.int32)  # empty bags included
+    ids = rng.integers(0, 20, size=int(lengths.sum())).astype(np.int64)
+    return Batch(rng.normal(size=(b, 13)).astype(np.float32), ids, lengths, np.zeros(b, np.float32))
+
+
+def test_layout_round_trip_and_concat():
+    batch = _batch()
+    padded = to_padded(batch)
+    assert padded.ids.shape == (9, 3, 3) and padded.lengths.shape == (9, 3)
+    back = from_padded(padded)
+    np.testing.assert_array_equal(back.ids, batch.ids)
+    np.testing.assert_array_equal(back.lengths, batch.lengths)
+    np.testing.assert_array_equal(padded.ids[2, 1, : batch.lengths[1, 2]], batch.slice(2, 3).feature_ids(1))
+    both = concat([padded.take([0, 1]), to_padded(_batch(1, b=2)).take([0])])
+    assert both.batch_size == 3 and both.ids.shape[2] == max(3, to_padded(_batch(1, b=2)).ids.shape[2])
+
+
+def test_both_frameworks_onnx_agree_and_parity_is_recorded(exports):
+    import onnxruntime as ort
+
+    mans = {fw: json.loads((exports[fw] / "manifest-onnx.json").read_text()) for fw in exports}
+    assert mans["torch"]["params_checksum"] == mans["tf"]["params_checksum"]  # the same seeded parameters
+    for man in [*mans.values(), json.loads((exports["tf"] / "manifest-savedmodel.json").read_text())]:
+        assert man["parity"]["ok"] is True and man["parity"]["max_abs_diff"] <= 1e-5
+        assert man["parity"]["samples"] > 0 and man["stored_bytes"] > 0
+        assert [i["name"] for i in man["inputs"]] == ["dense", "ids", "lengths"]
+    assert "TorchScript-based" in mans["torch"]["exporter"] and "tf2onnx" in mans["tf"]["exporter"]
+    feeds = to_padded(_batch(3, b=33)).feeds()
+    feeds["ids"] = feeds["ids"] % 20  # in range of every table
+    probs = {fw: ort.InferenceSession(str(exports[fw] / "model.onnx"), providers=["CPUExecutionProvider"])
+             .run(["probability"], feeds)[0] for fw in exports}
+    assert probs["torch"].shape == (33,)
+    assert np.abs(probs["torch"] - probs["tf"]).max() <= 1e-5
+    assert np.all((probs["torch"] > 0) & (probs["torch"] < 1))
+
+
+def test_batcher_batches_every_sample_once():
+    samples = to_padded(_batch(b=10))
+    done: list[tuple[list[int], np.ndarray]] = []
+    lock = threading.Lock()
+
+    def complete(ids, probs):
+        with lock:
+            done.append((ids, probs))
+
+    b = DynamicBatcher(lambda x: x.dense[:, 0].copy(), samples, complete, max_batch=4, max_wait_s=5.0)
+    b.submit([(100 + i, i) for i in range(10)])
+    b.close()  # closing flushes the queue without waiting out max_wait
+    assert sorted(i for ids, _ in done for i in ids) == list(range(100, 110))
+    assert b.batch_sizes == [4, 4, 2]
+    ids, probs = done[0]
+    np.testing.assert_array_equal(probs, samples.dense[[i - 100 for i in ids], 0])
+
+    failing = DynamicBatcher(lambda x: 1 / 0, samples, lambda *_: None, max_batch=1, max_wait_s=0.0)
+    failing.submit([(0, 0)])
+    with pytest.raises(ZeroDivisionError):
+        failing.close()
+
+
+def test_loadgen_scenarios_are_valid_and_logs_kept(exports, tmp_path):
+    pytest.importorskip("mlperf_loadgen")
+    from recsys_impls.serving import loadgen, runtimes
+
+    rt = runtimes.build("onnxruntime", "torch", exports["torch"], threads=1)
+    samples = ServingInputs(**{k: v for k, v in to_padded(_batch(4, b=256)).feeds().items()})
+    samples = ServingInputs(samples.dense, samples.ids % 20, samples.lengths)
+    settings = loadgen.LoadSettings(min_duration_ms=300, min_query_count=600, target_qps=3000,
+                                    latency_bound_ms=200.0, max_batch=32, max_wait_ms=0.5)
+    for scenario in loadgen.SCENARIOS:
+        res = loadgen.run(rt, samples, scenario, settings, tmp_path / scenario)
+        assert res["validity"] == "VALID", (scenario, res)
+        assert res["figure"]["value"] is not None and res["figure"]["value"] > 0
+        assert (tmp_path / scenario / "mlperf_log_summary.txt").is_file()
+        assert res["batcher"]["samples"] >= 600
+    assert res["batcher"]["max_batch_seen"] <= 32
+
+
+@pytest.mark.parametrize("args, expect", [
+    (["export", "--format", "tflite", "--out", "X"], "--format 'tflite': unknown"),
+    (["export", "--framework", "tf", "--format", "aoti", "--out", "X"], "not exported by --framework tf"),
+    (["serve", "--runtime", "tensorrt-llm"], "--runtime 'tensorrt-llm': unknown"),
+    (["serve", "--framework", "tf", "--runtime", "torch-export"], "runs torch models"),
+    (["serve", "--runtime", "onnxruntime", "--scenario", "MultiStream"], "--scenario 'MultiStream'"),
+    (["export", "--steps", "-1", "--out", "X"], "steps = -1"),
+])
+def test_bad_input_is_one_line_and_exit_2(args, expect, capsys):
+    assert main(args) == 2
+    assert expect in _error_line(capsys)
+
+
+def _error_line(capsys) -> str:
+    """The one error line (a TensorFlow start-up note may follow it in a process that started TF)."""
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, errors
+    return errors[0]
+
+
+def test_non_empty_export_dir_and_mismatched_manifest_are_refused(exports, config_file, tmp_path, capsys):
+    assert main(["export", *_flags(config_file, "torch"), "--format", "onnx", "--out", str(exports["torch"])]) == 2
+    assert "exists and is not empty" in _error_line(capsys)
+    # Another seed: other parameters than the export holds.
+    assert main(["serve", *_flags(config_file, "torch", seed=1), "--runtime", "onnxruntime", "--export-dir",
+                 str(exports["torch"]), "--out", str(tmp_path / "s")]) == 2
+    err = _error_line(capsys)
+    assert "params_checksum" in err and "does not match" in err
+    assert main(["serve", *_flags(config_file, "torch"), "--runtime", "torch-export", "--export-dir",
+                 str(exports["torch"]), "--out", str(tmp_path / "s2")]) == 2
+    assert "no manifest-exported-program.json" in _error_line(capsys)
