@@ -51,49 +51,68 @@ def serve(scenario: Scenario, steps: int, runtime: str, scenarios: tuple[str, ..
           samples: int = DEFAULT_SAMPLES, progress: bool = False) -> Record:
     """Run ``scenarios`` against ``runtime`` and return the record (also saved as ``out_dir/record.json``)."""
     from recsys_impls import threads as thread_policy
-    from recsys_impls.measure import fingerprint
-    from recsys_impls.serving import runtimes
 
     started = time.time()
     fmt = check_runtime(runtime, scenario.framework)
     settings.check()
     check_out_dir(out_dir, force)
-    if export_dir is not None:
+    if export_dir is not None and fmt is not None:
         mf.load(export_dir, fmt)  # missing or unreadable: one line before any training
     model = train_model(scenario, steps, progress)
     threads = thread_policy.resolve(scenario.device.threads).intra_op
     man = None
     if fmt is not None:
         export_dir, man = _export_for(model, fmt, out_dir, export_dir, threads)
-    rt = runtimes.build(runtime, scenario.framework, export_dir, threads, impl=model.impl)
+    rt = build_runtime(model, runtime, export_dir)
     data = to_padded(model.held_out(samples))
-    results: dict[str, Any] = {}
-    for name in scenarios:
-        results[name] = loadgen.run(rt, data, name, settings, out_dir / "loadgen" / name)
-    search_result = None
-    if search:
-        offline = results.get("Offline", {}).get("samples_per_s")
-        start = 0.25 * offline if offline else settings.target_qps
-        search_result = loadgen.server_search(rt, data, settings, out_dir / "loadgen" / "Server-search", start)
+    results, search_result = measure(rt, data, scenarios, settings, out_dir / "loadgen", search)
+    record = make_record(model, rt, man, export_dir, data.batch_size, results, search_result, started)
+    record.save(out_dir / "record.json")
+    return record
+
+
+def build_runtime(model: TrainedModel, runtime: str, export_dir: Path | None) -> Any:
+    from recsys_impls import threads as thread_policy
+    from recsys_impls.serving import runtimes
+
+    threads = thread_policy.resolve(model.scenario.device.threads).intra_op
+    return runtimes.build(runtime, model.scenario.framework, export_dir, threads, impl=model.impl)
+
+
+def measure(rt: Any, data: Any, scenarios: tuple[str, ...], settings: loadgen.LoadSettings, log_root: Path,
+            search: bool = False) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Each LoadGen scenario once, then (``search``) the Server QPS search, started from a quarter of the
+    Offline throughput when that was measured."""
+    results = {name: loadgen.run(rt, data, name, settings, log_root / name) for name in scenarios}
+    if not search:
+        return results, None
+    offline = results.get("Offline", {}).get("samples_per_s")
+    start = 0.25 * offline if offline else settings.target_qps
+    return results, loadgen.server_search(rt, data, settings, log_root / "Server-search", start)
+
+
+def make_record(model: TrainedModel, rt: Any, man: dict[str, Any] | None, export_dir: Path | None, samples: int,
+                results: dict[str, Any], search_result: dict[str, Any] | None, started: float) -> Record:
+    """The serving record: the model's scenario, the runtime, the export's manifest facts, LoadGen's figures."""
+    from recsys_impls import threads as thread_policy
+    from recsys_impls.measure import fingerprint
+
     section = {
         "runtime": rt.describe(),
         "export": None if man is None else {k: man.get(k) for k in (
             "format", "exporter", "opset", "parity", "stored_bytes", "params_checksum", "git_commit")},
         "export_dir": None if export_dir is None else str(export_dir),
-        "samples": data.batch_size,
-        "trained_steps": steps,
+        "samples": samples,
+        "trained_steps": model.steps,
         "scenarios": results,
         "server_search": search_result,
         "all_valid": all(r["valid"] for r in results.values()),
     }
-    record = Record.new(model.scenario, kind="serving", serving=section,
-                        env=fingerprint.environment_fingerprint())
-    record["threads"] = thread_policy.record_section(scenario.framework)
+    record = Record.new(model.scenario, kind="serving", serving=section, env=fingerprint.environment_fingerprint())
+    record["threads"] = thread_policy.record_section(model.scenario.framework)
     record["duration_s"] = time.time() - started
     record["timestamp"] = timestamp(started)
-    record = record.cleaned()
-    record.save(out_dir / "record.json")
-    return record
+    return record.cleaned()
 
 
 def summary_lines(record: dict[str, Any]) -> list[str]:
