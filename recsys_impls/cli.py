@@ -288,6 +288,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     names = formats.parse_formats(args.format, scenario.framework) if args.format else \
         formats.DEFAULT_FORMATS[scenario.framework]
     out = Path(args.out)
+    export.check_compression(scenario.compression, names)
     export.check_out_dir(out, args.force)
     from recsys_impls import threads
 

@@ -133,6 +133,8 @@ def test_loadgen_scenarios_are_valid_and_logs_kept(exports, tmp_path):
     (["serve", "--framework", "tf", "--runtime", "torch-export"], "runs torch models"),
     (["serve", "--runtime", "onnxruntime", "--scenario", "MultiStream"], "--scenario 'MultiStream'"),
     (["export", "--steps", "-1", "--out", "X"], "steps = -1"),
+    (["export", "--compression", "hash:0.1", "--format", "onnx", "--out", "X"], "export holds plain"),
+    (["export", "--compression", "int8", "--format", "onnx", "--out", "X"], "use --format onnx-int8"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, expect, capsys):
     assert main(args) == 2

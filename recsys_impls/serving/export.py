@@ -121,6 +121,24 @@ def quantize_mlps(src: Path, dst: Path) -> list[str]:
     return nodes
 
 
+def check_compression(compression: str, formats: tuple[str, ...]) -> None:
+    """The served module holds plain tables (fp32, or row-wise int8 in ``onnx-int8``): a compressed model
+    exports only where that is its own form. ScenarioUnsupported (one line, exit 2) otherwise."""
+    from recsys_impls.errors import ScenarioUnsupported
+
+    if compression in ("", "none"):
+        return
+    if compression == "int8":
+        other = [f for f in formats if f != "onnx-int8"]
+        if other:
+            raise ScenarioUnsupported(f"--compression int8 with --format {','.join(other)}: those formats hold fp32 "
+                                      "tables, i.e. the training master weights, not the int8 model; use --format "
+                                      "onnx-int8 (row-wise int8 tables, the same quantization)")
+        return
+    raise ScenarioUnsupported(f"--compression {compression}: export holds plain or row-wise int8 tables only; "
+                              "accepted: none, int8 (with --format onnx-int8)")
+
+
 def export_format(model: TrainedModel, fmt: str, out_dir: Path, onnx_exporter: str = "auto") -> dict[str, Any]:
     """Write one format and return its manifest facts (before parity)."""
     module = _framework_module(model.scenario.framework)
@@ -161,6 +179,7 @@ def export_all(model: TrainedModel, formats: tuple[str, ...], out_dir: Path, for
     """
     from recsys_impls.serving import runtimes
 
+    check_compression(model.scenario.compression, formats)
     check_out_dir(out_dir, force)
     params = model.params
     checksum = mf.params_checksum(params)

@@ -15,7 +15,7 @@ from recsys_impls.config import Scenario
 from recsys_impls.record import Record, timestamp
 from recsys_impls.serving import loadgen
 from recsys_impls.serving import manifest as mf
-from recsys_impls.serving.export import TrainedModel, check_out_dir, export_all, train_model
+from recsys_impls.serving.export import TrainedModel, check_compression, check_out_dir, export_all, train_model
 from recsys_impls.serving.formats import check_runtime
 from recsys_impls.serving.layout import to_padded
 
@@ -55,6 +55,8 @@ def serve(scenario: Scenario, steps: int, runtime: str, scenarios: tuple[str, ..
     started = time.time()
     fmt = check_runtime(runtime, scenario.framework)
     settings.check()
+    if fmt is not None:
+        check_compression(scenario.compression, (fmt,))
     check_out_dir(out_dir, force)
     if export_dir is not None and fmt is not None:
         mf.load(export_dir, fmt)  # missing or unreadable: one line before any training
