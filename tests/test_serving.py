@@ -159,3 +159,22 @@ def test_non_empty_export_dir_and_mismatched_manifest_are_refused(exports, confi
     assert main(["serve", *_flags(config_file, "torch"), "--runtime", "torch-export", "--export-dir",
                  str(exports["torch"]), "--out", str(tmp_path / "s2")]) == 2
     assert "no manifest-exported-program.json" in _error_line(capsys)
+
+
+def test_bench_figures_and_cheap_import():
+    import subprocess
+    import sys
+
+    from recsys_impls.serving import bench as sb
+
+    rec = {"status": "ok", "serving": {"scenarios": {"Offline": {"samples_per_s": 4000.0},
+                                                     "SingleStream": {"latency_ms": {"p90": 2.0}}},
+                                       "server_search": {"max_valid_qps": 500.0}}}
+    assert sb.figure(rec, "Offline") == pytest.approx(1 / 4000)
+    assert sb.figure(rec, "SingleStream") == pytest.approx(0.002)
+    assert sb.figure(rec, "Server-nobatch") == pytest.approx(1 / 500)
+    assert "no tf variant" in sb._skip_reason("compile", "Offline", "tf")
+    code = ("import sys, benchmarks.bench_serving, recsys_impls.serving.serve, recsys_impls.serving.bench;"
+            "bad=[m for m in ('torch','tensorflow','onnxruntime') if m in sys.modules]; sys.exit(1 if bad else 0)")
+    root = Path(__file__).resolve().parents[1]
+    assert subprocess.run([sys.executable, "-c", code], cwd=root).returncode == 0
