@@ -9,8 +9,9 @@ tables are uint8 rows with a float32 scale and bias per row (``compression.quant
 the gather.
 
 tf2onnx is given the signature with its variables frozen to constants (converting the live function
-leaves the variables as extra graph inputs); the ONNX graph's tensors are renamed to the shared input
-and output names afterwards.
+leaves the variables as extra graph inputs), except the tables, which go in as graph inputs and are put
+back as initializers afterwards; the ONNX graph's tensors are renamed to the shared input and output
+names.
 """
 
 from __future__ import annotations
@@ -44,11 +45,12 @@ class ServingModule(tf.Module):
             from recsys_impls.compression.quant import quantize_rowwise
 
             qt = quantize_rowwise(full, 8)
-            self.table_q = tf.Variable(np.asarray(qt.q, np.uint8), trainable=False, name="table_q")
-            self.row_scale = tf.Variable(np.asarray(qt.scale, np.float32), trainable=False, name="row_scale")
-            self.row_bias = tf.Variable(np.asarray(qt.bias, np.float32), trainable=False, name="row_bias")
+            arrays = {"table_q": np.asarray(qt.q, np.uint8), "row_scale": np.asarray(qt.scale, np.float32),
+                      "row_bias": np.asarray(qt.bias, np.float32)}
         else:
-            self.table = tf.Variable(full, trainable=False, name="table")
+            arrays = {"table": full}
+        self.table_arrays = arrays  # numpy: what the ONNX export puts back as initializers
+        self.tables = [tf.Variable(a, trainable=False, name=k) for k, a in arrays.items()]
         self.bottom = MLP("bottom", params, relu_last=True)
         self.top = MLP("top", params, relu_last=False)
         n = config.num_tables + 1
@@ -57,23 +59,30 @@ class ServingModule(tf.Module):
         spec = [tf.TensorSpec([None, config.num_dense], tf.float32, name="dense"),
                 tf.TensorSpec([None, config.num_tables, None], tf.int64, name="ids"),
                 tf.TensorSpec([None, config.num_tables], tf.int64, name="lengths")]
-        self.serve = tf.function(self._serve, input_signature=spec)
+        self.serve = tf.function(lambda dense, ids, lengths: self._forward(self.tables, dense, ids, lengths),
+                                 input_signature=spec)
+        # The same graph with the tables as inputs: what tf2onnx converts (see _onnx_export).
+        table_spec = [tf.TensorSpec(a.shape, tf.as_dtype(a.dtype), name=k) for k, a in arrays.items()]
+        self.serve_tables_as_inputs = tf.function(
+            lambda *args: self._forward(list(args[:len(arrays)]), *args[len(arrays):]),
+            input_signature=table_spec + spec)
 
     @staticmethod
     def _pairs(n: int) -> np.ndarray:
         li, lj = np.tril_indices(n, -1)
         return (li * n + lj).astype(np.int64)
 
-    def _rows(self, rows: tf.Tensor) -> tf.Tensor:
+    def _rows(self, tables: list[Any], rows: tf.Tensor) -> tf.Tensor:
         if not self.int8_tables:
-            return tf.gather(self.table, rows)
-        q = tf.cast(tf.gather(self.table_q, rows), tf.float32)
-        return q * tf.gather(self.row_scale, rows)[..., None] + tf.gather(self.row_bias, rows)[..., None]
+            return tf.gather(tables[0], rows)
+        table_q, scale, bias = tables
+        q = tf.cast(tf.gather(table_q, rows), tf.float32)
+        return q * tf.gather(scale, rows)[..., None] + tf.gather(bias, rows)[..., None]
 
-    def _serve(self, dense: tf.Tensor, ids: tf.Tensor, lengths: tf.Tensor) -> dict[str, tf.Tensor]:
+    def _forward(self, tables: list[Any], dense: tf.Tensor, ids: tf.Tensor, lengths: tf.Tensor) -> dict[str, tf.Tensor]:
         width = tf.shape(ids, out_type=tf.int64)[2]
         mask = tf.cast(tf.range(width)[None, None, :] < lengths[:, :, None], tf.float32)  # [B, T, L]
-        pooled = tf.reduce_sum(self._rows(ids + self.base) * mask[..., None], axis=2)  # [B, T, D]
+        pooled = tf.reduce_sum(self._rows(tables, ids + self.base) * mask[..., None], axis=2)  # [B, T, D]
         x = self.bottom(dense)
         t = tf.concat([x[:, None, :], pooled], axis=1)
         z = tf.reshape(tf.matmul(t, t, transpose_b=True), [-1, self.n * self.n])
@@ -95,31 +104,39 @@ def export(fmt: str, config: ModelConfig, params: dict[str, np.ndarray], out_dir
     if fmt in ("onnx", "onnx-int8-tables"):
         path = out_dir / ("model.onnx" if fmt == "onnx" else "model-int8-tables.onnx")
         version = _onnx_export(module, path)
-        return facts | {"files": [path.name], "exporter": f"tf2onnx {version} (from_graph_def, variables frozen)",
+        return facts | {"files": [path.name], "exporter": f"tf2onnx {version} (from_graph_def; variables frozen, tables put back as initializers)",
                         "opset": ONNX_OPSET}
     raise ValueError(f"tf export format {fmt!r}")
 
 
 def _onnx_export(module: ServingModule, path: Path) -> str:
+    """tf2onnx on the graph with the tables as inputs (its optimizer re-serializes every constant on each
+    pass: a 200 MB table frozen in took minutes and 12 GB), then the tables put back as initializers."""
     import contextlib
     import io
 
     import onnx
     import tf2onnx
+    from onnx import numpy_helper
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-    frozen = convert_variables_to_constants_v2(module.serve.get_concrete_function())
+    frozen = convert_variables_to_constants_v2(module.serve_tables_as_inputs.get_concrete_function())
     inputs = [t.name for t in frozen.inputs]
     outputs = [t.name for t in frozen.outputs]
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         proto, _ = tf2onnx.convert.from_graph_def(frozen.graph.as_graph_def(), input_names=inputs,
                                                   output_names=outputs, opset=ONNX_OPSET)
-    rename = dict(zip(inputs, INPUT_NAMES, strict=True)) | {outputs[0]: OUTPUT_NAME}
+    names = [*module.table_arrays, *INPUT_NAMES]
+    rename = dict(zip(inputs, names, strict=True)) | {outputs[0]: OUTPUT_NAME}
     for value in [*proto.graph.input, *proto.graph.output]:
         value.name = rename.get(value.name, value.name)
     for node in proto.graph.node:
         node.input[:] = [rename.get(n, n) for n in node.input]
         node.output[:] = [rename.get(n, n) for n in node.output]
+    kept = [v for v in proto.graph.input if v.name not in module.table_arrays]
+    del proto.graph.input[:]
+    proto.graph.input.extend(kept)
+    proto.graph.initializer.extend(numpy_helper.from_array(a, name) for name, a in module.table_arrays.items())
     onnx.save(proto, str(path))
     return str(tf2onnx.__version__)
 
