@@ -178,3 +178,27 @@ def test_bench_figures_and_cheap_import():
             "bad=[m for m in ('torch','tensorflow','onnxruntime') if m in sys.modules]; sys.exit(1 if bad else 0)")
     root = Path(__file__).resolve().parents[1]
     assert subprocess.run([sys.executable, "-c", code], cwd=root).returncode == 0
+
+
+def test_serve_runs_loadgen_against_native_and_savedmodel(exports, config_file, tmp_path, capsys):
+    pytest.importorskip("mlperf_loadgen")
+    from recsys_impls.record import Record
+
+    short = ["--min-duration-ms", "300", "--min-queries", "600", "--target-qps", "3000", "--latency-bound-ms", "200",
+             "--samples", "512"]
+    runs = {"torch-eager": (_flags(config_file, "torch"), "all", None),
+            "tf-savedmodel": (_flags(config_file, "tf"), "Offline", exports["tf"])}
+    for runtime, (flags, scenarios, export_dir) in runs.items():
+        out = tmp_path / runtime
+        extra = ["--export-dir", str(export_dir)] if export_dir else []
+        assert main(["serve", *flags, "--runtime", runtime, "--scenario", scenarios, "--out", str(out), *short,
+                     *extra]) == 0
+        rec = Record.load(out / "record.json")
+        assert rec["kind"] == "serving" and rec["serving"]["runtime"]["runtime"] == runtime
+        assert rec["serving"]["all_valid"], rec["serving"]["scenarios"]
+        for name, res in rec["serving"]["scenarios"].items():
+            assert (out / "loadgen" / name / "mlperf_log_detail.txt").is_file()
+            assert res["figure"]["value"] > 0
+    assert set(Record.load(tmp_path / "torch-eager" / "record.json")["serving"]["scenarios"]) == {
+        "SingleStream", "Offline", "Server"}
+    assert "Offline: VALID" in capsys.readouterr().out
