@@ -221,6 +221,7 @@ def server_search(runtime: Runtime, samples: ServingInputs, settings: LoadSettin
         return res["valid"]
 
     lo, hi, qps = 0.0, None, max(start_qps, 1.0)
+    floor = qps / 8  # below that a run of min_query_count queries takes long and says little more
     for _ in range(tries):
         if attempt(qps):
             lo = qps
@@ -228,7 +229,12 @@ def server_search(runtime: Runtime, samples: ServingInputs, settings: LoadSettin
         else:
             hi = qps
             qps = (lo + hi) / 2 if lo else qps / 2
-        if hi is not None and lo and hi / lo < 1.1:
+        if (hi is not None and lo and hi / lo < 1.1) or (not lo and qps < floor):
             break
-    return {"max_valid_qps": lo or None, "first_invalid_qps": hi, "latency_bound_ms": settings.latency_bound_ms,
-            "attempts": attempts, "max_batch": settings.max_batch, "max_wait_ms": settings.max_wait_ms}
+    out = {"max_valid_qps": lo or None, "first_invalid_qps": hi, "latency_bound_ms": settings.latency_bound_ms,
+           "attempts": attempts, "max_batch": settings.max_batch, "max_wait_ms": settings.max_wait_ms}
+    if not lo:
+        out["reason"] = (f"no run down to {min(a['target_qps'] for a in attempts):.3g} QPS met "
+                         f"p99 <= {settings.latency_bound_ms:g} ms (lowest p99: "
+                         f"{min((a['p99_ms'] for a in attempts if a['p99_ms'] is not None), default=None)} ms)")
+    return out
