@@ -202,3 +202,22 @@ def test_serve_runs_loadgen_against_native_and_savedmodel(exports, config_file, 
     assert set(Record.load(tmp_path / "torch-eager" / "record.json")["serving"]["scenarios"]) == {
         "SingleStream", "Offline", "Server"}
     assert "Offline: VALID" in capsys.readouterr().out
+
+
+def test_server_search_brackets_the_highest_valid_qps(monkeypatch, tmp_path):
+    from recsys_impls.serving import loadgen
+
+    limit = {"qps": 1000.0}
+
+    def fake_run(runtime, samples, scenario, settings, log_dir):
+        ok = settings.target_qps <= limit["qps"]
+        return {"valid": ok, "latency_ms": {"p99": 5.0 if ok else 50.0}, "completed_samples_per_s": None,
+                "batcher": {"mean_batch": 1.0}, "log_dir": str(log_dir)}
+
+    monkeypatch.setattr(loadgen, "run", fake_run)
+    res = loadgen.server_search(None, None, loadgen.LoadSettings(), tmp_path, start_qps=300, tries=10)
+    assert 900 <= res["max_valid_qps"] <= 1000 < res["first_invalid_qps"] <= 1.1 * res["max_valid_qps"] + 1
+    limit["qps"] = 0.0  # nothing meets the bound
+    never = loadgen.server_search(None, None, loadgen.LoadSettings(), tmp_path, start_qps=8000, tries=10)
+    assert never["max_valid_qps"] is None and "no run down to" in never["reason"]
+    assert min(a["target_qps"] for a in never["attempts"]) >= 8000 / 16
