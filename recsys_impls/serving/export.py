@@ -7,6 +7,7 @@ the PyTorch and TensorFlow exports of the same parameters are compared.
 
 from __future__ import annotations
 
+import logging
 import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -116,8 +117,14 @@ def quantize_mlps(src: Path, dst: Path) -> list[str]:
             node.name = f"{node.op_type}_{i}"
     onnx.save(model, str(src))
     nodes = [n.name for n in model.graph.node if n.op_type in ("MatMul", "Gemm") and any(x in weights for x in n.input)]
-    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"],
-                     nodes_to_quantize=nodes)
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # its "consider pre-processing" advice, on every call
+    try:
+        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"],
+                         nodes_to_quantize=nodes)
+    finally:
+        root.setLevel(level)
     return nodes
 
 

@@ -50,6 +50,20 @@ class FunctionRuntime(Runtime):
         return {"runtime": self.name, **self._facts}
 
 
+def check_available(name: str) -> None:
+    """ScenarioUnsupported now (before any training or export) when the runtime's provider is absent."""
+    if not name.startswith("onnxruntime"):
+        return
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise ScenarioUnsupported(f"runtime {name}: package 'onnxruntime' is not installed") from None
+    provider = _ORT_PROVIDERS[name]
+    if provider not in ort.get_available_providers():
+        raise ScenarioUnsupported(f"runtime {name}: ONNX Runtime here has no {provider} "
+                                  f"(available: {', '.join(ort.get_available_providers())})")
+
+
 class OnnxRuntime(Runtime):
     """An ONNX file in an ONNX Runtime InferenceSession with one execution provider."""
 

@@ -55,6 +55,9 @@ def serve(scenario: Scenario, steps: int, runtime: str, scenarios: tuple[str, ..
     started = time.time()
     fmt = check_runtime(runtime, scenario.framework)
     settings.check()
+    from recsys_impls.serving.runtimes import check_available
+
+    check_available(runtime)
     if fmt is not None:
         check_compression(scenario.compression, (fmt,))
     check_out_dir(out_dir, force)

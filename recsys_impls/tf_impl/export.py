@@ -16,7 +16,8 @@ names.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -104,15 +105,27 @@ def export(fmt: str, config: ModelConfig, params: dict[str, np.ndarray], out_dir
     if fmt in ("onnx", "onnx-int8-tables"):
         path = out_dir / ("model.onnx" if fmt == "onnx" else "model-int8-tables.onnx")
         version = _onnx_export(module, path)
-        return facts | {"files": [path.name], "exporter": f"tf2onnx {version} (from_graph_def; variables frozen, tables put back as initializers)",
+        how = "from_graph_def; variables frozen, tables put back as initializers"
+        return facts | {"files": [path.name], "exporter": f"tf2onnx {version} ({how})",
                         "opset": ONNX_OPSET}
     raise ValueError(f"tf export format {fmt!r}")
+
+
+@contextlib.contextmanager
+def _quiet_tf_log() -> Iterator[None]:
+    """tf2onnx and the freezing call log TF1 deprecation notices through TensorFlow's logger."""
+    logger = tf.get_logger()
+    level = logger.level
+    logger.setLevel("ERROR")
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _onnx_export(module: ServingModule, path: Path) -> str:
     """tf2onnx on the graph with the tables as inputs (its optimizer re-serializes every constant on each
     pass: a 200 MB table frozen in took minutes and 12 GB), then the tables put back as initializers."""
-    import contextlib
     import io
 
     import onnx
@@ -120,10 +133,10 @@ def _onnx_export(module: ServingModule, path: Path) -> str:
     from onnx import numpy_helper
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-    frozen = convert_variables_to_constants_v2(module.serve_tables_as_inputs.get_concrete_function())
-    inputs = [t.name for t in frozen.inputs]
-    outputs = [t.name for t in frozen.outputs]
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()), _quiet_tf_log():
+        frozen = convert_variables_to_constants_v2(module.serve_tables_as_inputs.get_concrete_function())
+        inputs = [t.name for t in frozen.inputs]
+        outputs = [t.name for t in frozen.outputs]
         proto, _ = tf2onnx.convert.from_graph_def(frozen.graph.as_graph_def(), input_names=inputs,
                                                   output_names=outputs, opset=ONNX_OPSET)
     names = [*module.table_arrays, *INPUT_NAMES]

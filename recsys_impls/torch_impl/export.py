@@ -99,7 +99,10 @@ def _dynamic_shapes() -> dict[str, dict[int, Any]]:
 
 
 def export_program(net: ServingNet, example: ServingInputs) -> torch.export.ExportedProgram:
-    with torch.no_grad():
+    import warnings
+
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # pytree's LeafSpec deprecation, from inside torch.export
         return torch.export.export(net, example_args(example), dynamic_shapes=_dynamic_shapes())
 
 
@@ -133,12 +136,19 @@ def _onnx_export(net: ServingNet, example: ServingInputs, path: Path, exporter: 
     """The dynamo exporter where it works here, else the TorchScript-based one; returns which ran."""
     import contextlib
     import io
+    import logging
+    import warnings
 
     args = example_args(example)
     reason = "asked for (onnx_exporter=torchscript)"
     if exporter != "torchscript":
+        onnx_log = logging.getLogger("torch.onnx")
+        level = onnx_log.level
         try:
-            with torch.no_grad(), contextlib.redirect_stdout(io.StringIO()):
+            # The exporter's progress lines, deprecation warnings and "torchvision is not installed" notes.
+            onnx_log.setLevel(logging.ERROR)
+            with torch.no_grad(), contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
                 program = torch.onnx.export(net, args, dynamo=True, dynamic_shapes=_dynamic_shapes(),
                                             input_names=list(INPUT_NAMES), output_names=[OUTPUT_NAME],
                                             opset_version=ONNX_OPSET, verbose=False)
@@ -148,6 +158,8 @@ def _onnx_export(net: ServingNet, example: ServingInputs, path: Path, exporter: 
             if exporter == "dynamo":
                 raise
             reason = f"dynamo exporter failed: {type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}"
+        finally:
+            onnx_log.setLevel(level)
     axes = {"dense": {0: "B"}, "ids": {0: "B", 2: "L"}, "lengths": {0: "B"}, OUTPUT_NAME: {0: "B"}}
     with torch.no_grad():
         torch.onnx.export(net, args, str(path), dynamo=False, input_names=list(INPUT_NAMES),
