@@ -221,3 +221,13 @@ def test_server_search_brackets_the_highest_valid_qps(monkeypatch, tmp_path):
     never = loadgen.server_search(None, None, loadgen.LoadSettings(), tmp_path, start_qps=8000, tries=10)
     assert never["max_valid_qps"] is None and "no run down to" in never["reason"]
     assert min(a["target_qps"] for a in never["attempts"]) >= 8000 / 16
+
+
+def test_serving_record_schema():
+    from recsys_impls.record import Record, RecordError
+
+    rec = Record.new({"framework": "torch"}, kind="serving", serving={"scenarios": {}}, env={})
+    rec.validate()
+    del rec["serving"]
+    with pytest.raises(RecordError, match="a serving record needs 'serving'"):
+        rec.validate()
