@@ -60,6 +60,7 @@ def _cell(model: Any, kind: str, scenario: str, export_dir: Path, manifests: dic
     fmt = RT_FORMATS[name][1]
     if fmt is not None and fmt not in manifests:
         raise manifests.get(f"error:{fmt}") or RuntimeError(f"format {fmt} was not exported")
+    export_dir = export_dir / fmt if fmt else export_dir  # one folder per format (a forced export clears its own)
     rt = serve.build_runtime(model, name, export_dir if fmt else None)
     data = to_padded(model.held_out(4096))
     s = settings(quick)
@@ -106,7 +107,7 @@ def grid(frameworks: tuple[str, ...] = FRAMEWORKS, quick: bool | None = None) ->
             formats = sorted({RT_FORMATS[RUNTIMES[k][framework]][1] for k, _ in todo} - {None})
             for fmt in formats:
                 try:
-                    manifests.update(export_all(model, (fmt,), tmp_path / "export", force=True))
+                    manifests.update(export_all(model, (fmt,), tmp_path / "export" / fmt, force=True))
                 except Exception as exc:  # noqa: BLE001 - that format's cells are recorded as failed with it
                     manifests[f"error:{fmt}"] = exc
             for k, s in todo:
