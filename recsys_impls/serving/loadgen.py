@@ -148,8 +148,8 @@ def run(runtime: Runtime, samples: ServingInputs, scenario: str, settings: LoadS
     """One LoadGen test; its logs go to ``log_dir``; returns the figures, the verdict and the batcher's facts.
 
     SingleStream is told the expected latency from a calibration, Offline starts with a short pilot; a run
-    that ends before its minimum duration is run once more, told what it measured (``first_try`` keeps
-    the first one's figures).
+    that ends before its minimum duration is run again (up to three times), told what it measured
+    (``earlier_tries`` keeps their figures).
     """
     if scenario not in SCENARIOS:
         raise UsageError(f"--scenario {scenario[:60]!r}: accepted: {', '.join(SCENARIOS)}")
@@ -167,13 +167,17 @@ def run(runtime: Runtime, samples: ServingInputs, scenario: str, settings: LoadS
         # small model, so a calibration of the runtime alone would overstate it several times.
         expected = {"offline_qps": max(1000, settings.min_query_count) / (settings.min_duration_ms / 1e3)}
     out = _run_once(lg, runtime, samples, scenario, settings, log_dir, expected)
-    if scenario != "Server" and out["min_duration_met"] is False:
-        first = {k: out[k] for k in ("validity", "samples_per_s", "latency_ms", "wall_s")} | {"expected": expected}
+    tries: list[dict[str, Any]] = []
+    # A short pilot underestimates throughput (fixed costs weigh more): up to three more tries.
+    while scenario != "Server" and out["min_duration_met"] is False and len(tries) < 3:
+        tries.append({k: out[k] for k in ("validity", "samples_per_s", "latency_ms", "wall_s")}
+                     | {"expected": expected})
         lat = out["latency_ms"]["mean"]
         expected = {"offline_qps": 2.5 * (out["samples_per_s"] or expected.get("offline_qps", 1000.0)),
-                    "single_latency_s": 0.7 * lat / 1e3 if lat else expected.get("single_latency_s", 1e-3)}
+                    "single_latency_s": 0.7 * lat / 1e3 if lat else expected.get("single_latency_s", 1e-3) / 2}
         out = _run_once(lg, runtime, samples, scenario, settings, log_dir, expected)
-        out["first_try"] = first
+    if tries:
+        out["earlier_tries"] = tries
     return out
 
 
