@@ -1,4 +1,4 @@
-"""`python -m recsys_impls run|list|profile|bench ...`: one scenario from the command line.
+"""`python -m recsys_impls run|list|profile|compare|bench|export|serve ...`: one scenario from the command line.
 
 Every user error ends as one line on stderr and exit code 2; never a traceback.
 """
@@ -90,6 +90,32 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--threads", type=int, default=0, help="intra-op threads for both (0: the cores available)")
     cmp_.add_argument("--precision", default=None, help=f"one of: {', '.join(PRECISIONS)} (both frameworks)")
     cmp_.add_argument("--json", default=None, help="write the result to this file")
+    exp = sub.add_parser("export", allow_abbrev=False,
+                         help="export the (trained) model to deployable formats with manifests and parity")
+    _add_scenario_options(exp)
+    exp.add_argument("--format", default=None,
+                     help="comma-separated: exported-program, aoti, onnx, onnx-int8 (torch); savedmodel, onnx, "
+                          "onnx-int8 (tf); or all (default: exported-program,onnx / savedmodel,onnx)")
+    exp.add_argument("--out", required=True, help="export folder (must be empty unless --force)")
+    exp.add_argument("--force", action="store_true", help="replace an earlier export in --out")
+    exp.add_argument("--onnx-exporter", default="auto", choices=("auto", "dynamo", "torchscript"),
+                     help="PyTorch ONNX exporter: auto (dynamo, else the TorchScript-based one), dynamo, torchscript")
+    srv = sub.add_parser("serve", allow_abbrev=False, help="serve the model with a runtime under MLPerf LoadGen")
+    _add_scenario_options(srv)
+    srv.add_argument("--runtime", required=True, help="torch-eager, torch-compile, torch-export, torch-aoti, "
+                     "onnxruntime, onnxruntime-cuda, onnxruntime-tensorrt, onnxruntime-int8, tf-native, tf-savedmodel")
+    srv.add_argument("--scenario", default="Offline", help="SingleStream, Offline, Server (comma-separated) or all")
+    srv.add_argument("--out", default="runs/serve", help="record and LoadGen logs (must be empty unless --force)")
+    srv.add_argument("--force", action="store_true", help="reuse a non-empty --out")
+    srv.add_argument("--export-dir", default=None, help="serve this export (its manifest must match the model)")
+    srv.add_argument("--samples", type=int, default=4096, help="held-out samples LoadGen draws from")
+    srv.add_argument("--min-duration-ms", type=int, default=2000)
+    srv.add_argument("--min-queries", type=int, default=100)
+    srv.add_argument("--target-qps", type=float, default=100.0, help="Server arrival rate (Poisson)")
+    srv.add_argument("--latency-bound-ms", type=float, default=10.0, help="Server p99 bound (default 10 ms)")
+    srv.add_argument("--max-batch", type=int, default=256, help="dynamic batcher: largest batch (1: no batching)")
+    srv.add_argument("--max-wait-ms", type=float, default=1.0, help="dynamic batcher: longest wait for a batch")
+    srv.add_argument("--search", action="store_true", help="also search the highest Server QPS meeting the bound")
     bench = sub.add_parser("bench", allow_abbrev=False, help="run the asv suite into .asv/results, then the report")
     bench.add_argument("--quick", action="store_true", help="the quick subset of the grids (RECSYS_BENCH_QUICK=1)")
     bench.add_argument("--machine", default=None, help="asv machine name (default: host name + GPU)")
@@ -268,6 +294,59 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _scenario_and_steps(args: argparse.Namespace) -> tuple[Scenario, int]:
+    """The scenario and its training steps; ``--steps 0`` (allowed here) means the seeded initial parameters."""
+    steps, args.steps = args.steps, (None if args.steps == 0 else args.steps)
+    scenario = scenario_from_args(args)
+    if steps is not None and steps < 0:
+        raise UsageError(f"--steps {steps}: accepted: 0 (the seeded initial parameters) or more")
+    return scenario, scenario.train.steps if steps is None else steps
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from recsys_impls.serving import export, formats
+
+    scenario, steps = _scenario_and_steps(args)
+    names = formats.parse_formats(args.format, scenario.framework) if args.format else \
+        formats.DEFAULT_FORMATS[scenario.framework]
+    out = Path(args.out)
+    export.check_compression(scenario.compression, names)
+    export.check_out_dir(out, args.force)
+    from recsys_impls import threads
+
+    model = export.train_model(scenario, steps)
+    intra = threads.resolve(scenario.device.threads).intra_op
+    written = export.export_all(model, names, out, force=True, threads=intra, onnx_exporter=args.onnx_exporter)
+    for fmt, man in written.items():
+        p = man["parity"]
+        print(f"{fmt}: {', '.join(man['files'])} ({man['stored_bytes']:,} bytes; {man['exporter'][:80]}); "
+              f"parity max abs diff {p['max_abs_diff']:.2e} on {p['samples']} held-out samples (ok: {p['ok']})")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from recsys_impls.serving import formats, loadgen, serve
+
+    scenario, steps = _scenario_and_steps(args)
+    formats.check_runtime(args.runtime, scenario.framework)
+    scenarios = serve.parse_scenarios(args.scenario)
+    if not 1 <= args.samples <= 10**7:
+        raise UsageError(f"serve --samples {args.samples}: accepted: 1 to 10000000")
+    settings = loadgen.LoadSettings(min_duration_ms=args.min_duration_ms, min_query_count=args.min_queries,
+                                    target_qps=args.target_qps, latency_bound_ms=args.latency_bound_ms,
+                                    max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
+                                    max_duration_ms=max(60000, args.min_duration_ms)).check()
+    if args.max_batch < 1 or not 0 <= args.max_wait_ms <= 10000:
+        raise UsageError(f"serve --max-batch {args.max_batch} --max-wait-ms {args.max_wait_ms}: accepted: "
+                         "max batch >= 1, max wait 0 to 10000 ms")
+    record = serve.serve(scenario, steps, args.runtime, scenarios, settings, Path(args.out),
+                         export_dir=Path(args.export_dir) if args.export_dir else None, force=args.force,
+                         search=args.search, samples=args.samples)
+    print("\n".join(serve.summary_lines(record)))
+    print(f"record and LoadGen logs in {args.out}")
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from recsys_impls import asv_driver
 
@@ -295,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
         with signals.policy() as scope:
             args = build_parser().parse_args(argv)
             return {"run": cmd_run, "list": cmd_list, "profile": cmd_profile, "bench": cmd_bench,
-                    "compare": cmd_compare}[args.command](args)
+                    "compare": cmd_compare, "export": cmd_export, "serve": cmd_serve}[args.command](args)
     except signals.Interrupted as exc:
         print(scope.line() if scope is not None else str(exc), file=sys.stderr)
         return exc.exit_code

@@ -147,6 +147,11 @@ def validate(record: dict[str, Any], where: str = "record") -> None:
             raise RecordError(f"{where}: a {status} record needs an 'error' saying why")
         return
     kind = record.get("kind", "scenario")
+    if kind == "serving":  # serve: the model was not measured in training, the served runs are
+        for key in ("framework", "scenario", "serving", "env"):
+            if key not in record:
+                raise RecordError(f"{where}: a serving record needs '{key}'")
+        return
     if kind == "rank":
         for key in ("rank", "world_size", "train"):
             if key not in record:
