@@ -2,7 +2,7 @@
 offered load (the Server QPS search) per runtime, with and without the dynamic batcher.
 
 Reads the serving records (``kind: serving``) that ``bench_serving`` and ``python -m recsys_impls serve``
-write. Self-contained: the page builder list decides whether it is shown.
+write.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ import pandas as pd
 
 from reports.context import Context
 from reports.page import Page, Plot, Section, Table, figure, finite
+
+ORDER = 45  # place in the nav (reports.pages.discover)
 
 
 def serving_records(ctx: Context) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
