@@ -66,6 +66,71 @@ def imbalance(ranks: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def _get(d: object, *path: str) -> object:
+    for key in path:
+        d = d.get(key) if isinstance(d, dict) else None
+    return d
+
+
+def balance_table(ctx: Context) -> pd.DataFrame:
+    """One row per distributed record: the fault it ran under, how it was balanced, the imbalance
+    (max/mean busy time per rank) before and after, the throughput against the static plan under the
+    same fault, and the consistency figures (replicas identical; staleness of asynchronous updates)."""
+    recs = ctx.latest_records()
+    if recs.empty or "record" not in recs:
+        return pd.DataFrame()
+    rows = []
+    for _, r in recs.iterrows():
+        par = _get(r["record"], "parallel")
+        if not isinstance(par, dict) or not par.get("world_size"):
+            continue
+        bal, eff = par.get("balance") or {}, par.get("balance_effect") or {}
+        cons, stale = par.get("consistency") or {}, _get(par, "consistency", "staleness") or {}
+        straggler, hot = _get(par, "faults", "straggler"), _get(par, "faults", "hot_table")
+        rows.append({
+            "machine": r["machine"], "framework": r["framework"], "mode": par.get("mode"),
+            "world_size": par.get("world_size"),
+            "straggler": f"rank {straggler.get('rank')} x{straggler.get('factor')}" if straggler else "—",
+            "hot_table": f"table {hot.get('table')} {hot.get('share'):.0%}" if hot else "—",
+            "balance": bal.get("mode", "static"),
+            "imbalance_before": bal.get("imbalance_before", bal.get("imbalance_first_window",
+                                                                  eff.get("reference_imbalance"))),
+            "imbalance_after": bal.get("imbalance_after", bal.get("imbalance_last_window", bal.get("imbalance"))),
+            "vs_static_throughput": eff.get("throughput_ratio"), "vs_static_auc_delta": eff.get("auc_delta"),
+            "replan_s": bal.get("replan_s", bal.get("replan_s_total")), "bytes_moved": bal.get("bytes_moved"),
+            "replicas_identical": par.get("replicas_identical"),
+            "staleness_mean": stale.get("mean"), "staleness_p95": stale.get("p95"), "staleness_max": stale.get("max"),
+            "stale_fraction": stale.get("stale_fraction"), "auc_delta_vs_sync": cons.get("auc_delta_vs_sync"),
+        })
+    return pd.DataFrame(rows)
+
+
+def _staleness_plot(ctx: Context) -> Plot | None:
+    recs = ctx.latest_records()
+    if recs.empty or "record" not in recs:
+        return None
+    hists = []
+    for _, r in recs.iterrows():
+        h = _get(r["record"], "parallel", "consistency", "staleness", "histogram")
+        if isinstance(h, dict) and h:
+            hists.append((f"{r['framework']} {_get(r['record'], 'parallel', 'mode')} ({r['machine']})", h))
+    if not hists:
+        return None
+    fig, ax = figure(8, 3.6)
+    width = 0.8 / len(hists[:6])
+    for j, (label, h) in enumerate(hists[:6]):
+        total = sum(h.values())
+        ax.bar([int(k) + j * width for k in h], [c / total for c in h.values()], width=width, label=label)
+    ax.set_xlabel("staleness (other updates applied between an update's read and its write)")
+    ax.set_ylabel("share of updates")
+    ax.set_title("staleness of asynchronous updates")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    n = sum(sum(h.values()) for _, h in hists[:6])
+    return Plot("parallel_staleness", fig, "Staleness distribution of asynchronous updates",
+                f"Every update of each asynchronous run counted once ({n} updates in all).")
+
+
 def _scaling_plot(df: pd.DataFrame) -> Plot | None:
     if "world_size" not in df or df["train_samples_per_s"].map(finite).sum() == 0:
         return None
@@ -150,6 +215,18 @@ def build(ctx: Context) -> Page:
         sec = Section("Per-rank load", tables=[Table("parallel_imbalance", imbalance(ranks)),
                                                Table("parallel_per_rank", ranks)])
         p = _rank_plot(ranks)
+        if p:
+            sec.plots.append(p)
+        page.sections.append(sec)
+    bal = balance_table(ctx)
+    if not bal.empty:
+        sec = Section("Faults, balance and consistency",
+                      "Imbalance is max/mean of the ranks' busy time per step (1.0 = balanced), before and after "
+                      "re-planning; vs_static_* compare with the static plan run under the same fault right after "
+                      "(one pair: bench_balance interleaves pairs for an interval). Staleness: other updates "
+                      "applied between an asynchronous update's read and its write.",
+                      tables=[Table("parallel_balance", bal)])
+        p = _staleness_plot(ctx)
         if p:
             sec.plots.append(p)
         page.sections.append(sec)
