@@ -30,7 +30,8 @@ def config_file(tmp_path_factory) -> str:
 
 def _flags(config_file: str, framework: str, seed: int = 0) -> list[str]:
     return ["--framework", framework, "--config", config_file, "--steps", "0", "--eval-samples", "1024",
-            "--seed", str(seed), "--threads", "1"]
+            # 0 = the process's CPUs, as the other in-process TF tests use: TF fixes its pools once per process
+            "--seed", str(seed), "--threads", "0"]
 
 
 @pytest.fixture(scope="module")
