@@ -27,6 +27,7 @@ def fake(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[tuple]:
     monkeypatch.setattr(peaks, "measure", measure)
     monkeypatch.setenv("RECSYS_MACHINE", "testbox")
     monkeypatch.setenv("RECSYS_PEAKS_DIR", str(tmp_path))
+    monkeypatch.delenv(peakcore.QUICK_ENV, raising=False)
     return calls
 
 
@@ -43,6 +44,20 @@ def test_cache_round_trip(fake: list, tmp_path: Path) -> None:
     peaks.machine_peaks("tf")
     assert len(fake) == 3
     assert set(json.loads(path.read_text())["entries"]) == {"torch/cpu/1", "torch/cpu/2", "tf/cpu/default"}
+
+
+def test_quick_and_full_entries_never_stand_in_for_each_other(fake: list, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_measure = peaks.measure
+
+    def measure(framework: str, device: str, threads: int | None) -> dict:
+        return {**real_measure(framework, device, threads), "quick": peakcore.quick_mode()}
+
+    monkeypatch.setattr(peaks, "measure", measure)
+    monkeypatch.setenv(peakcore.QUICK_ENV, "1")
+    assert peaks.machine_peaks("torch", threads=1)["quick"] is True
+    assert peaks.machine_peaks("torch", threads=1)["quick"] is True and len(fake) == 1  # cached
+    monkeypatch.delenv(peakcore.QUICK_ENV)
+    assert peaks.machine_peaks("torch", threads=1)["quick"] is False and len(fake) == 2  # measured again
 
 
 def test_refresh_measures_again(fake: list) -> None:

@@ -29,6 +29,19 @@ REPEATS = 5
 CPU_GEMM_N = (2048, 4096)  # square sizes tried: doubling from the first until one call takes MIN_SAMPLE_S
 CUDA_GEMM_N = (4096, 16384)
 
+# A rougher, seconds-cheaper measurement (small arrays and matmuls, few samples) for test sessions and
+# smoke runs, where the roofline's structure matters and its accuracy does not. Entries say "quick": true
+# and are never served to a full request (measure/peaks.py).
+QUICK_ENV = "RECSYS_PEAKS_QUICK"
+QUICK = {"array_bytes": 4 * MIB, "gemm_sizes": (256, 512), "repeats": 2, "min_sample_s": 0.005}
+
+
+def quick_mode() -> bool:
+    import os
+
+    return os.environ.get(QUICK_ENV, "") == "1"
+
+
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMG]?)(?:i?B)?\s*$", re.IGNORECASE)
 
 

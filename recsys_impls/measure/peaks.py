@@ -9,7 +9,8 @@ results store uses) or the fingerprint's ``machine_name``.
 An entry: mem_copy_bytes_per_s, mem_triad_bytes_per_s, gemm_fp32_flops_per_s, gemm_bf16_flops_per_s,
 gemm_tf32_flops_per_s (CUDA only, else None), median (the same figures' medians), gemm_n, llc_bytes,
 array_bytes, samples, threads (in effect), framework, framework_version, device, measured_at, seconds,
-method. How they are measured: recsys_impls/measure/peakcore.py.
+method, quick (true for the rough ``RECSYS_PEAKS_QUICK=1`` measurement; such an entry only answers a quick
+request). How they are measured: recsys_impls/measure/peakcore.py.
 
 PyTorch is measured in this process (its thread count is set for the duration and restored); TensorFlow
 in a fresh subprocess, because its thread pools are fixed once its runtime starts.
@@ -75,11 +76,16 @@ def entry_key(framework: str, device: str, threads: int | None) -> str:
 
 def measure(framework: str, device: str, threads: int | None) -> dict[str, Any]:
     """Measure one entry now (no cache). Tests replace this function."""
+    from recsys_impls.measure import peakcore
+
     if framework == "torch":
         from recsys_impls.torch_impl.peaks import measure as torch_measure
 
-        return torch_measure(threads, device)
-    return _tf_subprocess(threads)
+        entry = torch_measure(threads, device, **(peakcore.QUICK if peakcore.quick_mode() else {}))
+    else:
+        entry = _tf_subprocess(threads)  # the subprocess inherits RECSYS_PEAKS_QUICK
+    entry["quick"] = peakcore.quick_mode()
+    return entry
 
 
 def _tf_subprocess(threads: int | None) -> dict[str, Any]:
@@ -133,7 +139,9 @@ def machine_peaks(framework: str, device: str = "cpu", threads: int | None = Non
     version = package_version(framework)
     if not refresh:
         hit = _load(path)["entries"].get(key)
-        if isinstance(hit, dict) and hit.get("package_version") == version:
+        from recsys_impls.measure.peakcore import quick_mode
+
+        if isinstance(hit, dict) and hit.get("package_version") == version and bool(hit.get("quick")) == quick_mode():
             return hit
     result = measure(framework, device, threads)
     result["key"] = key

@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
     try:
-        out = measure(args.threads or None, args.device)
+        out = measure(args.threads or None, args.device, **(peakcore.QUICK if peakcore.quick_mode() else {}))
     except (ValueError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
