@@ -10,9 +10,10 @@ Features per sample:
 * ``num_dense`` dense features: Criteo-like counts ``floor(lognormal)`` (many zeros, long tail), then
   ``log1p``, which is what a DLRM pipeline feeds the bottom MLP.
 * one categorical feature per table, ids Zipf-distributed over ranks 1..n with exponent ``s``
-  (``P(rank r) ~ r^-s``), ranks mapped to ids by a fixed permutation so hot ids are spread over the
-  table. With ``ids_per_feature = k``: exactly one id when k == 1, else a bag of 1..2k-1 ids
-  (uniform, mean k), each drawn independently.
+  (``P(rank r) ~ r^-s``; one exponent for all tables, or one per table), ranks mapped to ids by a fixed
+  permutation so hot ids are spread over the table. With a mean bag size of k for a table (``ids_per_feature``
+  or per-table ``bag_sizes``): exactly one id when k == 1, else a bag of 1..2k-1 ids (``uniform``, mean k)
+  or of exactly k ids (``fixed``), each drawn independently.
 
 Hidden model (its own fixed seed ``HIDDEN_SEED``, independent of the sample seed, so every seed and
 both splits see the same world): ``logit = a * z + b`` with
@@ -26,7 +27,10 @@ AUC of the true probabilities is ``TARGET_AUC``; per-id effects shrink with the 
 learn, as in real click logs.
 
 Generation is vectorised in chunks of ``CHUNK`` samples, each from its own seeded stream
-(``seed``, split, chunk index): the same (seed, split, size) always gives the same samples.
+(``seed``, split, chunk index): the same (seed, split, size) always gives the same samples. A streaming run
+draws each training batch on demand (``SyntheticStream``): batch ``i`` comes from its own stream
+(``seed``, "stream", ``i``), so every framework sees the same batches at the same steps and nothing is held
+per step.
 """
 
 from __future__ import annotations
@@ -48,7 +52,7 @@ NUM_PAIRS = 8
 PAIR_DIM = 4
 TAIL_RANK = 200.0
 PILOT = 32768
-_SPLIT_CODE = {"train": 1, "eval": 2, "pilot": 3}
+_SPLIT_CODE = {"train": 1, "eval": 2, "pilot": 3, "stream": 4}
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,9 @@ class HiddenModel:
     ids_per_feature: int
     zipf_exponent: float
     tables: tuple[_Table, ...]
+    bag_sizes: tuple[int, ...]  # mean ids per sample of each table
+    exponents: tuple[float, ...]  # Zipf exponent of each table
+    bag_distribution: str  # "uniform" (1..2k-1) or "fixed" (exactly k)
     dense_mu: np.ndarray
     dense_sigma: np.ndarray
     dense_mean: np.ndarray  # of log1p(counts), from the pilot
@@ -83,7 +90,9 @@ class HiddenModel:
         """Generator facts for the record."""
         return {
             "hidden_seed": HIDDEN_SEED, "zipf_exponent": self.zipf_exponent,
-            "ids_per_feature": self.ids_per_feature, "target_ctr": TARGET_CTR, "target_auc": TARGET_AUC,
+            "ids_per_feature": self.ids_per_feature, "bag_sizes": list(self.bag_sizes),
+            "zipf_exponents": list(self.exponents), "bag_distribution": self.bag_distribution,
+            "target_ctr": TARGET_CTR, "target_auc": TARGET_AUC,
             "shares": dict(SHARES), "pairs": [list(p) for p in self.pairs], "pair_dim": PAIR_DIM,
             "tail_rank": TAIL_RANK, "logit_scale": round(self.scale, 6), "logit_bias": round(self.bias, 6),
         }
@@ -106,7 +115,8 @@ def _zipf_table(rng: np.random.Generator, n: int, s: float, want_vectors: bool) 
 
 
 def _sample_features(
-    hm_tables: tuple[_Table, ...], mu: np.ndarray, sigma: np.ndarray, k: int, rng: np.random.Generator, n: int
+    hm_tables: tuple[_Table, ...], mu: np.ndarray, sigma: np.ndarray, ks: tuple[int, ...], fixed: bool,
+    rng: np.random.Generator, n: int,
 ) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
     """dense float32 [n, D] (log1p of counts), per-feature id arrays, lengths int32 [F, n]."""
     counts = np.floor(np.exp(mu + sigma * rng.standard_normal((n, mu.size))))
@@ -114,7 +124,10 @@ def _sample_features(
     lengths = np.ones((len(hm_tables), n), dtype=np.int32)
     ids = []
     for f, t in enumerate(hm_tables):
-        if k > 1:
+        k = ks[f]
+        if k > 1 and fixed:
+            lengths[f] = k
+        elif k > 1:
             lengths[f] = rng.integers(1, 2 * k, size=n, dtype=np.int32)
         u = rng.random(int(lengths[f].sum()))
         rank = np.minimum(np.searchsorted(t.cdf, u, side="right"), t.cdf.size - 1)
@@ -195,9 +208,16 @@ def _calibrate(z: np.ndarray) -> tuple[float, float]:
 
 @lru_cache(maxsize=8)
 def hidden_model(
-    num_dense: int, table_sizes: tuple[int, ...], ids_per_feature: int, zipf_exponent: float
+    num_dense: int, table_sizes: tuple[int, ...], ids_per_feature: int, zipf_exponent: float,
+    bag_sizes: tuple[int, ...] = (), exponents: tuple[float, ...] = (), bag_distribution: str = "uniform",
 ) -> HiddenModel:
-    """Build (and cache) the fixed hidden model for a data shape; independent of any sample seed."""
+    """Build (and cache) the fixed hidden model for a data shape; independent of any sample seed.
+
+    ``bag_sizes`` / ``exponents``: per-table mean bag sizes and Zipf exponents (empty: ``ids_per_feature``
+    and ``zipf_exponent`` for every table)."""
+    ks = tuple(int(k) for k in bag_sizes) or (int(ids_per_feature),) * len(table_sizes)
+    exps = tuple(float(e) for e in exponents) or (float(zipf_exponent),) * len(table_sizes)
+    fixed = bag_distribution == "fixed"
     root = np.random.SeedSequence(HIDDEN_SEED)
     rng = np.random.default_rng(root.spawn(1)[0])
     nf = len(table_sizes)
@@ -206,7 +226,7 @@ def hidden_model(
     pairs = tuple(sorted(all_pairs[i] for i in pick))
     in_pair = {f for p in pairs for f in p}
     table_rngs = [np.random.default_rng([HIDDEN_SEED, 7, f, n]) for f, n in enumerate(table_sizes)]
-    tables = tuple(_zipf_table(table_rngs[f], n, zipf_exponent, f in in_pair) for f, n in enumerate(table_sizes))
+    tables = tuple(_zipf_table(table_rngs[f], n, exps[f], f in in_pair) for f, n in enumerate(table_sizes))
     importance = rng.uniform(0.5, 1.5, size=nf)
     tables = tuple(
         _Table(t.cdf, t.rank_to_id, t.weight * importance[f], t.vectors) for f, t in enumerate(tables)
@@ -215,7 +235,7 @@ def hidden_model(
     sigma = rng.uniform(0.5, 1.5, size=num_dense)
     dense_weight = rng.standard_normal(num_dense)
     pilot_rng = np.random.default_rng([HIDDEN_SEED, _SPLIT_CODE["pilot"]])
-    dense, ids, lengths = _sample_features(tables, mu, sigma, ids_per_feature, pilot_rng, PILOT)
+    dense, ids, lengths = _sample_features(tables, mu, sigma, ks, fixed, pilot_rng, PILOT)
     d64 = dense.astype(np.float64)
     std = d64.std(axis=0)
     partial = _Partial(tables, d64.mean(axis=0), np.where(std > 0, std, 1.0), dense_weight, pairs)
@@ -229,7 +249,8 @@ def hidden_model(
     a, b = _calibrate(np.asarray(z))
     return HiddenModel(
         num_dense=num_dense, table_sizes=table_sizes, ids_per_feature=ids_per_feature,
-        zipf_exponent=zipf_exponent, tables=tables, dense_mu=mu, dense_sigma=sigma,
+        zipf_exponent=zipf_exponent, tables=tables, bag_sizes=ks, exponents=exps, bag_distribution=bag_distribution,
+        dense_mu=mu, dense_sigma=sigma,
         dense_mean=partial.dense_mean, dense_std=partial.dense_std, dense_weight=dense_weight, pairs=pairs,
         part_scale=part_scale, part_mean=part_mean, scale=a, bias=b,
     )
@@ -248,6 +269,16 @@ def click_probability(hm: HiddenModel, batch: Batch) -> np.ndarray:
     return _sigmoid(hm.scale * _score(hm.part_scale, hm.part_mean, parts) + hm.bias)
 
 
+def _chunk(hm: HiddenModel, rng: np.random.Generator, n: int
+           ) -> tuple[np.ndarray, list[np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
+    """n samples from one seeded stream: dense, per-feature ids, lengths, labels, true probabilities."""
+    dense, ids, lengths = _sample_features(hm.tables, hm.dense_mu, hm.dense_sigma, hm.bag_sizes,
+                                           hm.bag_distribution == "fixed", rng, n)
+    p = _sigmoid(hm.scale * _score(hm.part_scale, hm.part_mean, _parts(hm, dense, ids, lengths)) + hm.bias)
+    labels = (rng.random(n) < p).astype(np.float32)
+    return dense, ids, lengths, labels, p
+
+
 def generate(hm: HiddenModel, seed: int, split: str, num: int) -> tuple[Batch, np.ndarray]:
     """``num`` samples of one split as a Batch, plus their true click probabilities (float64 [num])."""
     if num <= 0:
@@ -256,9 +287,8 @@ def generate(hm: HiddenModel, seed: int, split: str, num: int) -> tuple[Batch, n
     for c, start in enumerate(range(0, num, CHUNK)):
         n = min(CHUNK, num - start)
         rng = np.random.default_rng([seed, _SPLIT_CODE[split], c])
-        dense, ids, lengths = _sample_features(hm.tables, hm.dense_mu, hm.dense_sigma, hm.ids_per_feature, rng, n)
-        p = _sigmoid(hm.scale * _score(hm.part_scale, hm.part_mean, _parts(hm, dense, ids, lengths)) + hm.bias)
-        label_parts.append((rng.random(n) < p).astype(np.float32))
+        dense, ids, lengths, labels, p = _chunk(hm, rng, n)
+        label_parts.append(labels)
         dense_parts.append(dense)
         id_parts.append(ids)
         length_parts.append(lengths)
@@ -273,18 +303,45 @@ def generate(hm: HiddenModel, seed: int, split: str, num: int) -> tuple[Batch, n
     return batch, np.concatenate(probs)
 
 
+@dataclass(frozen=True)
+class SyntheticStream:
+    """Training batches drawn on demand: ``batch(i)`` is a pure function of (hidden model, seed, i, size).
+
+    Holds no per-step state, so a run's memory does not depend on its number of steps."""
+
+    hm: HiddenModel
+    seed: int
+    batch_size: int
+    distinct: int | None = None  # unbounded: every step index gives a new batch
+
+    def batch(self, index: int) -> Batch:
+        rng = np.random.default_rng([self.seed, _SPLIT_CODE["stream"], int(index)])
+        dense, ids, lengths, labels, _ = _chunk(self.hm, rng, self.batch_size)
+        return Batch(dense=dense, ids=np.concatenate(ids), lengths=lengths, labels=labels)
+
+    def describe(self) -> dict[str, object]:
+        return {"kind": "synthetic, generated per batch", "batch_size": self.batch_size,
+                "seeded_by": "(seed, 'stream', step index)"}
+
+
 def load_synthetic(
     num_dense: int, table_sizes: tuple[int, ...], ids_per_feature: int, zipf_exponent: float,
-    seed: int, num_train: int, num_eval: int,
+    seed: int, num_train: int, num_eval: int, bag_sizes: tuple[int, ...] = (), exponents: tuple[float, ...] = (),
+    bag_distribution: str = "uniform", stream_batch_size: int | None = None,
 ):
-    """Train and eval splits from the same hidden model; returns a Dataset with the reference AUC."""
+    """Train and eval splits from the same hidden model; returns a Dataset with the reference AUC.
+
+    With ``stream_batch_size`` the training split is not generated up front: ``Dataset.stream`` draws each
+    batch on demand and ``Dataset.train`` is its first batch (for the data facts)."""
     from recsys_impls.data.dataset import Dataset
     from recsys_impls.metrics import all_metrics
 
     t0 = time.perf_counter()
-    hm = hidden_model(int(num_dense), tuple(int(n) for n in table_sizes), int(ids_per_feature), float(zipf_exponent))
+    hm = hidden_model(int(num_dense), tuple(int(n) for n in table_sizes), int(ids_per_feature), float(zipf_exponent),
+                      tuple(int(k) for k in bag_sizes), tuple(float(e) for e in exponents), bag_distribution)
     t1 = time.perf_counter()
-    train, _ = generate(hm, seed, "train", num_train)
+    stream = SyntheticStream(hm, seed, stream_batch_size) if stream_batch_size else None
+    train = stream.batch(0) if stream else generate(hm, seed, "train", num_train)[0]
     evaluation, eval_probs = generate(hm, seed, "eval", num_eval)
     t2 = time.perf_counter()
     ref = all_metrics(evaluation.labels, eval_probs)
@@ -298,7 +355,9 @@ def load_synthetic(
         "generate_seconds": round(t2 - t1, 3),
         "hidden_model_seconds": round(t1 - t0, 3),
     }
+    if stream:
+        info["train_source"] = stream.describe()
     return Dataset(
         name="synthetic", train=train, eval=evaluation, num_dense=int(num_dense),
-        table_sizes=tuple(int(n) for n in table_sizes), info=info,
+        table_sizes=tuple(int(n) for n in table_sizes), info=info, stream=stream,
     )
