@@ -26,6 +26,10 @@ COMPILE_MODES = ("none", "torch-compile", "torch-compile-max-autotune", "cuda-gr
 # compute-only: a bounded set of distinct batches staged before the timed window, rotated (kernel-level
 # comparisons); end-to-end: every batch produced by the input pipeline inside the window.
 INPUT_MODES = ("compute-only", "end-to-end")
+# compute-only: at most this many bytes of distinct batches are staged (never more than the steps), so small
+# runs keep one fresh batch per step and long ones rotate with flat memory.
+ROTATION_BYTES = 128 << 20
+PREFETCH_DEPTH = 4  # end-to-end: batches the input worker may run ahead of the training loop
 # uniform: a bag of 1..2k-1 ids (mean k); fixed: exactly k ids (MLPerf's materialised multi-hot Criteo).
 BAG_DISTRIBUTIONS = ("uniform", "fixed")
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from recsys_impls import metrics, threads
 from recsys_impls.base import Recommender
-from recsys_impls.config import Scenario
+from recsys_impls.config import ROTATION_BYTES, Scenario
 from recsys_impls.data.batch import Batch
 from recsys_impls.data.dataset import Dataset
 from recsys_impls.data.loader import prepare
@@ -50,9 +50,6 @@ def training_schedule(train: Batch, batch_size: int, steps: int) -> tuple[list[B
     return schedule, steps / len(batches)
 
 
-# compute-only: distinct staged batches rotated in the timed window, at most this many bytes of them (and
-# never more than the steps). Small runs keep one fresh batch per step; long ones rotate, memory stays flat.
-ROTATION_BYTES = 128 << 20
 PRODUCER_PROBE_BATCHES = 8  # end-to-end: batches produced alone before the window, for the pipeline's rate
 
 

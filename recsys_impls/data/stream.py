@@ -21,11 +21,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from recsys_impls.config import PREFETCH_DEPTH
 from recsys_impls.data.batch import Batch
 from recsys_impls.data.dataset import Dataset
 from recsys_impls.errors import UsageError
 
-DEFAULT_DEPTH = 4  # batches the worker may run ahead of the consumer
+DEFAULT_DEPTH = PREFETCH_DEPTH  # batches the worker may run ahead of the consumer
 
 
 class BatchSource(Protocol):
