@@ -68,6 +68,8 @@ MOVIELENS = {"ratings": 100_000, "eval_fraction": 0.2, "rows": 2_700, "tables": 
 # the largest table is built (about 150 B per row).
 SYNTH_KEPT_PER_ROW, SYNTH_VECTOR_PER_ROW, SYNTH_BUILD_PER_ROW = 24, 32, 150
 SYNTH_PAIRED_TABLES = 16  # NUM_PAIRS = 8 pairs of tables at most
+# Tables above this many rows keep no per-row generator state (synthetic.LARGE_TABLE_ROWS).
+SYNTH_LARGE_TABLE_ROWS = 1 << 20
 ACTIVATION_COPIES = 3  # forward outputs, their gradients, temporaries
 
 
@@ -427,8 +429,8 @@ def estimate_memory(scenario: Scenario) -> dict[str, Any]:
     act_per_sample = 4 * (dense + sum(m.bottom_mlp) + (f + 1) * dim + (f + 1) ** 2 + m.interaction_dim
                           + sum(m.top_mlp)) + ids * dim * 4
     if scenario.data.source == "synthetic":
-        largest = sorted(rows, reverse=True)
-        source_bytes = (SYNTH_KEPT_PER_ROW * sum(rows) + SYNTH_VECTOR_PER_ROW * sum(largest[:SYNTH_PAIRED_TABLES])
+        largest = sorted((r for r in rows if r <= SYNTH_LARGE_TABLE_ROWS), reverse=True) or [0]
+        source_bytes = (SYNTH_KEPT_PER_ROW * sum(largest) + SYNTH_VECTOR_PER_ROW * sum(largest[:SYNTH_PAIRED_TABLES])
                         + SYNTH_BUILD_PER_ROW * largest[0] + 2 * 32768 * sample)  # + the calibration pilot
     elif scenario.data.source == "movielens":
         source_bytes = MOVIELENS["parse_bytes"]

@@ -231,3 +231,21 @@ def test_cli_refuses_the_full_terabyte_tables_before_allocating(capsys):
     assert main(["run", "--preset", "criteo-terabyte", "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "estimated peak memory" in err
+
+
+def test_large_tables_keep_no_per_row_state_and_still_follow_zipf():
+    from recsys_impls.data.synthetic import LARGE_TABLE_ROWS, _HashedTable
+
+    assert preflight.SYNTH_LARGE_TABLE_ROWS == LARGE_TABLE_ROWS
+
+    t = _HashedTable.build(np.random.default_rng(1), 1000, 1.1, want_vectors=True)
+    ranks0 = np.arange(1000)
+    assert np.unique((ranks0 * t.a + t.b) % t.n).size == 1000  # the rank -> id map is a bijection
+    ids = t.draw(np.random.default_rng(2).random(200_000))
+    assert ids.min() >= 0 and ids.max() < 1000
+    counts = np.bincount(ids, minlength=1000)
+    hottest = (0 * t.a + t.b) % t.n
+    assert counts.argmax() == hottest and counts[hottest] > 10 * np.median(counts)
+    w = t.weight_of(ids[:50])
+    np.testing.assert_array_equal(w, t.weight_of(ids[:50]))  # a pure function of the id
+    assert t.vectors_of(ids[:50]).shape == (50, 4) and np.isfinite(w).all()

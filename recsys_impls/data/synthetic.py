@@ -30,7 +30,9 @@ Generation is vectorised in chunks of ``CHUNK`` samples, each from its own seede
 (``seed``, split, chunk index): the same (seed, split, size) always gives the same samples. A streaming run
 draws each training batch on demand (``SyntheticStream``): batch ``i`` comes from its own stream
 (``seed``, "stream", ``i``), so every framework sees the same batches at the same steps and nothing is held
-per step.
+per step. Tables above ``LARGE_TABLE_ROWS`` keep no per-row state (production tables of tens of millions
+of rows): the same Zipf law through its continuous inverse CDF, an affine rank -> id bijection, and per-id
+weights and vectors hashed from the id.
 """
 
 from __future__ import annotations
@@ -62,6 +64,103 @@ class _Table:
     weight: np.ndarray  # float64 [n] per-id hidden weight, indexed by id
     vectors: np.ndarray | None  # float64 [n, PAIR_DIM] by id, only for tables in a pair
 
+    def draw(self, u: np.ndarray) -> np.ndarray:
+        """Ids for uniform draws ``u`` (inverse CDF over the ranks, then the permutation). The draws are searched
+        in sorted order (same result, far fewer cache misses on a large CDF)."""
+        order = np.argsort(u, kind="stable")
+        rank = np.empty(u.size, dtype=np.int64)
+        rank[order] = np.searchsorted(self.cdf, u[order], side="right")
+        return self.rank_to_id[np.minimum(rank, self.cdf.size - 1)]
+
+    def weight_of(self, ids: np.ndarray) -> np.ndarray:
+        return self.weight[ids]
+
+    def vectors_of(self, ids: np.ndarray) -> np.ndarray:
+        return self.vectors[ids]
+
+    @property
+    def has_vectors(self) -> bool:
+        return self.vectors is not None
+
+    def scaled(self, factor: float) -> _Table:
+        return _Table(self.cdf, self.rank_to_id, self.weight * factor, self.vectors)
+
+
+# Tables above this many rows keep no per-row state (a production table of 40M rows would otherwise need
+# about 2 GB of generator state): ranks come from the continuous Zipf inverse CDF, the rank -> id map is an
+# affine bijection mod n, and per-id hidden weights and vectors are hashed from the id.
+LARGE_TABLE_ROWS = 1 << 20
+_M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+def _mix64(x: np.ndarray) -> np.ndarray:
+    """SplitMix64's finaliser on uint64 arrays (wrapping arithmetic): a well-mixed hash of each value."""
+    x = (x + np.uint64(0x9E3779B97F4A7C15)) & _M64
+    x = ((x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)) & _M64
+    x = ((x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)) & _M64
+    return x ^ (x >> np.uint64(31))
+
+
+def _hashed_normal(key: int, ids: np.ndarray, lane: int) -> np.ndarray:
+    """A standard normal per id, a pure function of (key, id, lane): Box-Muller on two hashed uniforms."""
+    base = ids.astype(np.uint64) * np.uint64(2 * (PAIR_DIM + 1)) + np.uint64(2 * lane)
+    k = np.uint64(key)
+    u1 = ((_mix64(base ^ k) >> np.uint64(11)).astype(np.float64) + 0.5) / 2.0**53
+    u2 = (_mix64((base + np.uint64(1)) ^ k) >> np.uint64(11)).astype(np.float64) / 2.0**53
+    return np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)
+
+
+@dataclass(frozen=True)
+class _HashedTable:
+    """A large table's hidden state in O(1) memory (see LARGE_TABLE_ROWS)."""
+
+    n: int
+    s: float
+    a: int  # rank-1 -> id multiplier, coprime with n
+    b: int
+    a_inv: int
+    key: int
+    want_vectors: bool
+    factor: float = 1.0
+
+    @staticmethod
+    def build(rng: np.random.Generator, n: int, s: float, want_vectors: bool) -> _HashedTable:
+        a = int(rng.integers(n // 3, n)) | 1
+        while np.gcd(a, n) != 1:
+            a += 2
+        return _HashedTable(n, s, a, int(rng.integers(0, n)), pow(a, -1, n), int(rng.integers(1, 2**63)),
+                            want_vectors)
+
+    def draw(self, u: np.ndarray) -> np.ndarray:
+        top = float(self.n + 1)
+        if abs(self.s - 1.0) < 1e-9:
+            x = np.exp(u * np.log(top))
+        else:
+            e = 1.0 - self.s
+            x = (1.0 + u * (top**e - 1.0)) ** (1.0 / e)
+        rank0 = np.clip(np.floor(x).astype(np.int64) - 1, 0, self.n - 1)
+        return (rank0 * self.a + self.b) % self.n
+
+    def _shrink(self, ids: np.ndarray) -> np.ndarray:
+        rank = ((ids - self.b) % self.n) * self.a_inv % self.n + 1
+        return (1.0 + rank / TAIL_RANK) ** -0.5
+
+    def weight_of(self, ids: np.ndarray) -> np.ndarray:
+        return _hashed_normal(self.key, ids, 0) * self._shrink(ids) * self.factor
+
+    def vectors_of(self, ids: np.ndarray) -> np.ndarray:
+        lanes = [_hashed_normal(self.key, ids, 1 + d) for d in range(PAIR_DIM)]
+        return np.stack(lanes, axis=1) * (self._shrink(ids) / np.sqrt(PAIR_DIM))[:, None]
+
+    @property
+    def has_vectors(self) -> bool:
+        return self.want_vectors
+
+    def scaled(self, factor: float) -> _HashedTable:
+        from dataclasses import replace
+
+        return replace(self, factor=self.factor * factor)
+
 
 @dataclass(frozen=True)
 class HiddenModel:
@@ -71,7 +170,7 @@ class HiddenModel:
     table_sizes: tuple[int, ...]
     ids_per_feature: int
     zipf_exponent: float
-    tables: tuple[_Table, ...]
+    tables: tuple[_Table | _HashedTable, ...]
     bag_sizes: tuple[int, ...]  # mean ids per sample of each table
     exponents: tuple[float, ...]  # Zipf exponent of each table
     bag_distribution: str  # "uniform" (1..2k-1) or "fixed" (exactly k)
@@ -98,7 +197,9 @@ class HiddenModel:
         }
 
 
-def _zipf_table(rng: np.random.Generator, n: int, s: float, want_vectors: bool) -> _Table:
+def _zipf_table(rng: np.random.Generator, n: int, s: float, want_vectors: bool) -> _Table | _HashedTable:
+    if n > LARGE_TABLE_ROWS:
+        return _HashedTable.build(rng, n, s, want_vectors)
     ranks = np.arange(1, n + 1, dtype=np.float64)
     pmf = ranks ** (-s)
     cdf = np.cumsum(pmf)
@@ -115,7 +216,7 @@ def _zipf_table(rng: np.random.Generator, n: int, s: float, want_vectors: bool) 
 
 
 def _sample_features(
-    hm_tables: tuple[_Table, ...], mu: np.ndarray, sigma: np.ndarray, ks: tuple[int, ...], fixed: bool,
+    hm_tables: tuple[_Table | _HashedTable, ...], mu: np.ndarray, sigma: np.ndarray, ks: tuple[int, ...], fixed: bool,
     rng: np.random.Generator, n: int,
 ) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
     """dense float32 [n, D] (log1p of counts), per-feature id arrays, lengths int32 [F, n]."""
@@ -129,9 +230,7 @@ def _sample_features(
             lengths[f] = k
         elif k > 1:
             lengths[f] = rng.integers(1, 2 * k, size=n, dtype=np.int32)
-        u = rng.random(int(lengths[f].sum()))
-        rank = np.minimum(np.searchsorted(t.cdf, u, side="right"), t.cdf.size - 1)
-        ids.append(t.rank_to_id[rank])
+        ids.append(t.draw(rng.random(int(lengths[f].sum()))))
     return dense, ids, lengths
 
 
@@ -143,14 +242,14 @@ def _parts(hm: HiddenModel | _Partial, dense: np.ndarray, ids: list[np.ndarray],
     pooled_vec: dict[int, np.ndarray] = {}
     for f, t in enumerate(hm.tables):
         if ids[f].size == n and (lengths[f] == 1).all():  # one id per sample: pooling is a gather
-            id_part += t.weight[ids[f]]
-            if t.vectors is not None:
-                pooled_vec[f] = t.vectors[ids[f]]
+            id_part += t.weight_of(ids[f])
+            if t.has_vectors:
+                pooled_vec[f] = t.vectors_of(ids[f])
         else:
             seg = np.repeat(np.arange(n), lengths[f])
-            id_part += np.bincount(seg, weights=t.weight[ids[f]], minlength=n)
-            if t.vectors is not None:
-                v = t.vectors[ids[f]]
+            id_part += np.bincount(seg, weights=t.weight_of(ids[f]), minlength=n)
+            if t.has_vectors:
+                v = t.vectors_of(ids[f])
                 pooled_vec[f] = np.stack([np.bincount(seg, weights=v[:, d], minlength=n) for d in range(PAIR_DIM)], 1)
     pair_part = np.zeros(n)
     for a, b in hm.pairs:
@@ -162,7 +261,7 @@ def _parts(hm: HiddenModel | _Partial, dense: np.ndarray, ids: list[np.ndarray],
 class _Partial:
     """The hidden model before its part scales and logit calibration are known."""
 
-    tables: tuple[_Table, ...]
+    tables: tuple[_Table | _HashedTable, ...]
     dense_mean: np.ndarray
     dense_std: np.ndarray
     dense_weight: np.ndarray
@@ -228,9 +327,7 @@ def hidden_model(
     table_rngs = [np.random.default_rng([HIDDEN_SEED, 7, f, n]) for f, n in enumerate(table_sizes)]
     tables = tuple(_zipf_table(table_rngs[f], n, exps[f], f in in_pair) for f, n in enumerate(table_sizes))
     importance = rng.uniform(0.5, 1.5, size=nf)
-    tables = tuple(
-        _Table(t.cdf, t.rank_to_id, t.weight * importance[f], t.vectors) for f, t in enumerate(tables)
-    )
+    tables = tuple(t.scaled(float(importance[f])) for f, t in enumerate(tables))
     mu = rng.uniform(-0.5, 2.5, size=num_dense)
     sigma = rng.uniform(0.5, 1.5, size=num_dense)
     dense_weight = rng.standard_normal(num_dense)
