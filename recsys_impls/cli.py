@@ -167,6 +167,12 @@ def summary_table(record: dict[str, Any]) -> str:
         ("model / embedding bytes", f"{_fmt(size.get('model_bytes'), '{:,}')} / {_fmt(size.get('embedding_bytes'))}"),
         ("peak host RSS (MiB)", _fmt((mem.get("peak_host_rss_bytes") or 0) / 2**20, "{:,.0f}")),
     ]
+    inp = record.get("input")
+    if inp:
+        wait = inp.get("wait_fraction")
+        rows.append((f"input ({inp.get('mode')}): producer samples/s, wait, verdict",
+                     f"{_fmt((inp.get('producer') or {}).get('samples_per_s'), '{:,.0f}')}, "
+                     f"{'n/a' if wait is None else f'{wait:.1%}'}, {inp.get('verdict')}"))
     energy = record.get("energy") or {}
     if "train" in energy:
         rows.append(("train energy J/1k samples", _fmt(energy["train"].get("joules_per_1k_samples"))))
