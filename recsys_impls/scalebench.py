@@ -83,10 +83,7 @@ def run_grid(presets: list[str], compressions: list[str], frameworks: list[str])
 
 
 def embedding_gb_per_s(record: dict[str, Any], phase: str) -> float | None:
-    """Embedding bytes (rows read and written) per second of the median step, from the roofline work model."""
-    roof = record.get("roofline") or {}
-    work, score = (roof.get("work") or {}).get(phase), roof.get(phase)
-    if not isinstance(work, dict) or not isinstance(score, dict) or not score.get("step_s"):
-        return None
-    emb = sum(float(work.get(k) or 0) for k in ("embedding_bytes_read", "embedding_bytes_written"))
-    return emb / score["step_s"] / 1e9 if emb else None
+    """Embedding bytes (rows read and written) per second of the median step (roofline work model)."""
+    score = (record.get("roofline") or {}).get(phase)
+    rate = score.get("embedding_bytes_per_s") if isinstance(score, dict) else None
+    return rate / 1e9 if rate else None

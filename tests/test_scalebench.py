@@ -35,3 +35,16 @@ def test_quick_job_runs_one_kaggle_cell_and_skips_the_rest_with_reasons(monkeypa
     assert sb.skip_reason(*sb.QUICK_CELL) is None
     records = sb.run_grid(["criteo-terabyte"], ["none"], ["torch"])
     assert records[("criteo-terabyte", "none", "torch")]["status"] == "skipped"
+
+
+def test_embedding_bandwidth_is_scored_against_the_measured_peak():
+    from recsys_impls.config import PRESETS, build_scenario
+    from recsys_impls.measure.roofline import roofline_section
+
+    m = build_scenario(PRESETS["criteo-kaggle"]).model
+    peaks = {"gemm_fp32_flops_per_s": 1e11, "mem_triad_bytes_per_s": 1e10}
+    sec = roofline_section(m, 2048, "sgd", "fp32", "none", 0.05, 0.01, 2048, peaks)
+    work = sec["work"]["infer"]
+    assert sec["infer"]["embedding_bytes_per_s"] == work["embedding_bytes_read"] / 0.01
+    assert sec["infer"]["embedding_bandwidth_fraction"] == pytest.approx(work["embedding_bytes_read"] / 0.01 / 1e10)
+    assert sb.embedding_gb_per_s({"roofline": sec}, "infer") == pytest.approx(work["embedding_bytes_read"] / 0.01 / 1e9)

@@ -45,6 +45,7 @@ def score(work: Work, step_seconds: float, peaks: dict[str, Any], precision: str
     peak_key, peak_flops = compute_peak(peaks, precision)
     peak_bytes = _positive(peaks, "mem_triad_bytes_per_s")
     flops, nbytes = work.flops, work.bytes_total
+    emb = work.embedding_bytes_read + work.embedding_bytes_written
     compute_s, memory_s = flops / peak_flops, nbytes / peak_bytes
     bound = "compute" if compute_s >= memory_s else "memory"
     attainable_s = max(compute_s, memory_s)
@@ -68,6 +69,10 @@ def score(work: Work, step_seconds: float, peaks: dict[str, Any], precision: str
         "compute_peak": peak_key,
         "attainable_s": attainable_s,
         "step_s": float(step_seconds),
+        # embedding rows moved per second of the whole step, against the measured bandwidth: a lower bound of
+        # the lookups' own bandwidth (the step also runs the MLPs)
+        "embedding_bytes_per_s": emb / step_seconds,
+        "embedding_bandwidth_fraction": emb / step_seconds / peak_bytes,
     }
 
 
