@@ -98,7 +98,8 @@ def train(
                              sync_each_step=sync_each, window=window, progress=progress, desc="train")
             wait_s = float(sum(pf.waits[warmup:]))
             held = {"queue_depth": depth, "max_batches_ahead": pf.max_ahead}
-        final_staged, distinct, stage_s, producer = last[0], steps, 0.0, probe.summary()
+        distinct = min(source.distinct or steps, steps)  # a loaded split rotates in the queue too
+        final_staged, stage_s, producer = last[0], 0.0, probe.summary()
     else:
         made = produce(source, range(rotation_size(source, steps)), impl.stage)
         impl.synchronize()
