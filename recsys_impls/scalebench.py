@@ -19,8 +19,9 @@ from recsys_impls.errors import UsageError
 SCALE_PRESETS = ["criteo-kaggle", "criteo-terabyte", "dlrm-v2"]
 COMPRESSIONS = ["none", "fp16", "int8", "int4"]
 FRAMEWORKS = ["torch", "tf"]
-# Rows per table that fit this suite's 24 GiB CI machine with Adagrad (pre-flight estimates: criteo-kaggle in
-# full about 11 GiB; the 1TB tables capped at 1M rows about 13 GiB); 0 = the full tables.
+# Rows per table that fit this suite's 24 GiB CI machine (pre-flight estimates: criteo-kaggle in full with SGD
+# about 6 GiB; the 1TB tables capped at 1M rows about 9 GiB with SGD, 13 GiB for dlrm-v2 with Adagrad);
+# 0 = the full tables.
 SCALE_MAX_ROWS = {"criteo-kaggle": 0, "criteo-terabyte": 1_000_000, "dlrm-v2": 1_000_000}
 MAX_ROWS_ENV = "RECSYS_SCALE_MAX_ROWS"
 TRAIN = {"steps": 200, "eval_samples": 32768, "latency_batches": 20}
