@@ -249,3 +249,16 @@ def test_large_tables_keep_no_per_row_state_and_still_follow_zipf():
     w = t.weight_of(ids[:50])
     np.testing.assert_array_equal(w, t.weight_of(ids[:50]))  # a pure function of the id
     assert t.vectors_of(ids[:50]).shape == (50, 4) and np.isfinite(w).all()
+
+
+def test_a_real_end_to_end_run_records_its_input_section():
+    from recsys_impls.runner import run_scenario
+
+    sc = _tiny(steps=6, batch_size=64, eval_samples=256, latency_batches=2, warmup_steps=1, input_mode="end-to-end")
+    record = run_scenario(sc)
+    inp = record["input"]
+    assert inp["mode"] == "end-to-end" and inp["max_batches_ahead"] <= inp["queue_depth"] + 1
+    assert 0 <= inp["wait_fraction"] <= 1 and inp["producer"]["samples_per_s"] > 0
+    assert inp["verdict"] in ("input-bound", "compute-bound", "memory-bound")
+    assert record["throughput"]["input_conversion_in_timed_window"] is True
+    assert record["train"]["timed_steps"] == 5 and record["data"]["train_samples"] == 6 * 64
