@@ -570,6 +570,35 @@ def check_memory(scenario: Scenario, available: dict[str, Any] | None = None,
 # ------------------------------------------------------------------------------------------------
 
 
+# TensorFlow's plain model keeps every table in one concatenated variable, and its size report serializes it
+# (tf.io.serialize_tensor): a tensor over 2 GiB does not fit a protobuf and the process dies (SIGSEGV in
+# memcpy, TensorFlow 2.21).
+TF_MAX_TENSOR_BYTES = 2**31 - 1
+
+
+def _cap_for(rows: list[int], dim: int, limit: int) -> int:
+    """The largest per-table row cap whose concatenated fp32 table stays within ``limit`` bytes."""
+    lo, hi = 1, max(rows)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if sum(min(n, mid) for n in rows) * dim * 4 <= limit else (lo, mid - 1)
+    return lo
+
+
+def check_framework_limits(scenario: Scenario) -> None:
+    """Shapes a framework is known to crash on, refused with the way around them."""
+    if scenario.framework != "tf" or _plan(scenario).mode in ("sharded", "ps"):
+        return
+    _, rows, _ = _data_shape(scenario)
+    dim = scenario.model.embedding_dim
+    nbytes = sum(rows) * dim * 4
+    if nbytes > TF_MAX_TENSOR_BYTES:
+        raise ScenarioUnsupported(
+            f"--framework tf: the tables concatenate into one {nbytes / 1e9:.2f} GB variable, and TensorFlow cannot "
+            f"serialize a tensor over 2 GiB (the size report crashes the process); use --max-rows "
+            f"{_cap_for(rows, dim, TF_MAX_TENSOR_BYTES)} or less, or --framework torch")
+
+
 def check(scenario: Scenario, json_path: str | None = None, allow_oversubscribe: bool = False) -> dict[str, Any]:
     """Every limit, before any allocation or process start; returns the estimate for record["preflight"].
 
@@ -580,6 +609,7 @@ def check(scenario: Scenario, json_path: str | None = None, allow_oversubscribe:
     timeout = parallel_timeout_s()
     check_parallel(scenario)
     data = check_data(scenario)
+    check_framework_limits(scenario)
     out_file = check_json_path(json_path) if json_path is not None else None
     cpu = check_cores(scenario, allow_oversubscribe)
     mem = check_memory(scenario)

@@ -14,7 +14,7 @@ from typing import Any
 
 from recsys_impls import benchsupport as bs
 from recsys_impls.config import PRESETS, build_scenario
-from recsys_impls.errors import UsageError
+from recsys_impls.errors import ScenarioUnsupported, UsageError
 
 SCALE_PRESETS = ["criteo-kaggle", "criteo-terabyte", "dlrm-v2"]
 COMPRESSIONS = ["none", "fp16", "int8", "int4"]
@@ -60,8 +60,13 @@ def skip_reason(preset: str, compression: str, framework: str) -> str | None:
         return f"framework {framework} is not installed"
     from recsys_impls import preflight
 
+    scenario = scenario_for(preset, compression, framework)
     try:
-        preflight.check_memory(scenario_for(preset, compression, framework))
+        preflight.check_framework_limits(scenario)
+    except ScenarioUnsupported as exc:
+        return str(exc)
+    try:
+        preflight.check_memory(scenario)
     except UsageError as exc:
         return f"not enough memory on this machine: {exc}"
     return None

@@ -262,3 +262,16 @@ def test_a_real_end_to_end_run_records_its_input_section():
     assert inp["verdict"] in ("input-bound", "compute-bound", "memory-bound")
     assert record["throughput"]["input_conversion_in_timed_window"] is True
     assert record["train"]["timed_steps"] == 5 and record["data"]["train_samples"] == 6 * 64
+
+
+def test_tensorflow_is_refused_a_concatenated_table_over_2_gib_with_a_cap_that_fits():
+    from recsys_impls.errors import ScenarioUnsupported
+
+    tf_kaggle = replace(build_scenario(PRESETS["criteo-kaggle"]), framework="tf")
+    with pytest.raises(ScenarioUnsupported, match="--max-rows") as exc:
+        preflight.check_framework_limits(tf_kaggle)
+    cap = int(str(exc.value).split("--max-rows ")[1].split()[0])
+    capped = replace(tf_kaggle, model=replace(tf_kaggle.model, max_rows=cap))
+    preflight.check_framework_limits(capped)  # fits now
+    assert sum(capped.model.capped_table_sizes()) * 16 * 4 <= preflight.TF_MAX_TENSOR_BYTES
+    preflight.check_framework_limits(replace(tf_kaggle, framework="torch"))
