@@ -251,8 +251,12 @@ def test_large_tables_keep_no_per_row_state_and_still_follow_zipf():
     assert t.vectors_of(ids[:50]).shape == (50, 4) and np.isfinite(w).all()
 
 
-def test_a_real_end_to_end_run_records_its_input_section():
+def test_a_real_end_to_end_run_records_its_input_section(monkeypatch):
+    from recsys_impls.measure import peaks
     from recsys_impls.runner import run_scenario
+
+    monkeypatch.setattr(peaks, "machine_peaks", lambda *a, **k: {  # no peak measurement in a unit test
+        "gemm_fp32_flops_per_s": 1e11, "gemm_bf16_flops_per_s": 1e11, "mem_triad_bytes_per_s": 1e10})
 
     sc = _tiny(steps=6, batch_size=64, eval_samples=256, latency_batches=2, warmup_steps=1, input_mode="end-to-end")
     record = run_scenario(sc)
