@@ -85,6 +85,7 @@ def train(
     sync_each = sync_each_step_on(impl.scenario.device.device)
     if mode == "end-to-end":
         probe = produce(source, range(min(PRODUCER_PROBE_BATCHES, steps)), impl.stage)
+        producer = probe.summary()
         probe.items.clear()
         last: list[Any] = []
 
@@ -99,7 +100,7 @@ def train(
             wait_s = float(sum(pf.waits[warmup:]))
             held = {"queue_depth": depth, "max_batches_ahead": pf.max_ahead}
         distinct = min(source.distinct or steps, steps)  # a loaded split rotates in the queue too
-        final_staged, stage_s, producer = last[0], 0.0, probe.summary()
+        final_staged, stage_s = last[0], 0.0
     else:
         made = produce(source, range(rotation_size(source, steps)), impl.stage)
         impl.synchronize()

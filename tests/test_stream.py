@@ -152,6 +152,7 @@ def test_end_to_end_reports_the_wait_on_a_slow_producer(stream):
     out = train(_FakeImpl(), _Counted(stream, delay_s=0.01), warmup_steps=1, steps=12, mode="end-to-end")
     inp = out["input"]
     assert inp["mode"] == "end-to-end" and inp["queue_depth"] >= 1
+    assert inp["producer"]["batches"] == 8 and inp["producer"]["samples"] == 8 * 32
     assert inp["wait_fraction"] > 0.5, inp  # a no-op step waits for nearly every batch
     assert input_verdict("end-to-end", inp["wait_fraction"], None, None, "compute")["verdict"] == "input-bound"
 
