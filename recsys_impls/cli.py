@@ -14,6 +14,7 @@ from typing import Any
 from recsys_impls.config import (
     COMPILE_MODES,
     FRAMEWORKS,
+    INPUT_MODES,
     MAX_THREADS,
     OPTIMIZERS,
     PRECISIONS,
@@ -39,7 +40,11 @@ def _add_scenario_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default=None, help="synthetic (default), movielens, or a path to a Criteo TSV (.gz ok)")
     p.add_argument("--config", default=None, help="TOML or JSON file with model/data/train keys; flags override it")
     p.add_argument("--preset", default=None, choices=sorted(PRESETS), help="a named model shape (see `list`)")
-    p.add_argument("--steps", type=int, default=None, help="training steps (one fresh batch each)")
+    p.add_argument("--steps", type=int, default=None, help="training steps")
+    p.add_argument("--input", default=None, choices=list(INPUT_MODES),
+                   help="compute-only (default): a bounded set of staged batches rotates in the timed window; "
+                        "end-to-end: the input pipeline produces every batch inside it")
+    p.add_argument("--max-rows", type=int, default=None, help="cap every table at N rows (ids hashed into it)")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--eval-samples", type=int, default=None)
     p.add_argument("--seed", type=int, default=None)
@@ -127,6 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 _FLAG_TO_KEY = {
     "steps": ("train", "steps"),
+    "input": ("train", "input_mode"),
+    "max_rows": ("model", "max_rows"),
     "batch_size": ("train", "batch_size"),
     "eval_samples": ("train", "eval_samples"),
     "seed": ("train", "seed"),
@@ -207,6 +214,12 @@ def summary_table(record: dict[str, Any]) -> str:
         ("model / embedding bytes", f"{_fmt(size.get('model_bytes'), '{:,}')} / {_fmt(size.get('embedding_bytes'))}"),
         ("peak host RSS (MiB)", _fmt((mem.get("peak_host_rss_bytes") or 0) / 2**20, "{:,.0f}")),
     ]
+    inp = record.get("input")
+    if inp:
+        wait = inp.get("wait_fraction")
+        rows.append((f"input ({inp.get('mode')}): producer samples/s, wait, verdict",
+                     f"{_fmt((inp.get('producer') or {}).get('samples_per_s'), '{:,.0f}')}, "
+                     f"{'n/a' if wait is None else f'{wait:.1%}'}, {inp.get('verdict')}"))
     energy = record.get("energy") or {}
     if "train" in energy:
         rows.append(("train energy J/1k samples", _fmt(energy["train"].get("joules_per_1k_samples"))))

@@ -23,6 +23,15 @@ FRAMEWORKS = ("torch", "tf")
 OPTIMIZERS = ("sgd", "adagrad")
 PRECISIONS = ("fp32", "tf32", "amp-fp16", "amp-bf16")
 COMPILE_MODES = ("none", "torch-compile", "torch-compile-max-autotune", "cuda-graphs", "xla")
+# compute-only: a bounded set of distinct batches staged before the timed window, rotated (kernel-level
+# comparisons); end-to-end: every batch produced by the input pipeline inside the window.
+INPUT_MODES = ("compute-only", "end-to-end")
+# compute-only: at most this many bytes of distinct batches are staged (never more than the steps), so small
+# runs keep one fresh batch per step and long ones rotate with flat memory.
+ROTATION_BYTES = 128 << 20
+PREFETCH_DEPTH = 4  # end-to-end: batches the input worker may run ahead of the training loop
+# uniform: a bag of 1..2k-1 ids (mean k); fixed: exactly k ids (MLPerf's materialised multi-hot Criteo).
+BAG_DISTRIBUTIONS = ("uniform", "fixed")
 
 # Ranges of the values a scenario accepts (beyond them a run cannot work: a thread pool of 100000
 # segfaults PyTorch, a negative seed is refused by numpy, an id past int64 overflows).
@@ -49,6 +58,7 @@ _FLAGS = {
     ("scenario", "framework"): "--framework", ("scenario", "compression"): "--compression",
     ("scenario", "parallel"): "--parallel", ("scenario", "straggler"): "--straggler",
     ("scenario", "balance"): "--balance", ("data", "hot_table"): "--hot-table", ("model", "arch"): "--model",
+    ("train", "input_mode"): "--input", ("model", "max_rows"): "--max-rows",
 }
 
 
@@ -183,10 +193,22 @@ class ModelConfig:
     tower_mlp: tuple[int, ...] = ()
     temperature: float = 0.05
     negatives: int = 4
+    # Mean ids per sample of each table (multi-hot pooling factors); empty: ids_per_feature for every table.
+    bag_sizes: tuple[int, ...] = ()
+    # Cap on every table's rows (0: none); ids are hashed into the cap. Applied by data.loader.prepare.
+    max_rows: int = 0
 
     @property
     def num_tables(self) -> int:
         return len(self.table_sizes)
+
+    def ids_per_table(self) -> tuple[int, ...]:
+        """Mean ids per sample of each table."""
+        return self.bag_sizes or (self.ids_per_feature,) * self.num_tables
+
+    def capped_table_sizes(self) -> tuple[int, ...]:
+        """Rows of each table once ``max_rows`` is applied."""
+        return tuple(min(n, self.max_rows) for n in self.table_sizes) if self.max_rows else self.table_sizes
 
     @property
     def spec(self):  # noqa: ANN201 - models.ModelSpec (imported lazily: the registry imports this module)
@@ -204,6 +226,12 @@ class ModelConfig:
         _int_in("model", "num_dense", self.num_dense, 1, MAX_COUNT)
         _int_in("model", "embedding_dim", self.embedding_dim, 1, MAX_COUNT)
         _int_in("model", "ids_per_feature", self.ids_per_feature, 1, 10_000)
+        _int_in("model", "max_rows", self.max_rows, 0, MAX_TABLE_ROWS)
+        if not isinstance(self.bag_sizes, tuple) or self.bag_sizes and len(self.bag_sizes) != len(self.table_sizes):
+            raise _bad("model", "bag_sizes", self.bag_sizes,
+                       f"an empty list or one mean bag size per table ({len(self.table_sizes)} tables)")
+        for i, k in enumerate(self.bag_sizes):
+            _int_in("model", "bag_sizes", k, 1, 10_000, label=f"bag_sizes[{i}]")
         if not isinstance(self.table_sizes, tuple) or not 1 <= len(self.table_sizes) <= MAX_TABLES:
             raise _bad("model", "table_sizes", self.table_sizes,
                        f"a list of 1 to {MAX_TABLES} table sizes (rows), e.g. [100000, 5000]")
@@ -233,6 +261,7 @@ class TrainConfig:
     warmup_steps: int = 5
     latency_batches: int = 50
     latency_batch_size: int = 64
+    input_mode: str = "compute-only"  # INPUT_MODES
 
     def validate(self) -> None:
         _int_in("train", "batch_size", self.batch_size, 1, MAX_COUNT)
@@ -243,6 +272,7 @@ class TrainConfig:
         _int_in("train", "warmup_steps", self.warmup_steps, 0, MAX_STEPS)
         _int_in("train", "seed", self.seed, 0, MAX_SEED)
         _choice("train", "optimizer", self.optimizer, OPTIMIZERS)
+        _choice("train", "input_mode", self.input_mode, INPUT_MODES)
         _number_in("train", "learning_rate", self.learning_rate, MAX_LEARNING_RATE)
 
 
@@ -254,6 +284,9 @@ class DataConfig:
     zipf_exponent: float = 1.05
     skip_bad_lines: bool = False
     hot_table: str = "none"  # "F:SHARE": synthetic table F takes SHARE of all lookups (parallel/faults.py)
+    # Synthetic data: per-table Zipf exponents (empty: zipf_exponent for every table) and bag-size law.
+    zipf_exponents: tuple[float, ...] = ()
+    bag_distribution: str = "uniform"
 
     def validate(self) -> None:
         check_data_source(self.source)
@@ -263,8 +296,17 @@ class DataConfig:
             raise UsageError(f"--hot-table {_text(self.hot_table)} with --data {_text(self.source)}: the hot table "
                              "skews synthetic ids only; accepted: --data synthetic, or --hot-table none")
         _number_in("data", "zipf_exponent", self.zipf_exponent, MAX_ZIPF_EXPONENT)
+        if not isinstance(self.zipf_exponents, tuple):
+            raise _bad("data", "zipf_exponents", self.zipf_exponents, "a list of numbers, one per table")
+        for s in self.zipf_exponents:
+            _number_in("data", "zipf_exponents", s, MAX_ZIPF_EXPONENT)
+        _choice("data", "bag_distribution", self.bag_distribution, BAG_DISTRIBUTIONS)
         if not isinstance(self.skip_bad_lines, bool):
             raise _bad("data", "skip_bad_lines", self.skip_bad_lines, "true or false")
+
+    def exponents(self, num_tables: int) -> tuple[float, ...]:
+        """The Zipf exponent of each table."""
+        return tuple(float(s) for s in self.zipf_exponents) or (float(self.zipf_exponent),) * num_tables
 
     @property
     def name(self) -> str:
@@ -319,6 +361,9 @@ class Scenario:
         self.train.validate()
         self.data.validate()
         self.device.validate()
+        if self.data.zipf_exponents and len(self.data.zipf_exponents) != self.model.num_tables:
+            raise _bad("data", "zipf_exponents", list(self.data.zipf_exponents),
+                       f"an empty list or one exponent per table ({self.model.num_tables} tables)")
         from recsys_impls.compression.spec import parse_compression  # numpy-free, cheap
         from recsys_impls.parallel.spec import parse_parallel  # numpy-free, cheap
 
@@ -463,6 +508,11 @@ def _as_int(section: str, key: str, value: Any, what: str) -> int:
 
 def _coerce(section: str, key: str, value: Any, default: Any) -> Any:
     """Turn config values into the dataclass field's type, with a one-line error; no silent coercion."""
+    if isinstance(default, tuple) and (section, key) == ("data", "zipf_exponents"):
+        if not isinstance(value, (list, tuple)) or any(isinstance(v, bool) or not isinstance(v, (int, float))
+                                                       for v in value):
+            raise _bad(section, key, value, "a list of numbers without quotes, one per table")
+        return tuple(float(v) for v in value)
     if isinstance(default, tuple):
         what = "a list of integers"
         if not isinstance(value, (list, tuple)):
@@ -537,7 +587,63 @@ def build_scenario(overrides: dict[str, dict[str, Any]] | None = None, base: Sce
     return built
 
 
+# Production shapes. Cardinalities are public facts: the Criteo Kaggle (Display Advertising Challenge) counts
+# as the DLRM reference (facebookresearch/dlrm) reports them for its Kaggle run, and the Criteo 1TB counts
+# after MLPerf's hashing into at most 40M rows per table (dlrm --max-ind-range=40000000, the MLPerf DLRM and
+# DLRM-DCNv2 training benchmarks).
+CRITEO_KAGGLE_TABLES = [
+    1460, 583, 10131227, 2202608, 305, 24, 12517, 633, 3, 93145, 5683, 8351593, 3194,
+    27, 14992, 5461306, 10, 5652, 2173, 4, 7046547, 18, 15, 286181, 105, 142572,
+]
+CRITEO_TB_40M_TABLES = [
+    39884406, 39043, 17289, 7420, 20263, 3, 7120, 1543, 63, 38532951, 2953546, 403346, 10,
+    2208, 11938, 155, 4, 976, 14, 39979771, 25641295, 39664984, 585935, 12972, 108, 36,
+]
+# MLPerf Training DLRM-DCNv2 multi-hot Criteo: ids per sample of each table (its materialised dataset holds
+# exactly this many per sample, 214 in all; the extra ids of a bag are drawn uniformly near the one-hot id).
+MLPERF_MULTI_HOT_SIZES = [3, 2, 1, 2, 6, 1, 1, 1, 1, 7, 3, 8, 1, 6, 9, 5, 1, 1, 1, 12, 100, 27, 10, 3, 1, 1]
+
+
+def criteo_zipf_exponents(table_sizes: list[int]) -> list[float]:
+    """Per-table Zipf exponents for the Criteo-shaped presets: an assumption, not a fit.
+
+    No per-table skew figures are published for Criteo and its raw logs cannot be downloaded here, so the
+    rule only encodes the qualitative fact that id-like features (millions of values) have a few very hot
+    ids and a long tail, while small categorical features (devices, categories) are closer to uniform:
+    1.1 above 1M rows, 1.05 (this suite's default) from 10k to 1M, 0.9 below 10k.
+    """
+    return [1.1 if n > 1_000_000 else 1.05 if n >= 10_000 else 0.9 for n in table_sizes]
+
+
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    # The DLRM reference's Kaggle configuration: D=16, bottom 13-512-256-64-16, top 512-256-1;
+    # 33.76M rows, 2.16 GB of fp32 tables. Bags: one id per table (Kaggle is one-hot). SGD at lr 0.1, the
+    # reference's Kaggle optimizer (no optimizer state beside the tables).
+    "criteo-kaggle": {
+        "model": {"num_dense": 13, "table_sizes": CRITEO_KAGGLE_TABLES, "embedding_dim": 16,
+                  "bottom_mlp": [512, 256, 64, 16], "top_mlp": [512, 256, 1], "ids_per_feature": 1},
+        "data": {"zipf_exponents": criteo_zipf_exponents(CRITEO_KAGGLE_TABLES)},
+        "train": {"batch_size": 2048, "optimizer": "sgd", "learning_rate": 0.1},
+    },
+    # MLPerf DLRM (v1) on Criteo 1TB: D=128, bottom 13-512-256-128, top 1024-1024-512-256-1; 187.8M rows,
+    # 96.1 GB of fp32 tables: run it with --max-rows on a small machine. SGD (MLPerf v1's optimizer) at lr 0.1:
+    # MLPerf's 1.0 relies on a learning-rate warm-up this suite does not have.
+    "criteo-terabyte": {
+        "model": {"num_dense": 13, "table_sizes": CRITEO_TB_40M_TABLES, "embedding_dim": 128,
+                  "bottom_mlp": [512, 256, 128], "top_mlp": [1024, 1024, 512, 256, 1], "ids_per_feature": 1},
+        "data": {"zipf_exponents": criteo_zipf_exponents(CRITEO_TB_40M_TABLES)},
+        "train": {"batch_size": 2048, "optimizer": "sgd", "learning_rate": 0.1},
+    },
+    # MLPerf DLRM-DCNv2's tables and multi-hot bags (exactly MLPERF_MULTI_HOT_SIZES ids per sample), D=128.
+    # Dense part: the DLRM dot interaction with MLPerf v1's MLPs until a DCNv2 model exists in this suite.
+    # Adagrad at lr 0.005, as MLPerf DLRM-DCNv2's reference trains.
+    "dlrm-v2": {
+        "model": {"num_dense": 13, "table_sizes": CRITEO_TB_40M_TABLES, "embedding_dim": 128,
+                  "bottom_mlp": [512, 256, 128], "top_mlp": [1024, 1024, 512, 256, 1], "ids_per_feature": 1,
+                  "bag_sizes": MLPERF_MULTI_HOT_SIZES},
+        "data": {"zipf_exponents": criteo_zipf_exponents(CRITEO_TB_40M_TABLES), "bag_distribution": "fixed"},
+        "train": {"batch_size": 2048, "optimizer": "adagrad", "learning_rate": 0.005},
+    },
     # The shape of the DLRM reference script's random-data benchmark (facebookresearch/dlrm), so the two
     # can be timed side by side on the same work.
     "dlrm-ref": {

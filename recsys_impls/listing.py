@@ -10,6 +10,9 @@ _OPTIMIZER_NOTES = {
 }
 
 
+_PER_TABLE = ("table_sizes", "zipf_exponents", "bag_sizes")
+
+
 def _section(title: str, rows: list[tuple[str, str]]) -> str:
     width = max((len(a) for a, _ in rows), default=0)
     return "\n".join([title, *(f"  {a.ljust(width)}  {b}" for a, b in rows)])
@@ -48,8 +51,14 @@ def render() -> str:
         ]),
         _section("presets (--preset)", [
             (name, ", ".join(f"{k}={v}" for sec in p.values() for k, v in sec.items()
-                             if k != "table_sizes") + f", {len(p['model'].get('table_sizes', []))} tables")
+                             if k not in _PER_TABLE) + f", {len(p['model'].get('table_sizes', []))} tables"
+             + f" ({sum(p['model'].get('table_sizes', [])):,} rows)"
+             + ("".join(f", per-table {k}" for sec in p.values() for k in sec if k in _PER_TABLE[1:])))
             for name, p in PRESETS.items()
+        ]),
+        _section("input (--input; --max-rows N caps every table)", [
+            ("compute-only", "a bounded set of distinct batches staged before the timed window, rotated (default)"),
+            ("end-to-end", "a worker thread produces and stages every batch into a bounded queue inside the window"),
         ]),
         _section("optimizers (--optimizer)", [(o, _OPTIMIZER_NOTES[o]) for o in OPTIMIZERS]),
         _section("compression (--compression, comma-separated to combine)",

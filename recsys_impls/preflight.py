@@ -5,13 +5,15 @@ kill, 66 processes on two cores, a segfault in a thread pool, or a record lost b
 path was a directory. ``check`` raises UsageError (or ScenarioUnsupported for a valid combination a
 mode cannot run), one line, exit code 2, on:
 
-* memory: an estimate of the run's peak host memory (tables at their element size, the seeded initial
-  values copied in, optimizer state, the data splits and their per-step slices, staged batches,
-  activations, the data source's working set, each framework's own footprint; per process, times the
+* memory: an estimate of the run's peak host memory (tables at their element size (after ``--max-rows``),
+  the seeded initial values copied in, optimizer state, the data splits and their per-step slices (a
+  streaming run: one batch and its bounded rotation or prefetch queue), staged batches, activations, the
+  data source's working set, each framework's own footprint; per process, times the
   processes a distributed mode starts) above what is available (``MemAvailable`` in /proc/meminfo and
   the cgroup memory limit, whichever is lower). The message gives both figures and the largest parts.
-  The estimate is deliberately simple arithmetic (no allocation, no framework import); it is returned
-  so the record can carry it beside the measured peak.
+  A CUDA run's tables, optimizer state, activations and staged batches are also checked against the
+  device's free memory (NVML). The estimate is deliberately simple arithmetic (no allocation, no framework
+  import); it is returned so the record can carry it beside the measured peak.
 * cores: busy threads (trainer processes x intra-op threads each) above ``OVERSUBSCRIBE_FACTOR`` x
   the cores this process may run on (``os.sched_getaffinity`` and the cgroup CPU quota), unless the
   caller allows oversubscription (``--oversubscribe``: multi-node or deliberate runs). TensorFlow's
@@ -40,6 +42,8 @@ from typing import Any
 from recsys_impls.config import (
     MAX_THREADS,
     PARALLEL_TIMEOUT_ENV,
+    PREFETCH_DEPTH,
+    ROTATION_BYTES,
     Scenario,
     is_pipe,
     parallel_timeout_s,
@@ -64,6 +68,8 @@ MOVIELENS = {"ratings": 100_000, "eval_fraction": 0.2, "rows": 2_700, "tables": 
 # the largest table is built (about 150 B per row).
 SYNTH_KEPT_PER_ROW, SYNTH_VECTOR_PER_ROW, SYNTH_BUILD_PER_ROW = 24, 32, 150
 SYNTH_PAIRED_TABLES = 16  # NUM_PAIRS = 8 pairs of tables at most
+# Tables above this many rows keep no per-row generator state (synthetic.LARGE_TABLE_ROWS).
+SYNTH_LARGE_TABLE_ROWS = 1 << 20
 ACTIVATION_COPIES = 3  # forward outputs, their gradients, temporaries
 
 
@@ -353,8 +359,25 @@ def _data_shape(scenario: Scenario) -> tuple[int, list[int], float]:
         per = MOVIELENS["rows"] // MOVIELENS["tables"]
         return MOVIELENS["dense"], [per] * MOVIELENS["tables"], float(MOVIELENS["ids_per_sample"])
     m = scenario.model
-    k = 1.0 if scenario.data.source != "synthetic" else float(m.ids_per_feature)  # synthetic bags: mean k
-    return m.num_dense, list(m.table_sizes), k * m.num_tables
+    rows = list(m.capped_table_sizes())
+    if scenario.data.source != "synthetic":
+        return m.num_dense, rows, float(m.num_tables)
+    return m.num_dense, rows, float(sum(m.ids_per_table()))  # synthetic bags: their mean sizes
+
+
+def streams(scenario: Scenario) -> bool:
+    """Whether the run draws its training batches on demand (runner path, synthetic data) instead of
+    loading steps x batch_size samples first."""
+    return scenario.data.source == "synthetic" and not _plan(scenario).distributed
+
+
+def staged_train_batches(scenario: Scenario, batch_bytes: int) -> int:
+    """Training batches a streaming run holds staged at once: the compute-only rotation (``ROTATION_BYTES``
+    of them, at most the steps) or, end-to-end, the queue plus the one in production and the one training."""
+    steps = scenario.train.steps
+    if scenario.train.input_mode == "end-to-end":
+        return min(steps, PREFETCH_DEPTH + 2)
+    return max(1, min(steps, ROTATION_BYTES // max(batch_bytes, 1)))
 
 
 def _samples(scenario: Scenario) -> tuple[int, int]:
@@ -406,8 +429,8 @@ def estimate_memory(scenario: Scenario) -> dict[str, Any]:
     act_per_sample = 4 * (dense + sum(m.bottom_mlp) + (f + 1) * dim + (f + 1) ** 2 + m.interaction_dim
                           + sum(m.top_mlp) + cross) + ids * dim * 4
     if scenario.data.source == "synthetic":
-        largest = sorted(rows, reverse=True)
-        source_bytes = (SYNTH_KEPT_PER_ROW * sum(rows) + SYNTH_VECTOR_PER_ROW * sum(largest[:SYNTH_PAIRED_TABLES])
+        largest = sorted((r for r in rows if r <= SYNTH_LARGE_TABLE_ROWS), reverse=True) or [0]
+        source_bytes = (SYNTH_KEPT_PER_ROW * sum(largest) + SYNTH_VECTOR_PER_ROW * sum(largest[:SYNTH_PAIRED_TABLES])
                         + SYNTH_BUILD_PER_ROW * largest[0] + 2 * 32768 * sample)  # + the calibration pilot
     elif scenario.data.source == "movielens":
         source_bytes = MOVIELENS["parse_bytes"]
@@ -415,23 +438,38 @@ def estimate_memory(scenario: Scenario) -> dict[str, Any]:
         source_bytes = TSV_READER_BYTES
     shard = n if plan.mode in ("sharded", "ps") else 1
     on_device = scenario.device.device != "cpu"
+    streamed = streams(scenario)
+    if streamed:  # one batch for the data facts; the staged rotation or queue instead of the whole split
+        train_data = t.batch_size * sample
+        staged_train = staged_train_batches(scenario, t.batch_size * sample) * t.batch_size * staged_sample
+    else:
+        # the split as loaded, and its per-step batches (every rank of a distributed run loads the whole
+        # split, cuts it into global batches and keeps its slice of each)
+        train_data = 2 * n_train * sample
+        staged_train = n_train * staged_sample // n
+    staged = staged_train + n_eval * staged_sample // n
+    activations = ACTIVATION_COPIES * local_batch * act_per_sample
     trainer = {
         "framework": PYTHON_BYTES + FRAMEWORK_BYTES.get(scenario.framework, 0),
         "data_source": source_bytes,
-        # the split as loaded, and its per-step batches (every rank of a distributed run loads the whole
-        # split, cuts it into global batches and keeps its slice of each)
-        "train_data": 2 * n_train * sample,
+        "train_data": train_data,
         "eval_data": n_eval * sample * 2,
-        "staged_batches": 0 if on_device else (n_train + n_eval) * staged_sample // n,
-        # seeded numpy initial values (float64 while drawn, for the largest table) copied into the framework
-        "initial_values": table_bytes + 8 * max(rows) * dim,
+        "staged_batches": 0 if on_device else staged,
+        # seeded numpy initial values (float64 while drawn, for the largest table) copied into the framework;
+        # TensorFlow's concatenated table also stacks them into one array first (measured at criteo-kaggle
+        # capped at 4M rows: 5.5 GiB peak for 1.2 GB of tables)
+        "initial_values": table_bytes * (2 if scenario.framework == "tf" else 1) + 8 * max(rows) * dim,
         "tables": 0 if on_device else table_bytes // shard,
         "optimizer_state": 0 if on_device or not adagrad else table_bytes // shard + mlp,
         "mlp": mlp * 2,
-        "activations": 0 if on_device else ACTIVATION_COPIES * local_batch * act_per_sample,
+        "activations": 0 if on_device else activations,
         # a compressed run also holds the trained weights' copy and their stored (compressed) form
         "compression_copies": 2 * table_bytes if scenario.compression not in ("", "none") else 0,
     }
+    device_parts = {
+        "tables": table_bytes // shard, "optimizer_state": table_bytes // shard if adagrad else 0,
+        "mlp": mlp * 2 + (mlp if adagrad else 0), "activations": activations, "staged_batches": staged,
+    } if on_device else None
     if scenario.framework == "tf" and plan.mode in ("sharded", "ps"):
         # the chief loads and stages the data; the workers run steps; the ps hold the table shards
         chief = dict(trainer, tables=0, optimizer_state=0)
@@ -455,8 +493,11 @@ def estimate_memory(scenario: Scenario) -> dict[str, Any]:
         "components": dict(sorted(components.items(), key=lambda kv: -kv[1])),
         "processes": {kind: {"count": count, "bytes_each": int(sum(parts.values()))}
                       for kind, (count, parts) in per_kind.items()},
-        "train_samples": n_train, "eval_samples": n_eval,
-        "device_memory": "not checked" if on_device else "cpu run: everything is host memory",
+        "train_samples": n_train, "eval_samples": n_eval, "streamed_input": streamed,
+        "input_mode": t.input_mode, "table_rows": sum(rows), "table_bytes": table_bytes,
+        "device": ({"bytes": sum(device_parts.values()), "components": device_parts, "per_process": True}
+                   if device_parts else None),
+        "device_memory": "estimated per process" if on_device else "cpu run: everything is host memory",
     }
 
 
@@ -470,27 +511,92 @@ def _size(n: float) -> str:
 
 _HINTS = {
     "train_data": "--steps x --batch-size", "staged_batches": "--steps x --batch-size", "eval_data": "--eval-samples",
-    "activations": "--batch-size", "tables": "table_sizes x embedding_dim", "initial_values": "table_sizes",
-    "optimizer_state": "table_sizes (or --optimizer sgd)", "data_source": "table_sizes",
-    "compression_copies": "table_sizes", "framework": "the number of processes",
+    "activations": "--batch-size", "tables": "table_sizes x embedding_dim (or --max-rows)",
+    "initial_values": "table_sizes (or --max-rows)", "optimizer_state": "table_sizes (or --optimizer sgd)",
+    "data_source": "table_sizes (or --max-rows)", "compression_copies": "table_sizes (or --max-rows)",
+    "framework": "the number of processes", "mlp": "the MLP widths",
 }
 
 
-def check_memory(scenario: Scenario, available: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The estimate, or a UsageError naming it, what is available, and the largest parts."""
+def available_device_memory(device: str, nvml: Any | None = None) -> dict[str, Any]:
+    """Free bytes on the CUDA device a run will use (NVML, ``cuda:N`` among the visible devices), or None
+    with the reason. NVML is imported lazily and only for a device run."""
+    from recsys_impls.measure.nvml import open_nvml
+
+    mod, handles, reason = open_nvml(nvml)
+    if mod is None:
+        return {"bytes": None, "source": f"not checked: {reason}"}
+    try:
+        index = int(device.split(":", 1)[1]) if ":" in device else 0
+        if not 0 <= index < len(handles):
+            return {"bytes": None, "source": f"not checked: {device} is not among the {len(handles)} visible GPU(s)"}
+        free = int(mod.nvmlDeviceGetMemoryInfo(handles[index][1]).free)
+        return {"bytes": free, "source": f"NVML free memory of GPU {handles[index][0]}"}
+    except Exception as exc:  # noqa: BLE001 - unknown free memory is not a reason to refuse
+        return {"bytes": None, "source": f"not checked: NVML {type(exc).__name__}: {exc}"[:200]}
+    finally:
+        try:
+            mod.nvmlShutdown()
+        except Exception:  # noqa: BLE001, S110
+            pass
+
+
+def _refuse(what: str, total: int, components: dict[str, int], avail: dict[str, Any]) -> UsageError:
+    top = sorted(components.items(), key=lambda kv: -kv[1])[:3]
+    parts = ", ".join(f"{k} {_size(v)}" for k, v in top)
+    levers = ", ".join(dict.fromkeys(_HINTS.get(k, k) for k, _ in top[:2]))
+    return UsageError(f"estimated peak {what} {_size(total)} ({parts}) exceeds the {_size(avail['bytes'])} "
+                      f"available ({avail['source']}); lower {levers}")
+
+
+def check_memory(scenario: Scenario, available: dict[str, Any] | None = None,
+                 device_available: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The estimate, or a UsageError naming it, what is available, and the largest parts: host memory
+    always, and device memory for a CUDA run (per process, against the device's free memory)."""
     est = estimate_memory(scenario)
     avail = available or available_memory()
     est["available_bytes"], est["available_source"] = avail["bytes"], avail["source"]
     if avail["bytes"] is not None and est["bytes"] > avail["bytes"]:
-        top = list(est["components"].items())[:3]
-        parts = ", ".join(f"{k} {_size(v)}" for k, v in top)
-        levers = ", ".join(dict.fromkeys(_HINTS.get(k, k) for k, _ in top[:2]))
-        raise UsageError(f"estimated peak memory {_size(est['bytes'])} ({parts}) exceeds the {_size(avail['bytes'])} "
-                         f"available ({avail['source']}); lower {levers}")
+        raise _refuse("memory", est["bytes"], est["components"], avail)
+    dev = est.get("device")
+    if dev is not None and scenario.device.device.startswith("cuda"):
+        d_avail = device_available or available_device_memory(scenario.device.device)
+        dev["available_bytes"], dev["available_source"] = d_avail["bytes"], d_avail["source"]
+        if d_avail["bytes"] is not None and dev["bytes"] > d_avail["bytes"]:
+            raise _refuse(f"device memory on {scenario.device.device}", dev["bytes"], dev["components"], d_avail)
     return est
 
 
 # ------------------------------------------------------------------------------------------------
+
+
+# TensorFlow's plain model keeps every table in one concatenated variable, and its size report serializes it
+# (tf.io.serialize_tensor): a tensor over 2 GiB does not fit a protobuf and the process dies (SIGSEGV in
+# memcpy, TensorFlow 2.21).
+TF_MAX_TENSOR_BYTES = 2**31 - 1
+
+
+def _cap_for(rows: list[int], dim: int, limit: int) -> int:
+    """The largest per-table row cap whose concatenated fp32 table stays within ``limit`` bytes."""
+    lo, hi = 1, max(rows)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if sum(min(n, mid) for n in rows) * dim * 4 <= limit else (lo, mid - 1)
+    return lo
+
+
+def check_framework_limits(scenario: Scenario) -> None:
+    """Shapes a framework is known to crash on, refused with the way around them."""
+    if scenario.framework != "tf" or _plan(scenario).mode in ("sharded", "ps"):
+        return
+    _, rows, _ = _data_shape(scenario)
+    dim = scenario.model.embedding_dim
+    nbytes = sum(rows) * dim * 4
+    if nbytes > TF_MAX_TENSOR_BYTES:
+        raise ScenarioUnsupported(
+            f"--framework tf: the tables concatenate into one {nbytes / 1e9:.2f} GB variable, and TensorFlow cannot "
+            f"serialize a tensor over 2 GiB (the size report crashes the process); use --max-rows "
+            f"{_cap_for(rows, dim, TF_MAX_TENSOR_BYTES)} or less, or --framework torch")
 
 
 def check(scenario: Scenario, json_path: str | None = None, allow_oversubscribe: bool = False) -> dict[str, Any]:
@@ -503,6 +609,7 @@ def check(scenario: Scenario, json_path: str | None = None, allow_oversubscribe:
     timeout = parallel_timeout_s()
     check_parallel(scenario)
     data = check_data(scenario)
+    check_framework_limits(scenario)
     out_file = check_json_path(json_path) if json_path is not None else None
     cpu = check_cores(scenario, allow_oversubscribe)
     mem = check_memory(scenario)

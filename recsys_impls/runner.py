@@ -1,8 +1,9 @@
 """Run one single-process scenario end to end and return its record.
 
 ``recsys_impls.execute`` decides how a scenario runs and calls this for single-process (plain,
-threaded and compressed) scenarios: load data, build the implementation, stage batches (outside the
-timed window), train, evaluate, time inference and single-batch latency through the one timed loop
+threaded and compressed) scenarios: load data, build the implementation, train on a stream of batches
+(``data.stream``: a bounded rotation staged before the window, or a bounded prefetch queue inside it),
+evaluate, time inference and single-batch latency through the one timed loop
 (``measure.loop``), and collect size, memory, energy and the environment fingerprint. Measurement
 wraps the implementation from outside.
 """
@@ -17,10 +18,11 @@ import numpy as np
 
 from recsys_impls import metrics, threads
 from recsys_impls.base import Recommender
-from recsys_impls.config import Scenario
+from recsys_impls.config import ROTATION_BYTES, Scenario
 from recsys_impls.data.batch import Batch
 from recsys_impls.data.dataset import Dataset
 from recsys_impls.data.loader import prepare
+from recsys_impls.data.stream import DEFAULT_DEPTH, BatchSource, LoadedBatches, Prefetcher, produce, training_source
 from recsys_impls.errors import UsageError
 from recsys_impls.measure import fingerprint, host, nvml, roofline, timing
 from recsys_impls.measure.loop import sync_each_step_on, timed_loop
@@ -48,21 +50,80 @@ def training_schedule(train: Batch, batch_size: int, steps: int) -> tuple[list[B
     return schedule, steps / len(batches)
 
 
+PRODUCER_PROBE_BATCHES = 8  # end-to-end: batches produced alone before the window, for the pipeline's rate
+
+
+def rotation_size(source: BatchSource, steps: int) -> int:
+    """How many distinct batches a compute-only run stages: a loaded split's own batches (it is in memory
+    already), else as many as ``ROTATION_BYTES`` holds."""
+    if source.distinct is not None:
+        return max(1, min(source.distinct, steps))
+    per_batch = max(source.batch(0).nbytes, 1)
+    return max(1, min(steps, ROTATION_BYTES // per_batch))
+
+
 def train(
-    impl: Recommender, batches: list[Batch], warmup_steps: int, progress: bool = False,
-    sampler: nvml.NvmlSampler | None = None,
+    impl: Recommender, batches: list[Batch] | BatchSource, warmup_steps: int, progress: bool = False,
+    sampler: nvml.NvmlSampler | None = None, steps: int | None = None, mode: str = "compute-only",
+    depth: int = DEFAULT_DEPTH,
 ) -> dict[str, Any]:
-    """Train one pass over ``batches``; the first ``warmup_steps`` steps are excluded from timing."""
-    staged, stage_s = _stage_all(impl, batches)
+    """Train ``steps`` steps on a batch source (or a list of batches, one per step); the first
+    ``warmup_steps`` are not timed.
+
+    ``compute-only``: a bounded set of distinct batches (``rotation_size``) is produced and staged before
+    the window and rotated in it. ``end-to-end``: a worker thread produces and stages every batch into a
+    bounded queue (``data.stream.Prefetcher``) while the timed loop consumes it; the time the loop waits
+    for input is part of the window and reported as ``input.wait_fraction``.
+    """
+    source = LoadedBatches(batches) if isinstance(batches, list) else batches
+    steps = len(batches) if steps is None and isinstance(batches, list) else steps
+    if not steps or steps < 1:
+        raise ValueError(f"train: steps = {steps!r}; need at least one")
+    warmup = min(max(warmup_steps, 0), steps - 1)
     host_w = host.host_window()
     window = [host_w] + ([sampler.window()] if sampler else [])
-    res = timed_loop(impl.train_step, staged, warmup=warmup_steps, sync=impl.synchronize,
-                     sync_each_step=sync_each_step_on(impl.scenario.device.device), window=window,
-                     progress=progress, desc="train")
-    out = res.summary(batches[0].batch_size)
-    out.update(steps=len(batches), batch_size=batches[0].batch_size, stage_seconds=stage_s,
-               host_window=res.windows[0].summary(), final_loss=float(impl.loss(staged[-1])),
+    sync_each = sync_each_step_on(impl.scenario.device.device)
+    if mode == "end-to-end":
+        probe = produce(source, range(min(PRODUCER_PROBE_BATCHES, steps)), impl.stage)
+        producer = probe.summary()
+        probe.items.clear()
+        last: list[Any] = []
+
+        def step(_: Any) -> None:
+            staged = pf.get()
+            impl.train_step(staged)
+            last[:] = [staged]
+
+        with Prefetcher(source, steps, impl.stage, depth=depth) as pf:
+            res = timed_loop(step, [None], warmup=warmup, steps=steps - warmup, sync=impl.synchronize,
+                             sync_each_step=sync_each, window=window, progress=progress, desc="train")
+            wait_s = float(sum(pf.waits[warmup:]))
+            held = {"queue_depth": depth, "max_batches_ahead": pf.max_ahead}
+        distinct = min(source.distinct or steps, steps)  # a loaded split rotates in the queue too
+        final_staged, stage_s = last[0], 0.0
+    else:
+        made = produce(source, range(rotation_size(source, steps)), impl.stage)
+        impl.synchronize()
+        staged = made.items
+        res = timed_loop(impl.train_step, staged, warmup=warmup, steps=steps - warmup, sync=impl.synchronize,
+                         sync_each_step=sync_each, window=window, progress=progress, desc="train")
+        final_staged, distinct, stage_s, producer = staged[(steps - 1) % len(staged)], len(staged), made.seconds, \
+            made.summary()
+        wait_s, held = 0.0, {"staged_batches": len(staged)}
+    bs = source.batch_size
+    out = res.summary(bs)
+    out.update(steps=steps, batch_size=bs, stage_seconds=stage_s, distinct_batches=distinct,
+               host_window=res.windows[0].summary(), final_loss=float(impl.loss(final_staged)),
                energy_window=res.windows[1] if sampler else None)
+    out["input"] = {
+        "mode": mode, "source": source.describe(), "distinct_batches": distinct, **held,
+        "producer": {**producer, "includes": "drawing or slicing the batch and staging it as framework tensors",
+                     "threads": 1},
+        "wait_seconds": wait_s if mode == "end-to-end" else None,
+        "wait_fraction": wait_s / res.seconds if mode == "end-to-end" and res.seconds > 0 else None,
+        **({} if mode == "end-to-end" else {"wait_reason": "compute-only: input is staged before the window"}),
+        "rotation_bytes_cap": ROTATION_BYTES if mode != "end-to-end" and source.distinct is None else None,
+    }
     return out
 
 
@@ -129,7 +190,7 @@ def run_scenario(
     if scenario.parallel not in ("none", ""):
         raise ValueError(f"run_scenario runs single-process scenarios; {scenario.parallel!r} goes through execute()")
     started = time.time()
-    scenario, data = prepared or prepare(scenario)
+    scenario, data = prepared or prepare(scenario, streaming=True)
     from recsys_impls import registry
 
     impl = registry.build(scenario)
@@ -137,8 +198,11 @@ def run_scenario(
     sampler = nvml.NvmlSampler()
     idle_watts = sampler.measure_idle(seconds=1.0) if sampler.available else None
 
-    train_batches, epochs = training_schedule(data.train, t.batch_size, t.steps)
-    tr = train(impl, train_batches, t.warmup_steps, progress, sampler if sampler.available else None)
+    source = training_source(data, t.batch_size)
+    tr = train(impl, source, t.warmup_steps, progress, sampler if sampler.available else None, steps=t.steps,
+               mode=t.input_mode)
+    input_section = tr.pop("input")
+    epochs = t.steps / tr["distinct_batches"]
     quality, inf = evaluate(impl, data.eval, t.batch_size, sampler if sampler.available else None)
     lat_batches = data.eval.split(t.latency_batch_size)[: t.latency_batches]
     lat = latency(impl, lat_batches) if lat_batches else {"p50": None, "reason": "eval split too small"}
@@ -155,7 +219,7 @@ def run_scenario(
         throughput={
             "train_samples_per_s": tr["samples_per_s"],
             "infer_samples_per_s": inf["samples_per_s"],
-            "input_conversion_in_timed_window": False,
+            "input_conversion_in_timed_window": t.input_mode == "end-to-end",
         },
         latency_ms=lat,
         size={"model_bytes": size.get("model"), "embedding_bytes": size.get("embedding"),
@@ -171,13 +235,17 @@ def run_scenario(
         } if sampler.available else nvml.null_summary(sampler.reason),
         # Host side of the timed training window: CPU seconds, utilisation, RAPL joules or the reason.
         cpu={"train": tr["host_window"], **host.cpu_energy_status()},
-        data={"name": data.name, "train_samples": data.train.batch_size, "epochs": epochs, **data.info},
+        data={"name": data.name, "train_samples": tr["distinct_batches"] * t.batch_size, "epochs": epochs,
+              **data.info},
         implementation=impl.describe(),
         env=fingerprint.environment_fingerprint(),
     )
     sampler.close()
     record["threads"] = threads.record_section(scenario.framework)
     roofline.attach(record, scenario, threads=record["threads"].get("intra_op"))
+    record["input"] = input_section | roofline.input_verdict(
+        t.input_mode, input_section["wait_fraction"], input_section["producer"]["samples_per_s"],
+        tr["samples_per_s"], ((record.get("roofline") or {}).get("train") or {}).get("bound"))
     if after_train is not None:
         after_train(impl, scenario, data, record)
     record["duration_s"] = time.time() - started

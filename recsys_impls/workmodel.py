@@ -7,9 +7,9 @@ scoring.
 
 The model follows the DLRM of this suite (``config.ModelConfig``, ``models/dlrm.py``): bottom MLP
 (ReLU after every layer) on the dense features -> x [B, D]; F sum-pooled embedding bags of
-``ids_per_feature`` (L) ids each -> pooled [B, F, D]; dot interaction of the N = F + 1 vectors, keeping the
-P = N(N-1)/2 strictly-lower dots, concatenated after x -> [B, D + P]; top MLP (ReLU except after the last,
-width-1 layer); sigmoid (inference) or binary cross-entropy (training).
+``ids_per_table()`` ids each (ids_per_feature, or per-table bag_sizes) -> pooled [B, F, D]; dot interaction
+of the N = F + 1 vectors, keeping the P = N(N-1)/2 strictly-lower dots, concatenated after x -> [B, D + P];
+top MLP (ReLU except after the last, width-1 layer); sigmoid (inference) or binary cross-entropy (training).
 
 FLOPs (what the roofline's compute peak, a GEMM rate, is compared with):
 
@@ -214,7 +214,7 @@ def work_per_step(model: ModelConfig, batch_size: int, phase: str = "train", opt
     train = phase == "train"
     notes: list[str] = []
     plan = _plan(compression, notes)
-    b, d, f, lk = batch_size, model.embedding_dim, model.num_tables, model.ids_per_feature
+    b, d, f = batch_size, model.embedding_dim, model.num_tables
     n_vec = f + 1
     t = _Tally(train=train, act=ACTIVATION_BYTES[precision])
 
@@ -229,9 +229,10 @@ def work_per_step(model: ModelConfig, batch_size: int, phase: str = "train", opt
     table_precision = "fp32" if train else plan.precision
     if train and plan.precision != "fp32":
         notes.append(f"embedding precision {plan.precision} applies after training: training reads fp32 rows")
-    lookups = b * lk
-    t.index += (lookups * f + b * f + 1) * ID_BYTES * (2 if train else 1)
-    for widths, pooled in zip(row_widths, pooled_widths, strict=True):
+    per_table = model.ids_per_table()  # mean ids per sample of each table (multi-hot bags)
+    t.index += (b * sum(per_table) + b * f + 1) * ID_BYTES * (2 if train else 1)
+    for widths, pooled, k in zip(row_widths, pooled_widths, per_table, strict=True):
+        lookups = b * k
         t.emb_read += lookups * sum(_row_bytes(w, table_precision) for w in widths)
         if train:
             rows = lookups * sum(FP32 * w for w in widths)

@@ -103,7 +103,7 @@ def run_compression(scenario: Scenario, progress: bool = False) -> dict[str, Any
     from recsys_impls.data.loader import prepare
     from recsys_impls.runner import run_scenario
 
-    prepared = prepare(scenario)
+    prepared = prepare(scenario, streaming=True)  # both runs draw the same per-step batches
     sc, data = prepared
     base_sc = replace(sc, compression="none")
     key = (repr(base_sc), data.name, data.train.batch_size, data.eval.batch_size)

@@ -18,3 +18,5 @@ class Dataset:
     # Facts for the record: for synthetic data the hidden model's own AUC on the eval split
     # ("reference_auc"), for files the number of skipped bad lines, etc.
     info: dict[str, Any] = field(default_factory=dict)
+    # A source of training batches drawn on demand (data.stream.BatchSource); None: train is held in full.
+    stream: Any = None

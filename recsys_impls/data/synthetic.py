@@ -10,9 +10,10 @@ Features per sample:
 * ``num_dense`` dense features: Criteo-like counts ``floor(lognormal)`` (many zeros, long tail), then
   ``log1p``, which is what a DLRM pipeline feeds the bottom MLP.
 * one categorical feature per table, ids Zipf-distributed over ranks 1..n with exponent ``s``
-  (``P(rank r) ~ r^-s``), ranks mapped to ids by a fixed permutation so hot ids are spread over the
-  table. With ``ids_per_feature = k``: exactly one id when k == 1, else a bag of 1..2k-1 ids
-  (uniform, mean k), each drawn independently. A hot table (``hot = (f, m)``, from ``--hot-table``)
+  (``P(rank r) ~ r^-s``; one exponent for all tables, or one per table), ranks mapped to ids by a fixed
+  permutation so hot ids are spread over the table. With a mean bag size of k for a table (``ids_per_feature``
+  or per-table ``bag_sizes``): exactly one id when k == 1, else a bag of 1..2k-1 ids (``uniform``, mean k)
+  or of exactly k ids (``fixed``), each drawn independently. A hot table (``hot = (f, m)``, from ``--hot-table``)
   gets bags of ``floor(m)`` or ``ceil(m)`` ids with mean exactly m, so it takes its share of all lookups.
 
 Hidden model (its own fixed seed ``HIDDEN_SEED``, independent of the sample seed, so every seed and
@@ -27,7 +28,12 @@ AUC of the true probabilities is ``TARGET_AUC``; per-id effects shrink with the 
 learn, as in real click logs.
 
 Generation is vectorised in chunks of ``CHUNK`` samples, each from its own seeded stream
-(``seed``, split, chunk index): the same (seed, split, size) always gives the same samples.
+(``seed``, split, chunk index): the same (seed, split, size) always gives the same samples. A streaming run
+draws each training batch on demand (``SyntheticStream``): batch ``i`` comes from its own stream
+(``seed``, "stream", ``i``), so every framework sees the same batches at the same steps and nothing is held
+per step. Tables above ``LARGE_TABLE_ROWS`` keep no per-row state (production tables of tens of millions
+of rows): the same Zipf law through its continuous inverse CDF, an affine rank -> id bijection, and per-id
+weights and vectors hashed from the id.
 """
 
 from __future__ import annotations
@@ -49,7 +55,7 @@ NUM_PAIRS = 8
 PAIR_DIM = 4
 TAIL_RANK = 200.0
 PILOT = 32768
-_SPLIT_CODE = {"train": 1, "eval": 2, "pilot": 3}
+_SPLIT_CODE = {"train": 1, "eval": 2, "pilot": 3, "stream": 4}
 
 
 @dataclass(frozen=True)
@@ -58,6 +64,103 @@ class _Table:
     rank_to_id: np.ndarray  # int64 [n]
     weight: np.ndarray  # float64 [n] per-id hidden weight, indexed by id
     vectors: np.ndarray | None  # float64 [n, PAIR_DIM] by id, only for tables in a pair
+
+    def draw(self, u: np.ndarray) -> np.ndarray:
+        """Ids for uniform draws ``u`` (inverse CDF over the ranks, then the permutation). The draws are searched
+        in sorted order (same result, far fewer cache misses on a large CDF)."""
+        order = np.argsort(u, kind="stable")
+        rank = np.empty(u.size, dtype=np.int64)
+        rank[order] = np.searchsorted(self.cdf, u[order], side="right")
+        return self.rank_to_id[np.minimum(rank, self.cdf.size - 1)]
+
+    def weight_of(self, ids: np.ndarray) -> np.ndarray:
+        return self.weight[ids]
+
+    def vectors_of(self, ids: np.ndarray) -> np.ndarray:
+        return self.vectors[ids]
+
+    @property
+    def has_vectors(self) -> bool:
+        return self.vectors is not None
+
+    def scaled(self, factor: float) -> _Table:
+        return _Table(self.cdf, self.rank_to_id, self.weight * factor, self.vectors)
+
+
+# Tables above this many rows keep no per-row state (a production table of 40M rows would otherwise need
+# about 2 GB of generator state): ranks come from the continuous Zipf inverse CDF, the rank -> id map is an
+# affine bijection mod n, and per-id hidden weights and vectors are hashed from the id.
+LARGE_TABLE_ROWS = 1 << 20
+_M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+def _mix64(x: np.ndarray) -> np.ndarray:
+    """SplitMix64's finaliser on uint64 arrays (wrapping arithmetic): a well-mixed hash of each value."""
+    x = (x + np.uint64(0x9E3779B97F4A7C15)) & _M64
+    x = ((x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)) & _M64
+    x = ((x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)) & _M64
+    return x ^ (x >> np.uint64(31))
+
+
+def _hashed_normal(key: int, ids: np.ndarray, lane: int) -> np.ndarray:
+    """A standard normal per id, a pure function of (key, id, lane): Box-Muller on two hashed uniforms."""
+    base = ids.astype(np.uint64) * np.uint64(2 * (PAIR_DIM + 1)) + np.uint64(2 * lane)
+    k = np.uint64(key)
+    u1 = ((_mix64(base ^ k) >> np.uint64(11)).astype(np.float64) + 0.5) / 2.0**53
+    u2 = (_mix64((base + np.uint64(1)) ^ k) >> np.uint64(11)).astype(np.float64) / 2.0**53
+    return np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)
+
+
+@dataclass(frozen=True)
+class _HashedTable:
+    """A large table's hidden state in O(1) memory (see LARGE_TABLE_ROWS)."""
+
+    n: int
+    s: float
+    a: int  # rank-1 -> id multiplier, coprime with n
+    b: int
+    a_inv: int
+    key: int
+    want_vectors: bool
+    factor: float = 1.0
+
+    @staticmethod
+    def build(rng: np.random.Generator, n: int, s: float, want_vectors: bool) -> _HashedTable:
+        a = int(rng.integers(n // 3, n)) | 1
+        while np.gcd(a, n) != 1:
+            a += 2
+        return _HashedTable(n, s, a, int(rng.integers(0, n)), pow(a, -1, n), int(rng.integers(1, 2**63)),
+                            want_vectors)
+
+    def draw(self, u: np.ndarray) -> np.ndarray:
+        top = float(self.n + 1)
+        if abs(self.s - 1.0) < 1e-9:
+            x = np.exp(u * np.log(top))
+        else:
+            e = 1.0 - self.s
+            x = (1.0 + u * (top**e - 1.0)) ** (1.0 / e)
+        rank0 = np.clip(np.floor(x).astype(np.int64) - 1, 0, self.n - 1)
+        return (rank0 * self.a + self.b) % self.n
+
+    def _shrink(self, ids: np.ndarray) -> np.ndarray:
+        rank = ((ids - self.b) % self.n) * self.a_inv % self.n + 1
+        return (1.0 + rank / TAIL_RANK) ** -0.5
+
+    def weight_of(self, ids: np.ndarray) -> np.ndarray:
+        return _hashed_normal(self.key, ids, 0) * self._shrink(ids) * self.factor
+
+    def vectors_of(self, ids: np.ndarray) -> np.ndarray:
+        lanes = [_hashed_normal(self.key, ids, 1 + d) for d in range(PAIR_DIM)]
+        return np.stack(lanes, axis=1) * (self._shrink(ids) / np.sqrt(PAIR_DIM))[:, None]
+
+    @property
+    def has_vectors(self) -> bool:
+        return self.want_vectors
+
+    def scaled(self, factor: float) -> _HashedTable:
+        from dataclasses import replace
+
+        return replace(self, factor=self.factor * factor)
 
 
 @dataclass(frozen=True)
@@ -68,7 +171,10 @@ class HiddenModel:
     table_sizes: tuple[int, ...]
     ids_per_feature: int
     zipf_exponent: float
-    tables: tuple[_Table, ...]
+    tables: tuple[_Table | _HashedTable, ...]
+    bag_sizes: tuple[int, ...]  # mean ids per sample of each table
+    exponents: tuple[float, ...]  # Zipf exponent of each table
+    bag_distribution: str  # "uniform" (1..2k-1) or "fixed" (exactly k)
     dense_mu: np.ndarray
     dense_sigma: np.ndarray
     dense_mean: np.ndarray  # of log1p(counts), from the pilot
@@ -85,14 +191,18 @@ class HiddenModel:
         """Generator facts for the record."""
         return {
             "hidden_seed": HIDDEN_SEED, "zipf_exponent": self.zipf_exponent,
-            "ids_per_feature": self.ids_per_feature, "target_ctr": TARGET_CTR, "target_auc": TARGET_AUC,
+            "ids_per_feature": self.ids_per_feature, "bag_sizes": list(self.bag_sizes),
+            "zipf_exponents": list(self.exponents), "bag_distribution": self.bag_distribution,
+            "target_ctr": TARGET_CTR, "target_auc": TARGET_AUC,
             "shares": dict(SHARES), "pairs": [list(p) for p in self.pairs], "pair_dim": PAIR_DIM,
             "tail_rank": TAIL_RANK, "logit_scale": round(self.scale, 6), "logit_bias": round(self.bias, 6),
             "hot_table": None if self.hot is None else {"table": self.hot[0], "mean_bag": self.hot[1]},
         }
 
 
-def _zipf_table(rng: np.random.Generator, n: int, s: float, want_vectors: bool) -> _Table:
+def _zipf_table(rng: np.random.Generator, n: int, s: float, want_vectors: bool) -> _Table | _HashedTable:
+    if n > LARGE_TABLE_ROWS:
+        return _HashedTable.build(rng, n, s, want_vectors)
     ranks = np.arange(1, n + 1, dtype=np.float64)
     pmf = ranks ** (-s)
     cdf = np.cumsum(pmf)
@@ -109,8 +219,8 @@ def _zipf_table(rng: np.random.Generator, n: int, s: float, want_vectors: bool) 
 
 
 def _sample_features(
-    hm_tables: tuple[_Table, ...], mu: np.ndarray, sigma: np.ndarray, k: int, rng: np.random.Generator, n: int,
-    hot: tuple[int, float] | None = None,
+    hm_tables: tuple[_Table | _HashedTable, ...], mu: np.ndarray, sigma: np.ndarray, ks: tuple[int, ...], fixed: bool,
+    rng: np.random.Generator, n: int, hot: tuple[int, float] | None = None,
 ) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
     """dense float32 [n, D] (log1p of counts), per-feature id arrays, lengths int32 [F, n]."""
     counts = np.floor(np.exp(mu + sigma * rng.standard_normal((n, mu.size))))
@@ -118,14 +228,15 @@ def _sample_features(
     lengths = np.ones((len(hm_tables), n), dtype=np.int32)
     ids = []
     for f, t in enumerate(hm_tables):
+        k = ks[f]
         if hot is not None and f == hot[0]:
             base = int(np.floor(hot[1]))
             lengths[f] = base + (rng.random(n) < hot[1] - base)
+        elif k > 1 and fixed:
+            lengths[f] = k
         elif k > 1:
             lengths[f] = rng.integers(1, 2 * k, size=n, dtype=np.int32)
-        u = rng.random(int(lengths[f].sum()))
-        rank = np.minimum(np.searchsorted(t.cdf, u, side="right"), t.cdf.size - 1)
-        ids.append(t.rank_to_id[rank])
+        ids.append(t.draw(rng.random(int(lengths[f].sum()))))
     return dense, ids, lengths
 
 
@@ -137,14 +248,14 @@ def _parts(hm: HiddenModel | _Partial, dense: np.ndarray, ids: list[np.ndarray],
     pooled_vec: dict[int, np.ndarray] = {}
     for f, t in enumerate(hm.tables):
         if ids[f].size == n and (lengths[f] == 1).all():  # one id per sample: pooling is a gather
-            id_part += t.weight[ids[f]]
-            if t.vectors is not None:
-                pooled_vec[f] = t.vectors[ids[f]]
+            id_part += t.weight_of(ids[f])
+            if t.has_vectors:
+                pooled_vec[f] = t.vectors_of(ids[f])
         else:
             seg = np.repeat(np.arange(n), lengths[f])
-            id_part += np.bincount(seg, weights=t.weight[ids[f]], minlength=n)
-            if t.vectors is not None:
-                v = t.vectors[ids[f]]
+            id_part += np.bincount(seg, weights=t.weight_of(ids[f]), minlength=n)
+            if t.has_vectors:
+                v = t.vectors_of(ids[f])
                 pooled_vec[f] = np.stack([np.bincount(seg, weights=v[:, d], minlength=n) for d in range(PAIR_DIM)], 1)
     pair_part = np.zeros(n)
     for a, b in hm.pairs:
@@ -156,7 +267,7 @@ def _parts(hm: HiddenModel | _Partial, dense: np.ndarray, ids: list[np.ndarray],
 class _Partial:
     """The hidden model before its part scales and logit calibration are known."""
 
-    tables: tuple[_Table, ...]
+    tables: tuple[_Table | _HashedTable, ...]
     dense_mean: np.ndarray
     dense_std: np.ndarray
     dense_weight: np.ndarray
@@ -203,9 +314,16 @@ def _calibrate(z: np.ndarray) -> tuple[float, float]:
 @lru_cache(maxsize=8)
 def hidden_model(
     num_dense: int, table_sizes: tuple[int, ...], ids_per_feature: int, zipf_exponent: float,
+    bag_sizes: tuple[int, ...] = (), exponents: tuple[float, ...] = (), bag_distribution: str = "uniform",
     hot: tuple[int, float] | None = None,
 ) -> HiddenModel:
-    """Build (and cache) the fixed hidden model for a data shape; independent of any sample seed."""
+    """Build (and cache) the fixed hidden model for a data shape; independent of any sample seed.
+
+    ``bag_sizes`` / ``exponents``: per-table mean bag sizes and Zipf exponents (empty: ``ids_per_feature``
+    and ``zipf_exponent`` for every table)."""
+    ks = tuple(int(k) for k in bag_sizes) or (int(ids_per_feature),) * len(table_sizes)
+    exps = tuple(float(e) for e in exponents) or (float(zipf_exponent),) * len(table_sizes)
+    fixed = bag_distribution == "fixed"
     root = np.random.SeedSequence(HIDDEN_SEED)
     rng = np.random.default_rng(root.spawn(1)[0])
     nf = len(table_sizes)
@@ -214,16 +332,14 @@ def hidden_model(
     pairs = tuple(sorted(all_pairs[i] for i in pick))
     in_pair = {f for p in pairs for f in p}
     table_rngs = [np.random.default_rng([HIDDEN_SEED, 7, f, n]) for f, n in enumerate(table_sizes)]
-    tables = tuple(_zipf_table(table_rngs[f], n, zipf_exponent, f in in_pair) for f, n in enumerate(table_sizes))
+    tables = tuple(_zipf_table(table_rngs[f], n, exps[f], f in in_pair) for f, n in enumerate(table_sizes))
     importance = rng.uniform(0.5, 1.5, size=nf)
-    tables = tuple(
-        _Table(t.cdf, t.rank_to_id, t.weight * importance[f], t.vectors) for f, t in enumerate(tables)
-    )
+    tables = tuple(t.scaled(float(importance[f])) for f, t in enumerate(tables))
     mu = rng.uniform(-0.5, 2.5, size=num_dense)
     sigma = rng.uniform(0.5, 1.5, size=num_dense)
     dense_weight = rng.standard_normal(num_dense)
     pilot_rng = np.random.default_rng([HIDDEN_SEED, _SPLIT_CODE["pilot"]])
-    dense, ids, lengths = _sample_features(tables, mu, sigma, ids_per_feature, pilot_rng, PILOT, hot)
+    dense, ids, lengths = _sample_features(tables, mu, sigma, ks, fixed, pilot_rng, PILOT, hot)
     d64 = dense.astype(np.float64)
     std = d64.std(axis=0)
     partial = _Partial(tables, d64.mean(axis=0), np.where(std > 0, std, 1.0), dense_weight, pairs)
@@ -237,7 +353,8 @@ def hidden_model(
     a, b = _calibrate(np.asarray(z))
     return HiddenModel(
         num_dense=num_dense, table_sizes=table_sizes, ids_per_feature=ids_per_feature,
-        zipf_exponent=zipf_exponent, tables=tables, dense_mu=mu, dense_sigma=sigma,
+        zipf_exponent=zipf_exponent, tables=tables, bag_sizes=ks, exponents=exps, bag_distribution=bag_distribution,
+        dense_mu=mu, dense_sigma=sigma,
         dense_mean=partial.dense_mean, dense_std=partial.dense_std, dense_weight=dense_weight, pairs=pairs,
         part_scale=part_scale, part_mean=part_mean, scale=a, bias=b, hot=hot,
     )
@@ -256,6 +373,16 @@ def click_probability(hm: HiddenModel, batch: Batch) -> np.ndarray:
     return _sigmoid(hm.scale * _score(hm.part_scale, hm.part_mean, parts) + hm.bias)
 
 
+def _chunk(hm: HiddenModel, rng: np.random.Generator, n: int
+           ) -> tuple[np.ndarray, list[np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
+    """n samples from one seeded stream: dense, per-feature ids, lengths, labels, true probabilities."""
+    dense, ids, lengths = _sample_features(hm.tables, hm.dense_mu, hm.dense_sigma, hm.bag_sizes,
+                                           hm.bag_distribution == "fixed", rng, n, hm.hot)
+    p = _sigmoid(hm.scale * _score(hm.part_scale, hm.part_mean, _parts(hm, dense, ids, lengths)) + hm.bias)
+    labels = (rng.random(n) < p).astype(np.float32)
+    return dense, ids, lengths, labels, p
+
+
 def generate(hm: HiddenModel, seed: int, split: str, num: int) -> tuple[Batch, np.ndarray]:
     """``num`` samples of one split as a Batch, plus their true click probabilities (float64 [num])."""
     if num <= 0:
@@ -264,10 +391,8 @@ def generate(hm: HiddenModel, seed: int, split: str, num: int) -> tuple[Batch, n
     for c, start in enumerate(range(0, num, CHUNK)):
         n = min(CHUNK, num - start)
         rng = np.random.default_rng([seed, _SPLIT_CODE[split], c])
-        dense, ids, lengths = _sample_features(hm.tables, hm.dense_mu, hm.dense_sigma, hm.ids_per_feature, rng, n,
-                                               hm.hot)
-        p = _sigmoid(hm.scale * _score(hm.part_scale, hm.part_mean, _parts(hm, dense, ids, lengths)) + hm.bias)
-        label_parts.append((rng.random(n) < p).astype(np.float32))
+        dense, ids, lengths, labels, p = _chunk(hm, rng, n)
+        label_parts.append(labels)
         dense_parts.append(dense)
         id_parts.append(ids)
         length_parts.append(lengths)
@@ -282,19 +407,45 @@ def generate(hm: HiddenModel, seed: int, split: str, num: int) -> tuple[Batch, n
     return batch, np.concatenate(probs)
 
 
+@dataclass(frozen=True)
+class SyntheticStream:
+    """Training batches drawn on demand: ``batch(i)`` is a pure function of (hidden model, seed, i, size).
+
+    Holds no per-step state, so a run's memory does not depend on its number of steps."""
+
+    hm: HiddenModel
+    seed: int
+    batch_size: int
+    distinct: int | None = None  # unbounded: every step index gives a new batch
+
+    def batch(self, index: int) -> Batch:
+        rng = np.random.default_rng([self.seed, _SPLIT_CODE["stream"], int(index)])
+        dense, ids, lengths, labels, _ = _chunk(self.hm, rng, self.batch_size)
+        return Batch(dense=dense, ids=np.concatenate(ids), lengths=lengths, labels=labels)
+
+    def describe(self) -> dict[str, object]:
+        return {"kind": "synthetic, generated per batch", "batch_size": self.batch_size,
+                "seeded_by": "(seed, 'stream', step index)"}
+
+
 def load_synthetic(
     num_dense: int, table_sizes: tuple[int, ...], ids_per_feature: int, zipf_exponent: float,
-    seed: int, num_train: int, num_eval: int, hot: tuple[int, float] | None = None,
+    seed: int, num_train: int, num_eval: int, bag_sizes: tuple[int, ...] = (), exponents: tuple[float, ...] = (),
+    bag_distribution: str = "uniform", stream_batch_size: int | None = None, hot: tuple[int, float] | None = None,
 ):
-    """Train and eval splits from the same hidden model; returns a Dataset with the reference AUC."""
+    """Train and eval splits from the same hidden model; returns a Dataset with the reference AUC.
+
+    With ``stream_batch_size`` the training split is not generated up front: ``Dataset.stream`` draws each
+    batch on demand and ``Dataset.train`` is its first batch (for the data facts)."""
     from recsys_impls.data.dataset import Dataset
     from recsys_impls.metrics import all_metrics
 
     t0 = time.perf_counter()
     hm = hidden_model(int(num_dense), tuple(int(n) for n in table_sizes), int(ids_per_feature), float(zipf_exponent),
-                      hot)
+                      tuple(int(k) for k in bag_sizes), tuple(float(e) for e in exponents), bag_distribution, hot)
     t1 = time.perf_counter()
-    train, _ = generate(hm, seed, "train", num_train)
+    stream = SyntheticStream(hm, seed, stream_batch_size) if stream_batch_size else None
+    train = stream.batch(0) if stream else generate(hm, seed, "train", num_train)[0]
     evaluation, eval_probs = generate(hm, seed, "eval", num_eval)
     t2 = time.perf_counter()
     ref = all_metrics(evaluation.labels, eval_probs)
@@ -308,7 +459,9 @@ def load_synthetic(
         "generate_seconds": round(t2 - t1, 3),
         "hidden_model_seconds": round(t1 - t0, 3),
     }
+    if stream:
+        info["train_source"] = stream.describe()
     return Dataset(
         name="synthetic", train=train, eval=evaluation, num_dense=int(num_dense),
-        table_sizes=tuple(int(n) for n in table_sizes), info=info,
+        table_sizes=tuple(int(n) for n in table_sizes), info=info, stream=stream,
     )

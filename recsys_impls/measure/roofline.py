@@ -45,6 +45,7 @@ def score(work: Work, step_seconds: float, peaks: dict[str, Any], precision: str
     peak_key, peak_flops = compute_peak(peaks, precision)
     peak_bytes = _positive(peaks, "mem_triad_bytes_per_s")
     flops, nbytes = work.flops, work.bytes_total
+    emb = work.embedding_bytes_read + work.embedding_bytes_written
     compute_s, memory_s = flops / peak_flops, nbytes / peak_bytes
     bound = "compute" if compute_s >= memory_s else "memory"
     attainable_s = max(compute_s, memory_s)
@@ -68,6 +69,10 @@ def score(work: Work, step_seconds: float, peaks: dict[str, Any], precision: str
         "compute_peak": peak_key,
         "attainable_s": attainable_s,
         "step_s": float(step_seconds),
+        # embedding rows moved per second of the whole step, against the measured bandwidth: a lower bound of
+        # the lookups' own bandwidth (the step also runs the MLPs)
+        "embedding_bytes_per_s": emb / step_seconds,
+        "embedding_bandwidth_fraction": emb / step_seconds / peak_bytes,
     }
 
 
@@ -130,3 +135,27 @@ def attach(record: dict[str, Any], scenario: Any, threads: int | None, batch_siz
 
     for flag in flags_from(section):
         add_flag(record, flag["figure"], flag["kind"], flag["detail"])
+
+
+INPUT_BOUND_WAIT = 0.10  # end-to-end: a window spending more than this fraction waiting for input
+
+
+def input_verdict(mode: str, wait_fraction: float | None, producer_samples_per_s: float | None,
+                  train_samples_per_s: float | None, bound: str | None) -> dict[str, Any]:
+    """``input-bound`` / ``compute-bound`` / ``memory-bound`` for a training window, and why.
+
+    Input-bound: end-to-end, the window waited for input more than ``INPUT_BOUND_WAIT`` of the time; or the
+    pipeline alone produces fewer samples/s than training consumes (compute-only, where the wait cannot be
+    seen). Otherwise the roofline's bound of the median step (None when no roofline score exists).
+    """
+    if mode == "end-to-end" and wait_fraction is not None and wait_fraction > INPUT_BOUND_WAIT:
+        return {"verdict": "input-bound",
+                "verdict_basis": f"the window waited for input {wait_fraction:.0%} of the time "
+                                 f"(> {INPUT_BOUND_WAIT:.0%})"}
+    if producer_samples_per_s and train_samples_per_s and producer_samples_per_s < train_samples_per_s:
+        return {"verdict": "input-bound",
+                "verdict_basis": f"the input pipeline alone makes {producer_samples_per_s:,.0f} samples/s, training "
+                                 f"consumes {train_samples_per_s:,.0f}"}
+    if bound in ("compute", "memory"):
+        return {"verdict": f"{bound}-bound", "verdict_basis": "the roofline bound of the median training step"}
+    return {"verdict": None, "verdict_basis": "no roofline score for the training step"}
