@@ -635,10 +635,11 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "train": {"batch_size": 2048, "optimizer": "sgd", "learning_rate": 0.1},
     },
     # MLPerf DLRM-DCNv2's tables and multi-hot bags (exactly MLPERF_MULTI_HOT_SIZES ids per sample), D=128.
-    # Dense part: the DLRM dot interaction with MLPerf v1's MLPs until a DCNv2 model exists in this suite.
+    # Dense part: DCNv2 (3 low-rank cross layers of rank 512) between MLPerf's bottom and top MLPs.
     # Adagrad at lr 0.005, as MLPerf DLRM-DCNv2's reference trains.
     "dlrm-v2": {
-        "model": {"num_dense": 13, "table_sizes": CRITEO_TB_40M_TABLES, "embedding_dim": 128,
+        "model": {"arch": "dcnv2", "cross_layers": 3, "cross_rank": 512,
+                  "num_dense": 13, "table_sizes": CRITEO_TB_40M_TABLES, "embedding_dim": 128,
                   "bottom_mlp": [512, 256, 128], "top_mlp": [1024, 1024, 512, 256, 1], "ids_per_feature": 1,
                   "bag_sizes": MLPERF_MULTI_HOT_SIZES},
         "data": {"zipf_exponents": criteo_zipf_exponents(CRITEO_TB_40M_TABLES), "bag_distribution": "fixed"},
