@@ -23,7 +23,7 @@ JOB_FILE = "job.json"
 def scenario_from_dict(d: dict[str, Any]) -> Scenario:
     """Inverse of ``Scenario.to_dict`` (lists back to tuples, derived keys dropped)."""
     model = {k: tuple(v) if isinstance(v, list) else v for k, v in d["model"].items()}
-    data = {k: v for k, v in d["data"].items() if k != "name"}
+    data = {k: tuple(v) if isinstance(v, list) else v for k, v in d["data"].items() if k != "name"}
     return Scenario(framework=d["framework"], model=ModelConfig(**model), train=TrainConfig(**d["train"]),
                     data=DataConfig(**data), device=DeviceConfig(**d["device"]),
                     compression=d.get("compression", "none"), parallel=d.get("parallel", "none"),
