@@ -405,6 +405,14 @@ class Scenario:
         d["data"]["name"] = self.data.name
         return d
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Scenario:
+        """Inverse of ``to_dict`` (from JSON too: lists become tuples), validated by ``build_scenario``,
+        so a child process rebuilds exactly the scenario its parent ran."""
+        sections = {k: dict(d[k]) for k in _CONFIG_SECTIONS if k in d}
+        sections.get("data", {}).pop("name", None)
+        return build_scenario({**sections, "scenario": {k: d[k] for k in _TOP_KEYS if k in d}})
+
 
 # Keys a --config file may set, and which dataclass each belongs to.
 _CONFIG_SECTIONS: dict[str, type] = {

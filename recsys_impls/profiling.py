@@ -397,16 +397,6 @@ def tf_profiler_trace(
 
 
 # --- whole scenarios (the CLI's `profile` command) ---------------------------------------------
-def scenario_from_dict(d: dict[str, Any]) -> Any:
-    """Inverse of ``Scenario.to_dict`` (validated), so a child process can rebuild the scenario."""
-    from recsys_impls.config import build_scenario  # noqa: PLC0415
-
-    sections = {k: dict(d[k]) for k in ("model", "train", "data", "device") if k in d}
-    sections.get("data", {}).pop("name", None)
-    top = {k: d[k] for k in ("framework", "compression", "parallel") if k in d}
-    return build_scenario({**sections, "scenario": top})
-
-
 def _prepared_steps(scenario: Any, phase: str, max_steps: int | None) -> tuple[Recommender, list[Any], Any]:
     """Build the scenario's model and stage its batches for ``phase``: (model, staged, step fn)."""
     from recsys_impls import registry  # noqa: PLC0415 - heavy; only when profiling
@@ -503,7 +493,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--max-steps", type=int, default=None)
     args = p.parse_args(argv)
-    scenario = scenario_from_dict(json.loads(Path(args.scenario).read_text()))
+    from recsys_impls.config import Scenario  # noqa: PLC0415
+
+    scenario = Scenario.from_dict(json.loads(Path(args.scenario).read_text()))
     impl, staged, step = _prepared_steps(scenario, args.phase, args.max_steps)
     warm = min(args.warmup, max(len(staged) - 1, 0))
     _warmup_loop(step, staged[:warm], impl.synchronize)

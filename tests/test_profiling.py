@@ -107,8 +107,11 @@ def test_focus_stacks_reroots_at_the_loop() -> None:
 
 
 def test_scenario_round_trip() -> None:
-    s = Scenario(framework="tf")
-    assert profiling.scenario_from_dict(json.loads(json.dumps(s.to_dict()))) == s
+    from recsys_impls.config import PRESETS, build_scenario
+
+    v2 = build_scenario({**PRESETS["dlrm-v2"], "data": {**PRESETS["dlrm-v2"]["data"], "hot_table": "2:0.5"}})
+    for s in (Scenario(framework="tf"), v2):  # per-table exponents and bags, an architecture, a hot table
+        assert Scenario.from_dict(json.loads(json.dumps(s.to_dict()))) == s
 
 
 def test_profile_scenario_rejects_mismatched_profiler(tmp_path: Path) -> None:

@@ -14,20 +14,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from recsys_impls.config import DataConfig, DeviceConfig, ModelConfig, Scenario, TrainConfig
+from recsys_impls.config import Scenario
 from recsys_impls.parallel.launch import FAULT_ENV
 
 JOB_FILE = "job.json"
-
-
-def scenario_from_dict(d: dict[str, Any]) -> Scenario:
-    """Inverse of ``Scenario.to_dict`` (lists back to tuples, derived keys dropped)."""
-    model = {k: tuple(v) if isinstance(v, list) else v for k, v in d["model"].items()}
-    data = {k: tuple(v) if isinstance(v, list) else v for k, v in d["data"].items() if k != "name"}
-    return Scenario(framework=d["framework"], model=ModelConfig(**model), train=TrainConfig(**d["train"]),
-                    data=DataConfig(**data), device=DeviceConfig(**d["device"]),
-                    compression=d.get("compression", "none"), parallel=d.get("parallel", "none"),
-                    straggler=d.get("straggler", "none"), balance=d.get("balance", "static"))
 
 
 def write_job(run_dir: Path, scenario: Scenario, extra: dict[str, Any]) -> Path:
@@ -46,7 +36,7 @@ class WorkerContext:
         self.world_size = world_size
         job = json.loads((self.run_dir / JOB_FILE).read_text())
         self.job = job
-        self.scenario = scenario_from_dict(job["scenario"])
+        self.scenario = Scenario.from_dict(job["scenario"])
 
     def phase(self, name: str) -> None:
         """Record the phase this rank has reached (the launcher quotes it when the run hangs)."""
