@@ -30,6 +30,10 @@ _SCRIPT = textwrap.dedent("""
 
     SLEEPER = [sys.executable, "-c", "import time; time.sleep(600)"]
     mode = sys.argv[1]
+    # A shell's background job inherits SIGINT ignored, and the policy leaves ignored signals alone:
+    # start from the default dispositions, as a run from a terminal does.
+    for s in signals.HANDLED:
+        signal.signal(s, signal.SIG_DFL)
     name = f"{signals.MARKER_PREFIX}{os.getpid()}"
     handler_before = signal.getsignal(signal.SIGTERM)
     try:
@@ -66,12 +70,13 @@ def _start(mode: str) -> tuple[subprocess.Popen, list[int]]:
 
 
 def _cleanup(proc: subprocess.Popen, pids: list[int]) -> None:
-    if proc.poll() is None:
-        proc.kill()
-        proc.communicate()
+    # The sleepers hold the script's output pipes: end them first, or reading its output waits on them.
     for pid in pids:
         if procs.alive(pid):
             os.kill(pid, signal.SIGKILL)
+    if proc.poll() is None:
+        proc.kill()
+        proc.communicate()
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
