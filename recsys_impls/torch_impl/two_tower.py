@@ -7,48 +7,23 @@ encoded once and kept as one [items, out] tensor; a query batch is one matmul an
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from recsys_impls.models.two_tower import MASKED_LOGIT, NORM_EPS, TowerShape, TwoTowerConfig, initial_params
-from recsys_impls.torch_impl.optim import make_optimizers
+from recsys_impls.torch_impl.param_model import ParamDictModel
 
 
-class TorchTwoTower:
+class TorchTwoTower(ParamDictModel):
     """Two towers as plain parameters: ``x @ w + b`` with the [in, out] weights of the neutral spec."""
-
-    framework = "torch"
 
     def __init__(self, cfg: TwoTowerConfig, user: TowerShape, item: TowerShape, optimizer: str, lr: float,
                  seed: int = 0, device: str = "cpu") -> None:
         self.cfg, self.shapes = cfg, {"user": user, "item": item}
-        self.device = torch.device(device)
+        super().__init__(initial_params(cfg, user, item, seed), lambda k: k.endswith(".table"), optimizer, lr, device)
         self.pool = {n: torch.tensor(s.pool_matrix(), device=self.device) for n, s in self.shapes.items()}
-        self.params = {k: torch.nn.Parameter(torch.tensor(v, device=self.device))
-                       for k, v in initial_params(cfg, user, item, seed).items()}
-        self._optimizer, self._lr = optimizer, lr
-        self._reset_optimizers()
         self.corpus: torch.Tensor | None = None
-
-    def _reset_optimizers(self) -> None:
-        sparse = [p for k, p in self.params.items() if k.endswith(".table")]
-        dense = [p for k, p in self.params.items() if not k.endswith(".table")]
-        self.optimizers = make_optimizers(self._optimizer, self._lr, sparse, dense)
-
-    def get_params(self) -> dict[str, np.ndarray]:
-        return {k: p.detach().cpu().numpy().copy() for k, p in self.params.items()}
-
-    def set_params(self, params: dict[str, np.ndarray]) -> None:
-        with torch.no_grad():
-            for k, p in self.params.items():
-                p.copy_(torch.as_tensor(params[k]))
-        self._reset_optimizers()
-
-    def stage(self, batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
-        return {k: torch.as_tensor(v).to(self.device) for k, v in batch.items()}
 
     def tower(self, name: str, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         emb = F.embedding(ids, self.params[f"{name}.table"], sparse=True) * mask.unsqueeze(-1)
@@ -74,17 +49,6 @@ class TorchTwoTower:
         logits = logits.masked_fill(same, MASKED_LOGIT)
         return F.cross_entropy(logits, torch.arange(items.numel(), device=items.device))
 
-    def train_step(self, staged: dict[str, torch.Tensor]) -> None:
-        for opt in self.optimizers:
-            opt.zero_grad(set_to_none=True)
-        self._loss(staged).backward()
-        for opt in self.optimizers:
-            opt.step()
-
-    @torch.no_grad()
-    def loss(self, staged: dict[str, torch.Tensor]) -> float:
-        return float(self._loss(staged))
-
     @torch.no_grad()
     def encode(self, name: str, ids: np.ndarray, mask: np.ndarray, chunk: int = 8192) -> np.ndarray:
         """Tower outputs of many entities, as numpy [n, out]."""
@@ -104,10 +68,3 @@ class TorchTwoTower:
     def retrieve(self, queries: torch.Tensor, k: int) -> torch.Tensor:
         assert self.corpus is not None, "stage_corpus first"
         return torch.topk(queries @ self.corpus.T, k, dim=1, sorted=True).indices
-
-    def to_numpy(self, value: Any) -> np.ndarray:
-        return value.detach().cpu().numpy()
-
-    def synchronize(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
