@@ -3,46 +3,22 @@ so the tables' gradients are ``IndexedSlices`` applied to the touched rows by ``
 
 from __future__ import annotations
 
-from typing import Any
-
-import numpy as np
 import tensorflow as tf
 
 from recsys_impls.models.neumf import NeuMFConfig, initial_params
-from recsys_impls.tf_impl.optim import Optimizer
-from recsys_impls.tf_impl.two_tower import tf_device
-
-_KEYS = ("users", "items", "labels")
+from recsys_impls.tf_impl.param_model import ParamDictModel
 
 
-class TFNeuMF:
-    framework = "tf"
+class TFNeuMF(ParamDictModel):
+    input_keys = ("users", "items", "labels")
+    optional_keys = ("labels",)
 
     def __init__(self, cfg: NeuMFConfig, num_users: int, num_items: int, optimizer: str, lr: float,
                  seed: int = 0, device: str = "cpu") -> None:
         self.cfg = cfg
-        self.device = tf_device(device)
-        with tf.device(self.device):
-            self.params = {k: tf.Variable(v, name=k.replace(".", "_"))
-                           for k, v in initial_params(cfg, num_users, num_items, seed).items()}
-            self._vars = list(self.params.values())
-            self.optimizer = Optimizer(optimizer, lr, self._vars)
         sig = [tf.TensorSpec([None], tf.int64), tf.TensorSpec([None], tf.int64), tf.TensorSpec([None], tf.float32)]
-        self._train = tf.function(self._train_step, input_signature=sig)
-        self._loss_fn = tf.function(self._loss, input_signature=sig)
+        super().__init__(initial_params(cfg, num_users, num_items, seed), optimizer, lr, device, sig)
         self._logits = tf.function(self.logits, input_signature=sig[:2])
-
-    def get_params(self) -> dict[str, np.ndarray]:
-        return {k: v.numpy().copy() for k, v in self.params.items()}
-
-    def set_params(self, params: dict[str, np.ndarray]) -> None:
-        for k, v in self.params.items():
-            v.assign(params[k])
-        self.optimizer.reset()
-
-    def stage(self, batch: dict[str, np.ndarray]) -> tuple[tf.Tensor, ...]:
-        with tf.device(self.device):
-            return tuple(tf.identity(tf.constant(batch[k])) for k in _KEYS if k in batch)
 
     def logits(self, users: tf.Tensor, items: tf.Tensor) -> tf.Tensor:
         p = self.params
@@ -56,25 +32,5 @@ class TFNeuMF:
         z = self.logits(users, items)
         return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=z))
 
-    def _train_step(self, users: tf.Tensor, items: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
-        with tf.GradientTape() as tape:
-            loss = self._loss(users, items, labels)
-        grads = tape.gradient(loss, self._vars)
-        self.optimizer.apply(list(zip(grads, self._vars, strict=True)))
-        return loss
-
-    def train_step(self, staged: tuple[tf.Tensor, ...]) -> None:
-        self._train(*staged)
-
-    def loss(self, staged: tuple[tf.Tensor, ...]) -> float:
-        return float(self._loss_fn(*staged))
-
     def infer(self, staged: tuple[tf.Tensor, ...]) -> tf.Tensor:
         return self._logits(staged[0], staged[1])
-
-    def to_numpy(self, value: Any) -> np.ndarray:
-        return value.numpy()
-
-    def synchronize(self) -> None:
-        if self.device != "/CPU:0":
-            tf.test.experimental.sync_devices()

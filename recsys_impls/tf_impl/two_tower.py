@@ -7,60 +7,30 @@ train and encode are ``tf.function``s with fixed signatures, traced once. Servin
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import tensorflow as tf
 
 from recsys_impls.models.two_tower import MASKED_LOGIT, NORM_EPS, TowerShape, TwoTowerConfig, initial_params
-from recsys_impls.tf_impl.optim import Optimizer
+from recsys_impls.tf_impl.param_model import ParamDictModel
 
 
-def tf_device(device: str) -> str:
-    """TensorFlow's name for a --device value: cpu, cuda[:N] or GPU:N."""
-    if device == "cpu":
-        return "/CPU:0"
-    return f"/GPU:{device.partition(':')[2] or 0}"
-
-
-_KEYS = ("user_ids", "user_mask", "item_ids", "item_mask", "items", "log_q")
-
-
-class TFTwoTower:
-    framework = "tf"
+class TFTwoTower(ParamDictModel):
+    input_keys = ("user_ids", "user_mask", "item_ids", "item_mask", "items", "log_q")
 
     def __init__(self, cfg: TwoTowerConfig, user: TowerShape, item: TowerShape, optimizer: str, lr: float,
                  seed: int = 0, device: str = "cpu") -> None:
         self.cfg, self.shapes = cfg, {"user": user, "item": item}
-        self.device = tf_device(device)
+        spec = [tf.TensorSpec([None, None], tf.int64), tf.TensorSpec([None, None], tf.float32)]
+        super().__init__(initial_params(cfg, user, item, seed), optimizer, lr, device,
+                         [*spec, *spec, tf.TensorSpec([None], tf.int64), tf.TensorSpec([None], tf.float32)])
         with tf.device(self.device):
             self.pool = {n: tf.constant(s.pool_matrix()) for n, s in self.shapes.items()}
-            self.params = {k: tf.Variable(v, name=k.replace(".", "_"))
-                           for k, v in initial_params(cfg, user, item, seed).items()}
-            self._vars = list(self.params.values())
-            self.optimizer = Optimizer(optimizer, lr, self._vars)
         self.corpus: tf.Tensor | None = None
-        spec = [tf.TensorSpec([None, None], tf.int64), tf.TensorSpec([None, None], tf.float32)]
-        self._train = tf.function(self._train_step, input_signature=[
-            *spec, *spec, tf.TensorSpec([None], tf.int64), tf.TensorSpec([None], tf.float32)])
-        self._loss_fn = tf.function(self._loss, input_signature=self._train.input_signature)
         self._encode = {n: tf.function(lambda ids, mask, n=n: self.tower(n, ids, mask), input_signature=spec)
                         for n in self.shapes}
         self._retrieve = tf.function(
             lambda q, corpus, k: tf.math.top_k(tf.matmul(q, corpus, transpose_b=True), k=k, sorted=True).indices,
             input_signature=[tf.TensorSpec([None, None], tf.float32)] * 2 + [tf.TensorSpec([], tf.int32)])
-
-    def get_params(self) -> dict[str, np.ndarray]:
-        return {k: v.numpy().copy() for k, v in self.params.items()}
-
-    def set_params(self, params: dict[str, np.ndarray]) -> None:
-        for k, v in self.params.items():
-            v.assign(params[k])
-        self.optimizer.reset()
-
-    def stage(self, batch: dict[str, np.ndarray]) -> tuple[tf.Tensor, ...]:
-        with tf.device(self.device):
-            return tuple(tf.identity(tf.constant(batch[k])) for k in _KEYS)
 
     def tower(self, name: str, ids: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
         emb = tf.gather(self.params[f"{name}.table"], ids) * mask[..., None]
@@ -87,19 +57,6 @@ class TFTwoTower:
         ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.range(n), logits=logits)
         return tf.reduce_mean(ce)
 
-    def _train_step(self, *inputs: tf.Tensor) -> tf.Tensor:
-        with tf.GradientTape() as tape:
-            loss = self._loss(*inputs)
-        grads = tape.gradient(loss, self._vars)
-        self.optimizer.apply(list(zip(grads, self._vars, strict=True)))
-        return loss
-
-    def train_step(self, staged: tuple[tf.Tensor, ...]) -> None:
-        self._train(*staged)
-
-    def loss(self, staged: tuple[tf.Tensor, ...]) -> float:
-        return float(self._loss_fn(*staged))
-
     def encode(self, name: str, ids: np.ndarray, mask: np.ndarray, chunk: int = 8192) -> np.ndarray:
         with tf.device(self.device):
             outs = [self._encode[name](tf.constant(ids[i : i + chunk]), tf.constant(mask[i : i + chunk])).numpy()
@@ -117,10 +74,3 @@ class TFTwoTower:
     def retrieve(self, queries: tf.Tensor, k: int) -> tf.Tensor:
         assert self.corpus is not None, "stage_corpus first"
         return self._retrieve(queries, self.corpus, tf.constant(k, tf.int32))
-
-    def to_numpy(self, value: Any) -> np.ndarray:
-        return value.numpy()
-
-    def synchronize(self) -> None:
-        if self.device != "/CPU:0":
-            tf.test.experimental.sync_devices()

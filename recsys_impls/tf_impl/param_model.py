@@ -1,0 +1,74 @@
+"""A model held as a name -> tf.Variable dict built from a framework-neutral spec's initial values.
+
+The retrieval models share everything but their forward and loss: variables on the scenario's device,
+the optimizer of ``optim`` over all of them (tables' ``IndexedSlices`` gradients touch only their rows),
+parameters to and from numpy by name, and a training step and loss traced once with a fixed signature.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from recsys_impls.tf_impl.optim import Optimizer
+
+
+def tf_device(device: str) -> str:
+    """TensorFlow's name for a --device value: cpu, cuda[:N] or GPU:N."""
+    if device == "cpu":
+        return "/CPU:0"
+    return f"/GPU:{device.partition(':')[2] or 0}"
+
+
+class ParamDictModel:
+    framework = "tf"
+    input_keys: tuple[str, ...] = ()  # the staged tuple, in order
+    optional_keys: tuple[str, ...] = ()  # keys a batch may lack (e.g. labels at inference)
+
+    def __init__(self, initial: dict[str, np.ndarray], optimizer: str, lr: float, device: str,
+                 signature: list[tf.TensorSpec]) -> None:
+        self.device = tf_device(device)
+        with tf.device(self.device):
+            self.params = {k: tf.Variable(v, name=k.replace(".", "_")) for k, v in initial.items()}
+            self._vars = list(self.params.values())
+            self.optimizer = Optimizer(optimizer, lr, self._vars)
+        self._train = tf.function(self._train_step, input_signature=signature)
+        self._loss_fn = tf.function(self._loss, input_signature=signature)
+
+    def _loss(self, *inputs: tf.Tensor) -> tf.Tensor:
+        raise NotImplementedError
+
+    def get_params(self) -> dict[str, np.ndarray]:
+        return {k: v.numpy().copy() for k, v in self.params.items()}
+
+    def set_params(self, params: dict[str, np.ndarray]) -> None:
+        for k, v in self.params.items():
+            v.assign(params[k])
+        self.optimizer.reset()
+
+    def stage(self, batch: dict[str, np.ndarray]) -> tuple[tf.Tensor, ...]:
+        with tf.device(self.device):
+            return tuple(tf.identity(tf.constant(batch[k])) for k in self.input_keys
+                         if k in batch or k not in self.optional_keys)
+
+    def _train_step(self, *inputs: tf.Tensor) -> tf.Tensor:
+        with tf.GradientTape() as tape:
+            loss = self._loss(*inputs)
+        grads = tape.gradient(loss, self._vars)
+        self.optimizer.apply(list(zip(grads, self._vars, strict=True)))
+        return loss
+
+    def train_step(self, staged: tuple[tf.Tensor, ...]) -> None:
+        self._train(*staged)
+
+    def loss(self, staged: tuple[tf.Tensor, ...]) -> float:
+        return float(self._loss_fn(*staged))
+
+    def to_numpy(self, value: Any) -> np.ndarray:
+        return value.numpy()
+
+    def synchronize(self) -> None:
+        if self.device != "/CPU:0":
+            tf.test.experimental.sync_devices()
