@@ -32,20 +32,13 @@ class Quality:
     timeout = 1800
 
     def setup_cache(self):
-        records = {}
-        for model in MODELS:
-            for framework in FRAMEWORKS:
-                for data in DATASETS:
-                    params = {"framework": framework, "data": data, "model": model}
-                    try:
-                        bs.model_or_skip(model)
-                        bs.framework_or_skip(framework)
-                        scenario = bs.scenario_for(framework, data, model=model)
-                    except NotImplementedError as exc:
-                        records[(framework, data, model)] = {"status": "skipped", "error": str(exc)}
-                        continue
-                    records[(framework, data, model)] = bs.run_and_record("core", params, scenario)
-        return records
+        def build(framework, data, model):
+            bs.model_or_skip(model)
+            bs.framework_or_skip(framework)
+            return bs.scenario_for(framework, data, model=model)
+
+        combos = [(f, d, m) for m in MODELS for f in FRAMEWORKS for d in DATASETS]
+        return bs.record_grid("core", ("framework", "data", "model"), combos, build)
 
     setup_cache.timeout = 1800 * len(MODELS)
 

@@ -32,22 +32,15 @@ class RetrievalQuality:
     timeout = 3600
 
     def setup_cache(self):
-        records = {}
-        for model in MODELS:
-            for framework in FRAMEWORKS:
-                for data in DATASETS:
-                    params = {"framework": framework, "data": data, "model": model}
-                    reason = bs.quick_skip_reason((framework, data, model) == ("torch", "synthetic", "two-tower"))
-                    try:
-                        if reason:
-                            raise NotImplementedError(reason)
-                        bs.framework_or_skip(framework)
-                        scenario = scenario_for(framework, data, model)
-                    except NotImplementedError as exc:
-                        records[(framework, data, model)] = {"status": "skipped", "error": str(exc)}
-                        continue
-                    records[(framework, data, model)] = bs.run_and_record("retrieval", params, scenario)
-        return records
+        def build(framework, data, model):
+            reason = bs.quick_skip_reason((framework, data, model) == ("torch", "synthetic", "two-tower"))
+            if reason:
+                raise NotImplementedError(reason)
+            bs.framework_or_skip(framework)
+            return scenario_for(framework, data, model)
+
+        combos = [(f, d, m) for m in MODELS for f in FRAMEWORKS for d in DATASETS]
+        return bs.record_grid("retrieval", ("framework", "data", "model"), combos, build)
 
     setup_cache.timeout = 3600
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -141,6 +142,21 @@ def run_and_record(suite: str, params: dict[str, Any], scenario: Scenario) -> di
         record = execute_or_record(scenario).to_plain()
     save_record(record, suite, params)
     return record
+
+
+def record_grid(suite: str, names: tuple[str, ...], combos: Iterable[tuple[Any, ...]],
+                build: Callable[..., Scenario]) -> dict[tuple[Any, ...], dict[str, Any]]:
+    """One record per parameter combination, for an asv ``setup_cache``: ``build(*combo)`` makes the
+    scenario or raises NotImplementedError, and then the combination is recorded as skipped with the reason."""
+    records: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for combo in combos:
+        try:
+            scenario = build(*combo)
+        except NotImplementedError as exc:
+            records[combo] = {"status": "skipped", "error": str(exc)}
+            continue
+        records[combo] = run_and_record(suite, dict(zip(names, combo, strict=True)), scenario)
+    return records
 
 
 class ScenarioFailed(RuntimeError):
