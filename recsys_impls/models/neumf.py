@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from recsys_impls.errors import UsageError
+from recsys_impls.models.init import seeded_params
 
 
 @dataclass(frozen=True)
@@ -56,16 +57,8 @@ def param_shapes(cfg: NeuMFConfig, num_users: int, num_items: int) -> dict[str, 
 def initial_params(cfg: NeuMFConfig, num_users: int, num_items: int, seed: int) -> dict[str, np.ndarray]:
     """Embeddings N(0, 0.01) as in the paper; weights Glorot-uniform; biases 0."""
     rng = np.random.default_rng([seed, 23])
-    out = {}
-    for name, shape in param_shapes(cfg, num_users, num_items).items():
-        if name.startswith(("gmf.", "mlp.user", "mlp.item")):
-            out[name] = rng.normal(0.0, 0.01, shape)
-        elif len(shape) == 2:
-            lim = np.sqrt(6.0 / (shape[0] + shape[1]))
-            out[name] = rng.uniform(-lim, lim, shape)
-        else:
-            out[name] = np.zeros(shape)
-    return {k: v.astype(np.float32) for k, v in out.items()}
+    tables = ("gmf.", "mlp.user", "mlp.item")
+    return seeded_params(param_shapes(cfg, num_users, num_items), rng, lambda name: name.startswith(tables), 0.01)
 
 
 def reference_logits(params: dict[str, np.ndarray], cfg: NeuMFConfig, users: np.ndarray,

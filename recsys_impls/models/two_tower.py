@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from recsys_impls.errors import UsageError
+from recsys_impls.models.init import seeded_params
 
 MASKED_LOGIT = -1e9  # a same-item entry off the diagonal: exp() is exactly 0 in float32
 NORM_EPS = 1e-12
@@ -75,16 +76,7 @@ def param_shapes(cfg: TwoTowerConfig, user: TowerShape, item: TowerShape) -> dic
 def initial_params(cfg: TwoTowerConfig, user: TowerShape, item: TowerShape, seed: int) -> dict[str, np.ndarray]:
     """Tables N(0, 0.1); weights Glorot-uniform; biases 0 (float32, from one seed)."""
     rng = np.random.default_rng([seed, 22])
-    out = {}
-    for name, shape in param_shapes(cfg, user, item).items():
-        if name.endswith(".table"):
-            out[name] = rng.normal(0.0, 0.1, shape)
-        elif len(shape) == 2:
-            lim = np.sqrt(6.0 / (shape[0] + shape[1]))
-            out[name] = rng.uniform(-lim, lim, shape)
-        else:
-            out[name] = np.zeros(shape)
-    return {k: v.astype(np.float32) for k, v in out.items()}
+    return seeded_params(param_shapes(cfg, user, item), rng, lambda name: name.endswith(".table"), 0.1)
 
 
 def reference_tower(params: dict[str, np.ndarray], cfg: TwoTowerConfig, name: str, shape: TowerShape,
