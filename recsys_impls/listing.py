@@ -65,7 +65,8 @@ def render() -> str:
                  [(m["spec"], f"{m['description']} [{', '.join(m['frameworks'])}]") for m in describe_methods()]),
         _section("parallel (--parallel)", list(describe_modes())),
         _section("faults and balancing (distributed runs)", [
-            ("--straggler RANK:FACTOR", "that rank sleeps (FACTOR-1) x its own measured compute after every step"),
+            ("--straggler RANK:FACTOR",
+             "before each step that rank sleeps (FACTOR-1) x its own measured compute of the step before"),
             ("--hot-table F:SHARE", "synthetic table F takes SHARE of all lookups (bigger bags)"),
             ("--balance static|adaptive[:K]", "adaptive: data-parallel shares re-chosen every K steps (DDP, "
                                               "MultiWorkerMirrored); TorchRec table-wise tables re-placed once"),

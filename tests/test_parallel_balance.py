@@ -72,10 +72,17 @@ def test_hot_table_takes_its_share_of_lookups() -> None:
 def test_straggler_sleeps_factor_minus_one_times_compute() -> None:
     slept: list[float] = []
     s = faults.Straggler(3.0, sleep=slept.append)
+    s.before_step()
+    assert slept == []  # nothing owed before the first step
     assert s.after_step(0.01) == pytest.approx(0.02)
+    assert slept == []  # the sleep is paid at the next step's start, not after this one
+    s.before_step()
     s.after_step(0.005)
+    s.before_step()
     assert slept == pytest.approx([0.02, 0.01])
     assert s.report() == {"factor": 3.0, "slept_s": pytest.approx(0.03), "steps": 2}
+    s.before_step()
+    assert len(slept) == 2  # a debt is paid once
     assert faults.Straggler(1.0, sleep=slept.append).after_step(1.0) == 0.0
 
 
@@ -243,6 +250,15 @@ def test_affine_shares_account_for_the_part_that_does_not_shrink() -> None:
     assert balance.choose_shares_affine(history, 256, min_share=32) == [224, 32]
     assert balance.fit_costs([(10, 1.0), (20, 1.5)]) == pytest.approx((0.5, 0.05))
     assert balance.fit_costs([(10, 1.0), (10, 1.2)]) is None
+    # Points on one line fit it whatever their weights; after a change of load (old points on t = 0.1 n,
+    # recent ones on t = 1 + 0.05 n) down-weighting by age moves the fit to the recent line.
+    line = [(n, 0.5 + 0.05 * n) for n in (10, 20, 40)]
+    assert balance.fit_costs(line, 0.5) == pytest.approx((0.5, 0.05))
+    changed = [(n, 0.1 * n) for n in (10, 30)] + [(n, 1 + 0.05 * n) for n in (15, 25, 35)]
+    a_all, b_all = balance.fit_costs(changed) or (0.0, 0.0)
+    a_new, b_new = balance.fit_costs(changed, 0.01) or (0.0, 0.0)
+    assert abs(b_new - 0.05) < 0.005 and abs(a_new - 1.0) < 0.1
+    assert abs(b_all - 0.05) > abs(b_new - 0.05)
 
 
 def test_balance_pairs_interleaves_static_and_adaptive(monkeypatch) -> None:

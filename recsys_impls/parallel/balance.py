@@ -1,10 +1,10 @@
 """Uneven data-parallel shares from measured step times (numpy only), and the record's summary of them.
 
-Each rank's busy time per step is modelled as ``a_r + b_r x n_r`` (a part that does not shrink with
-its share n_r, and a per-sample part), fitted to its measured (share, seconds) over the last windows;
-the next shares equalise the predicted times (``choose_shares_affine``; until a rank has two distinct
-shares measured, a = 0, i.e. shares proportional to speed, ``choose_shares``), rounded to whole samples
-by largest remainder so they add up to the global batch exactly, each at least ``min_share`` samples. The global
+Each rank's busy time per step is modelled as ``a_r + b_r x n_r`` (a part that does not shrink with its share
+n_r, and a per-sample part), fitted to its measured (share, seconds) over the last windows (older ones down-
+weighted); the next shares equalise the predicted times (``choose_shares_affine``; until a rank has two
+distinct shares measured, a = 0, i.e. shares proportional to speed, ``choose_shares``), rounded to whole
+samples by largest remainder so they add up to the global batch exactly, each at least ``min_share`` samples. The global
 batch stays constant; the gradient weighting that keeps the update exact lives in the engines
 (each rank's mean loss is scaled by ``world x b_r / B``, so the all-reduce's mean is the global batch's
 mean, ``recsys_impls.torch_impl.distributed_ddp``).
@@ -45,32 +45,41 @@ def choose_shares(seconds: Sequence[float], shares: Sequence[int], global_batch:
     return [int(x) for x in out]
 
 
-def fit_costs(points: Sequence[tuple[int, float]]) -> tuple[float, float] | None:
+FORGET = 0.8  # weight of a window's point per window of age in the cost fit
+
+
+def fit_costs(points: Sequence[tuple[int, float]], forget: float = 1.0) -> tuple[float, float] | None:
     """(fixed seconds a, seconds per sample b) of ``t = a + b x n`` fitted to one rank's (share, seconds)
-    points; None when they do not pin down a line with a >= 0 and b > 0 (then the caller assumes a = 0)."""
+    points (oldest first), the point k windows old weighted ``forget ** k``; None when they do not pin down
+    a line with a >= 0 and b > 0 (then the caller assumes a = 0)."""
     n = np.asarray([p[0] for p in points], dtype=np.float64)
     t = np.asarray([p[1] for p in points], dtype=np.float64)
     if n.size < 2 or np.unique(n).size < 2 or not np.all(np.isfinite(t)):
         return None
-    b, a = np.polyfit(n, t, 1)
+    weight = forget ** np.arange(n.size - 1, -1, -1, dtype=np.float64)
+    b, a = np.polyfit(n, t, 1, w=np.sqrt(weight))
     if b <= 0 or a < 0:
         return None
     return float(a), float(b)
 
 
 def choose_shares_affine(history: Sequence[tuple[Sequence[int], Sequence[float]]], global_batch: int,
-                         min_share: int = 1) -> list[int]:
+                         min_share: int = 1, forget: float = 1.0) -> list[int]:
     """Shares that equalise predicted busy time ``a_r + b_r x n_r`` across ranks, from each rank's
     measured (share, seconds) over past windows (``history``: (shares, seconds) per window, oldest first).
 
     A rank's per-step time has a part that does not shrink with its share (kernel launches, the
     optimizer over whole dense layers, the straggler's factor on them too); a proportional split over-
-    corrects when that part is large. Ranks whose line cannot be fitted yet are taken as a = 0."""
+    corrects when that part is large. Ranks whose line cannot be fitted yet are taken as a = 0.
+
+    Once the shares settle, recent windows sit close together in share and pin the line's slope
+    poorly; older windows (the equal first split among them) keep it pinned, down-weighted by
+    ``forget`` per window of age so that a change in load still takes over within a few windows."""
     shares, seconds = history[-1]
     world = len(shares)
     ab = []
     for r in range(world):
-        fit = fit_costs([(h[0][r], h[1][r]) for h in history])
+        fit = fit_costs([(h[0][r], h[1][r]) for h in history], forget)
         if fit is None:
             t = float(seconds[r])
             if not np.isfinite(t) or t <= 0:
@@ -147,8 +156,8 @@ class AdaptiveSplit:
     """Drives one rank's data-parallel steps with shares re-chosen every ``every`` steps.
 
     The timed loop calls ``step(i)`` with the global batch index. Every ``every`` calls (warm-up steps
-    included, the same count on every rank) the ranks exchange their mean busy seconds per step
-    (``gather``: a collective returning every rank's value), pick new shares (``choose_shares``), set this
+    included, the same count on every rank) the ranks exchange their median busy seconds per step over
+    the window (``gather``: a collective returning every rank's value), pick new shares (``choose_shares``), set this
     rank's loss weight and stage its slices of the next ``every`` global batches; that work is timed as
     the re-plan cost and lies inside the timed window. ``every=None`` keeps the first (equal) split.
 
@@ -174,7 +183,7 @@ class AdaptiveSplit:
         self._points: list[tuple[list[int], list[float]]] = []
         self._slice = slice_staged
         self._global = [stage(b) for b in global_batches] if slice_staged is not None else None
-        self.fit_windows = 4  # (share, busy) windows a rank's cost line is fitted to
+        self.fit_windows = 16  # (share, busy) windows a rank's cost line is fitted to, weighted by age
 
     def _local_staged(self, index: int) -> Any:
         if self._global is not None:
@@ -194,11 +203,12 @@ class AdaptiveSplit:
 
         t0 = time.perf_counter()
         measured = self._busy()[self._mark:]
-        mine = float(np.mean(measured)) if measured else float("nan")
+        mine = float(np.median(measured)) if measured else float("nan")  # robust to a preempted step
         every = self._gather(mine)
         if self.history and all(np.isfinite(every)):
             self._points.append((list(self.shares), list(every)))
-            self.shares = choose_shares_affine(self._points[-self.fit_windows:], self.global_batch, self.min_share)
+            self.shares = choose_shares_affine(self._points[-self.fit_windows:], self.global_batch, self.min_share,
+                                               FORGET)
         self._mark = len(self._busy())
         self._set_weight(loss_weight(self.shares, self.rank))
         span = self.every or len(self.batches)

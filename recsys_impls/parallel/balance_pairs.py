@@ -74,10 +74,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--threads", type=int, default=1, help="threads per process (default 1)")
+    p.add_argument("--optimizer", default=None, help="sgd or adagrad (default: the preset's)")
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default: the preset's)")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     layers = {k: dict(v) for k, v in PRESETS[args.preset].items()}
-    for key, value in (("steps", args.steps), ("batch_size", args.batch_size)):
+    for key, value in (("steps", args.steps), ("batch_size", args.batch_size), ("optimizer", args.optimizer),
+                       ("learning_rate", args.lr)):
         if value is not None:
             layers.setdefault("train", {})[key] = value
     layers["device"] = {"threads": args.threads}

@@ -2,8 +2,10 @@
 
 Numpy-free and framework-free (parsed in the CLI, in config validation and in asv discovery).
 
-* ``--straggler RANK:FACTOR`` makes one rank's compute FACTOR times slower: after every training step
-  that rank sleeps ``(FACTOR - 1) x`` its own measured compute time of that step (``Straggler``). What
+* ``--straggler RANK:FACTOR`` makes one rank's compute FACTOR times slower: at the start of every training
+  step that rank sleeps ``(FACTOR - 1) x`` its own measured compute time of the step before (``Straggler``;
+  paid at the next step's start, not at this one's end, so a collective issued between steps, such as
+  the balancer's gather of step times, does not wait on the sleep and cost the run a step of overlap). What
   counts as compute is the engine's: for PyTorch DDP the time from the step's start to the moment the
   last gradient bucket is handed to the all-reduce, plus the optimizer step (time blocked waiting for
   the other ranks is excluded, so the slowdown follows the rank's own work, whatever its share); for
@@ -46,7 +48,8 @@ class StragglerSpec:
 
     def to_dict(self) -> dict[str, object]:
         return {"rank": self.rank, "factor": self.factor,
-                "mechanism": "after each step the rank sleeps (factor - 1) x its own measured compute time"}
+                "mechanism": "before each step the rank sleeps (factor - 1) x its own measured compute time of "
+                             "the step before"}
 
 
 def parse_straggler(spec: str) -> StragglerSpec | None:
@@ -133,7 +136,8 @@ def parse_balance(spec: str) -> BalanceSpec:
 
 
 class Straggler:
-    """Sleeps ``(factor - 1) x`` the compute time it is told about; counts what it slept.
+    """Owes ``(factor - 1) x`` the compute time it is told about after a step, and sleeps it off before the
+    next one; counts what it slept.
 
     ``sleep`` is injectable so tests can check the arithmetic without waiting."""
 
@@ -141,13 +145,20 @@ class Straggler:
         self.factor = float(factor)
         self.slept_s = 0.0
         self.steps = 0
+        self.owed_s = 0.0
         self._sleep = sleep
 
+    def before_step(self) -> None:
+        """Sleep what the previous step owes (nothing before the first step)."""
+        if self.owed_s > 0:
+            self._sleep(self.owed_s)
+            self.slept_s += self.owed_s
+        self.owed_s = 0.0
+
     def after_step(self, compute_s: float) -> float:
+        """Note this step's compute; returns the sleep it adds (paid by the next ``before_step``)."""
         extra = max(0.0, (self.factor - 1.0) * compute_s)
-        if extra > 0:
-            self._sleep(extra)
-        self.slept_s += extra
+        self.owed_s = extra
         self.steps += 1
         return extra
 
@@ -178,10 +189,11 @@ def check_supported(framework: str, mode: str, sharding: str, straggler: str, ba
 
 def slowed(step: Callable[[object], object], straggler: Straggler,
            sync: Callable[[], None] | None = None) -> Callable[[object], object]:
-    """``step`` followed by the straggler's sleep of (factor - 1) x that step's whole time (for engines
+    """``step`` with the straggler's sleep of (factor - 1) x the previous step's whole time before it (for engines
     whose step cannot be split into own compute and waiting: it includes the step's collectives)."""
 
     def run(x: object) -> object:
+        straggler.before_step()
         t0 = time.perf_counter()
         out = step(x)
         if sync is not None:

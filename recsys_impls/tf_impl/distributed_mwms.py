@@ -89,6 +89,8 @@ class MWMSTFDLRM(TFDLRM):
     def train_step(self, staged: Staged) -> Any:
         if not self.timed:
             return self._dist_train(*staged)
+        if self.straggler is not None:
+            self.straggler.before_step()
         out = self._dist_train(*staged)
         loss, compute = self.strategy.experimental_local_results(out)[0]
         compute = float(compute)  # waits for the step; the optimizer's apply after the all-reduce is not counted

@@ -118,6 +118,8 @@ class DDPTorchDLRM(TorchDLRM):
         """TorchDLRM's step with the share weight on the loss and, when timed, the rank's own compute noted."""
         import torch.nn.functional as F
 
+        if self.straggler is not None:
+            self.straggler.before_step()
         t0 = time.perf_counter()
         self.last_ready = None
         with self.settings.math_mode():
