@@ -80,7 +80,9 @@ def compression_section(record: dict[str, Any], baseline: dict[str, Any],
 
 def master_plan(plan: CompressionPlan) -> CompressionPlan:
     """The plan without its post-training steps: the float32 master weights in the trained layout."""
-    layout = "plain" if plan.layout == "freq-prune" else plan.layout
+    from recsys_impls.compression.layouts import plan_layout
+
+    layout = plan_layout(plan).trained_as or plan.layout
     return replace(plan, precision="fp32", mlp_int8=False, prune_sparsity=0.0, layout=layout, freq_min_count=0)
 
 
