@@ -13,7 +13,7 @@ import pytest
 
 from recsys_impls.compression import layouts as lay
 from recsys_impls.compression import model_state as ms
-from recsys_impls.compression.spec import parse_compression
+from recsys_impls.compression.spec import describe_methods, parse_compression
 from recsys_impls.config import ModelConfig, Scenario, TrainConfig
 from recsys_impls.data.batch import Batch
 from recsys_impls.errors import UsageError
@@ -81,6 +81,7 @@ def test_registered_layout_parses_shapes_and_models_work(double_hash: str) -> No
     # The work model reads two D-wide rows per id, like QR.
     w = work_per_step(CFG, 4, "infer", compression=double_hash)
     assert w.embedding_bytes_read == 2 * work_per_step(CFG, 4, "infer").embedding_bytes_read
+    assert "double-hash" in {row["method"] for row in describe_methods()}  # `list` shows it
     with pytest.raises(UsageError, match="unknown embedding layout 'nope'"):
         lay.get_layout("nope")
 

@@ -101,6 +101,15 @@ def describe_methods() -> list[dict[str, object]]:
         out.append({"method": method, "parameters": params, "spec": f"{method}:{arg}" if arg else method,
                     "description": description + (f" ({params})" if params else ""),
                     "frameworks": [f.strip() for f in frameworks.split(",")]})
+    from recsys_impls.compression.layouts import find_layout, layout_names
+
+    listed = {row["method"] for row in out}
+    for name in layout_names():  # layouts registered beyond the built-in ones
+        layout = find_layout(name)
+        if name not in listed and name != "plain" and layout is not None:
+            doc = (type(layout).__doc__ or "").strip().splitlines()
+            out.append({"method": name, "parameters": layout.usage, "spec": layout.usage.split(",")[0] or name,
+                        "description": doc[0] if doc else name, "frameworks": ["torch", "tf"]})
     return out
 
 
