@@ -140,10 +140,14 @@ COMBINE_OPS: dict[str, Callable[[list[torch.Tensor], tuple[Any, ...], list[torch
     "tt": _tt_contract,
 }
 
-# Layout name -> torch-specific description of its kernel (and, where one is needed, its own code).
+# Layout name -> torch-specific choices for it: "describe" (kind -> the kernel's description) and
+# "unique_ids" (inference combines each distinct id once and pools the results with embedding_bag: for a
+# combine that costs far more than a row read, such as TT-Rec's two tiny matmuls per id).
 ADAPTERS: dict[str, dict[str, Any]] = {
     "tt": {"describe": lambda kind: f"TT-Rec: one row of each of 3 cores gathered (torch.nn.functional."
-                                    f"embedding, {kind}), contracted by two torch.bmm"},
+                                    f"embedding, {kind}), contracted by two torch.bmm"
+                                    " (inference: once per distinct id, pooled by embedding_bag)",
+           "unique_ids": True},
 }
 
 
@@ -195,6 +199,9 @@ class CompressedEmbeddings(EmbeddingBags):
                 self.stores.append(nn.ModuleList(self._make([g.name(f)], g.shape[1], params, stored)
                                                  for g in tables[f]))
                 self.steps.append([self._register(list(s), kept) for s in steps[f]])
+        self.unique_ids = self.fused and not self.trainable and ADAPTERS.get(self.layout.name, {}).get("unique_ids")
+        if self.unique_ids:
+            self._set_base("full_base", list(config.table_sizes))
         self.dense = nn.ParameterList()
         self.dense_index: list[list[int]] = []
         for f, groups in enumerate(self.groups):
@@ -272,6 +279,8 @@ class CompressedEmbeddings(EmbeddingBags):
             c = self.combines[0]
             if c.op == "identity":
                 pooled = self.stores[0].pool(self.global_rows(s), s.offsets)
+            elif self.unique_ids:
+                pooled = self._pool_unique(s, c)
             else:
                 rows = [st.rows(self.group_rows(j, s)) for j, st in enumerate(self.stores)]
                 v = COMBINE_OPS[c.op](rows, c.args, [])
@@ -292,6 +301,17 @@ class CompressedEmbeddings(EmbeddingBags):
                 outs.append(torch.zeros(b, self.dim, dtype=v.dtype, device=v.device).index_add_(
                     0, s.bag[lo:hi] - f * b, v))
         return torch.stack(outs, dim=1)
+
+    def _pool_unique(self, s: CompressedInput, c: Combine) -> torch.Tensor:
+        """Combine each distinct (table, id) once, then sum the bags over those rows in one embedding_bag."""
+        gid = s.ids + self.full_base[s.feature]
+        uniq, inverse = torch.unique(gid, return_inverse=True)
+        feat = torch.empty_like(uniq).scatter_(0, inverse, s.feature)
+        ids = uniq - self.full_base[feat]
+        rows = [st.rows(self._index(self.steps[0][j], ids, feat) + getattr(self, f"base{j}")[feat])
+                for j, st in enumerate(self.stores)]
+        v = COMBINE_OPS[c.op](rows, c.args, [])
+        return F.embedding_bag(inverse, v, s.offsets, mode="sum", include_last_offset=True)
 
     # --- parameters (training form) -------------------------------------------------------------
     def _named_stores(self) -> list[tuple[Store, list[str], torch.Tensor | None]]:
