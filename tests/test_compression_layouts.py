@@ -42,8 +42,9 @@ class DoubleHash(lay.Layout):
         from recsys_impls.compression.hashing import num_buckets
 
         k = num_buckets(config.table_sizes[f], float(plan.layout_args[0]))
-        return [lay.Group("a", (k, config.embedding_dim), (("hash", 1), ("mod", k))),
-                lay.Group("b", (k, config.embedding_dim), (("hash", 2), ("mod", k)))]
+        # Seeds differ per table: the PyTorch stage cannot fuse the tables and looks each one up on its own.
+        return [lay.Group("a", (k, config.embedding_dim), (("hash", 1 + f), ("mod", k))),
+                lay.Group("b", (k, config.embedding_dim), (("hash", 101 + f), ("mod", k)))]
 
     def combine(self, config: Any, plan: Any, f: int) -> lay.Combine:
         return lay.Combine("add")
@@ -93,6 +94,7 @@ def test_registered_layout_trains_in_both_frameworks_like_its_reference(double_h
     from recsys_impls.torch_impl.compress_model import CompressedTorchDLRM
 
     pt = CompressedTorchDLRM(_scenario(CFG, double_hash, "torch"))
+    assert not pt.net.embeddings.fused
     tf = CompressedTFDLRM(_scenario(CFG, double_hash, "tf"))
     plan, start = pt.plan, ms.initial_params(CFG, pt.plan, 0)
     for impl in (pt, tf):

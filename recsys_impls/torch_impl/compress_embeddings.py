@@ -175,8 +175,10 @@ class CompressedEmbeddings(EmbeddingBags):
         self.groups = table_groups(config, plan)
         self.combines: list[Combine] = [self.layout.combine(config, plan, f) for f in range(nf)]
         steps = [self.layout.index(config, plan, f, stored is not None) for f in range(nf)]
-        seeds = {a for s in steps for g in s for op, a in g if op == "hash"}
-        self.fused = fusable(config, plan) and len(seeds) <= 1
+        # Fused lookups take per-table integer arguments as tensors; a hash seed must be one for all tables.
+        self.fused = fusable(config, plan) and all(
+            len({s[j][k][1] for s in steps}) == 1
+            for j, group_steps in enumerate(steps[0]) for k, (op, _) in enumerate(group_steps) if op == "hash")
         src = params if stored is None else stored
         kept: KeptIds | None = None
         if any(op == "remap" for s in steps for g in s for op, _ in g):
