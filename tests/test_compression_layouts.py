@@ -187,3 +187,33 @@ def test_torch_tt_inference_once_per_distinct_id_equals_per_id(spec: str) -> Non
         emb.unique_ids = False
         per_id = emb(s).numpy()
     np.testing.assert_allclose(once, per_id, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("spec", ["freq-prune:2,int8", "qr:4:concat", "tt:2", "hash:0.3,fp16", "mixed-dim:0.5"])
+@pytest.mark.parametrize("fused", [True, False])
+def test_torch_stage_matches_the_oracle_fused_or_per_table(monkeypatch: pytest.MonkeyPatch, spec: str,
+                                                           fused: bool) -> None:
+    """The generic stage, with tables fused (where the layout allows) or looked up one by one, reads the
+    oracle's rows from the stored arrays."""
+    pytest.importorskip("torch")
+    import torch
+
+    from recsys_impls.torch_impl import compress_embeddings as ce
+
+    plan = parse_compression(spec)
+    rng = np.random.default_rng(0)
+    counts = {f: rng.integers(0, 4, n) for f, n in enumerate(CFG.table_sizes)}
+    stored = ms.finalize(CFG, plan, ms.initial_params(CFG, plan, 0), counts)
+    if not fused:
+        monkeypatch.setattr(ce, "fusable", lambda config, plan: False)
+    emb = ce.CompressedEmbeddings(CFG, plan, {}, stored=stored)
+    assert emb.fused == (fused and spec != "mixed-dim:0.5")
+    batch = _batch(4)
+    with torch.no_grad():
+        got = emb(emb.stage(batch, torch.device("cpu"), False)).numpy()
+    offsets = batch.feature_offsets()
+    for f in range(CFG.num_tables):
+        rows = ms.embedding_rows(CFG, plan, stored, f, batch.ids[offsets[f] : offsets[f + 1]])
+        want = np.zeros((batch.batch_size, CFG.embedding_dim))
+        np.add.at(want, np.repeat(np.arange(batch.batch_size), batch.lengths[f]), rows)
+        np.testing.assert_allclose(got[:, f], want, rtol=1e-5, atol=1e-6, err_msg=f"table {f}")

@@ -180,11 +180,7 @@ class CompressedEmbeddings(EmbeddingBags):
             len({s[j][k][1] for s in steps}) == 1
             for j, group_steps in enumerate(steps[0]) for k, (op, _) in enumerate(group_steps) if op == "hash")
         src = params if stored is None else stored
-        kept: KeptIds | None = None
-        if any(op == "remap" for s in steps for g in s for op, _ in g):
-            assert stored is not None
-            kept = KeptIds([stored[a] for s in steps for g in s for op, a in g if op == "remap"], config.table_sizes)
-            self.kept = kept
+        self.stored = stored
         self.stores = nn.ModuleList()
         self.steps: list[list[list[tuple[str, Any]]]] = []  # [table or 0 when fused][group] -> steps
         self._arg_tensors = 0
@@ -194,13 +190,14 @@ class CompressedEmbeddings(EmbeddingBags):
                 names = [tables[f][j].name(f) for f in range(nf)]
                 self.stores.append(self._make(names, g.shape[1], params, stored))
                 self._set_base(f"base{j}", [self._rows(src, n, stored) for n in names])
-            self.steps.append([self._register(_steps_args([s[j] for s in steps]), kept)
-                               for j in range(len(tables[0]))])
+            self.steps.append([self._register(_steps_args([s[j] for s in steps]), [s[j] for s in steps],
+                                              list(range(nf))) for j in range(len(tables[0]))])
         else:
             for f in range(nf):
                 self.stores.append(nn.ModuleList(self._make([g.name(f)], g.shape[1], params, stored)
                                                  for g in tables[f]))
-                self.steps.append([self._register(list(s), kept) for s in steps[f]])
+                self.steps.append([self._register(list(s), [s], [f]) for s in steps[f]])
+        del self.stored
         self.unique_ids = self.fused and not self.trainable and ADAPTERS.get(self.layout.name, {}).get("unique_ids")
         if self.unique_ids:
             self._set_base("full_base", list(config.table_sizes))
@@ -214,12 +211,18 @@ class CompressedEmbeddings(EmbeddingBags):
                     self.dense.append(nn.Parameter(torch.from_numpy(np.array(src[g.name(f)], np.float32)),
                                                    requires_grad=self.trainable))
 
-    def _register(self, steps: list[tuple[str, Any]], kept: KeptIds | None) -> list[tuple[str, Any]]:
-        """Per-table argument tensors become buffers (so they follow .to(device)); remap gets the kept ids."""
+    def _register(self, steps: list[tuple[str, Any]], per_table: list[tuple[tuple[str, Any], ...]],
+                  tables: list[int]) -> list[tuple[str, Any]]:
+        """Per-table argument tensors become buffers (so they follow .to(device)); a remap step gets a KeptIds
+        over the kept ids its ``tables`` name (``per_table``: their raw steps)."""
         out = []
-        for op, a in steps:
+        for k, (op, a) in enumerate(steps):
             if op == "remap":
-                a = kept
+                assert self.stored is not None
+                a = KeptIds([self.stored[raw[k][1]] for raw in per_table],
+                            [self.config.table_sizes[f] for f in tables])
+                self.add_module(f"kept{self._arg_tensors}", a)
+                self._arg_tensors += 1
             elif isinstance(a, torch.Tensor):
                 name = f"steparg{self._arg_tensors}"
                 self._arg_tensors += 1
