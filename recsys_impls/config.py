@@ -364,7 +364,7 @@ class Scenario:
         if self.data.zipf_exponents and len(self.data.zipf_exponents) != self.model.num_tables:
             raise _bad("data", "zipf_exponents", list(self.data.zipf_exponents),
                        f"an empty list or one exponent per table ({self.model.num_tables} tables)")
-        from recsys_impls.compression.spec import parse_compression  # numpy-free, cheap
+        from recsys_impls.compression.spec import parse_compression  # framework-free, cheap
         from recsys_impls.parallel.spec import parse_parallel  # numpy-free, cheap
 
         parse_compression(self.compression)

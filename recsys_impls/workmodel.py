@@ -176,30 +176,6 @@ def _row_bytes(dim: int, precision: str) -> int:
     return FP32 * dim
 
 
-def _tables(model: ModelConfig, plan: Any, train: bool, notes: list[str]) -> tuple[list[list[int]], list[int]]:
-    """Per table: the widths of the stored rows one id reads, and the pooled width (d_f for mixed-dim)."""
-    d, f = model.embedding_dim, model.num_tables
-    if plan.layout == "qr":
-        from recsys_impls.compression.qr import qr_dims
-
-        dq, dr = qr_dims(d, plan.qr_op)
-        return [[dq, dr]] * f, [d] * f
-    if plan.layout == "tt":
-        from recsys_impls.compression.tt import core_shapes
-
-        return [[w for _, w in core_shapes(n, d, plan.tt_rank)] for n in model.table_sizes], [d] * f
-    if plan.layout == "mixed-dim":
-        from recsys_impls.compression.mixed_dim import mixed_dims
-
-        dims = mixed_dims(tuple(model.table_sizes), d, plan.md_alpha)
-        return [[w] for w in dims], dims
-    if plan.layout == "hash":
-        notes.append("hash: the id hashing (integer ops on the ids) is not modelled")
-    if plan.layout == "freq-prune" and not train:
-        notes.append("freq-prune: the kept-id search that remaps ids is not modelled")
-    return [[d]] * f, [d] * f
-
-
 def work_per_step(model: ModelConfig, batch_size: int, phase: str = "train", optimizer: str = "sgd",
                   precision: str = "fp32", compression: str = "none") -> Work:
     """FLOPs and bytes of one training step (``phase="train"``) or one inference batch (``"infer"``)."""
@@ -225,13 +201,17 @@ def work_per_step(model: ModelConfig, batch_size: int, phase: str = "train", opt
         k = w
 
     # Embedding lookups and pooling.
-    row_widths, pooled_widths = _tables(model, plan, train, notes)
+    from recsys_impls.compression.layouts import plan_layout
+
+    lw = plan_layout(plan).lookup_work(model, plan, train)
+    notes.extend(lw.notes)
     table_precision = "fp32" if train else plan.precision
     if train and plan.precision != "fp32":
         notes.append(f"embedding precision {plan.precision} applies after training: training reads fp32 rows")
     per_table = model.ids_per_table()  # mean ids per sample of each table (multi-hot bags)
     t.index += (b * sum(per_table) + b * f + 1) * ID_BYTES * (2 if train else 1)
-    for widths, pooled, k in zip(row_widths, pooled_widths, per_table, strict=True):
+    for widths, pooled, combine_flops, k in zip(lw.row_widths, lw.pooled_widths, lw.flops_per_lookup, per_table,
+                                                strict=True):
         lookups = b * k
         t.emb_read += lookups * sum(_row_bytes(w, table_precision) for w in widths)
         if train:
@@ -246,14 +226,9 @@ def work_per_step(model: ModelConfig, batch_size: int, phase: str = "train", opt
             t.projection_flops += t.linear(b, pooled, d, relu=False, needs_dx=True, bias=False)
         if train:
             t.act_bytes += b * pooled * t.act  # the update reads d pooled
-    if plan.layout == "qr":
-        notes.append("qr: the quotient/remainder index arithmetic is not modelled")
-    if plan.layout == "tt":
-        from recsys_impls.compression.tt import contraction_flops
-
-        # Each lookup contracts its three core rows (two small matmuls); backward 2x, as for a GEMM.
-        t.projection_flops += lookups * f * contraction_flops(d, plan.tt_rank) * (3 if train else 1)
-        notes.append("tt: the per-id core contraction's intermediate [d1*d2, rank] rows are assumed fused")
+        # A per-id combine outside the GEMMs (TT-Rec's core contraction); backward 2x, as for a GEMM.
+        if combine_flops:
+            t.projection_flops += lookups * combine_flops * (3 if train else 1)
 
     if model.arch == "dlrm":
         # Dot interaction: full N x N batched matmul, strictly-lower pairs gathered, cat after x.

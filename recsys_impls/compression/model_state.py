@@ -2,10 +2,10 @@
 
 Two forms, shared by the PyTorch and TensorFlow variants so both store exactly the same bytes:
 
-* Training form (``initial_params`` / ``param_shapes``): float32 arrays. Embedding tables follow the
-  plan's layout: ``emb.{f}`` [rows, D] (plain, hash: rows = K buckets, freq-prune, any precision);
-  ``emb.{f}.q`` / ``emb.{f}.r`` (QR quotient / remainder tables); ``emb.{f}.tt0..2`` (TT-Rec cores as
-  tables, compression/tt.py); ``emb.{f}`` [rows, d_f] and
+* Training form (``initial_params`` / ``param_shapes``): float32 arrays. Embedding parameters are the
+  plan's layout's groups (compression/layouts.py): ``emb.{f}`` [rows, D] (plain, hash: rows = K buckets,
+  freq-prune, any precision); ``emb.{f}.q`` / ``emb.{f}.r`` (QR quotient / remainder tables);
+  ``emb.{f}.tt0..2`` (TT-Rec cores as tables, compression/tt.py); ``emb.{f}`` [rows, d_f] and
   ``emb.{f}.proj`` [d_f, D] (mixed-dim, projection only where d_f < D). MLPs as in base.py.
 * Stored form (``finalize``): what the compressed model keeps after training, as named numpy arrays.
   A table T becomes ``T`` (fp32), ``T@fp16``, ``T@bf16`` (uint16 high halves), ``T@int8`` or
@@ -26,11 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from recsys_impls.compression.freq import kept_ids, prune_table, remap
-from recsys_impls.compression.hashing import hash_buckets, num_buckets
-from recsys_impls.compression.mixed_dim import mixed_dims
+from recsys_impls.compression.layouts import lookup_rows, plan_layout, table_groups
 from recsys_impls.compression.prune import from_sparse_arrays, magnitude_mask, to_sparse_arrays
-from recsys_impls.compression.qr import qr_combine, qr_dims, qr_indices, qr_table_rows
 from recsys_impls.compression.quant import (
     fuse_4bit_rowwise,
     fuse_byte_rowwise,
@@ -39,7 +36,6 @@ from recsys_impls.compression.quant import (
     unfuse,
 )
 from recsys_impls.compression.spec import CompressionPlan
-from recsys_impls.compression.tt import CORES, core_shapes, init_cores, tt_rows
 from recsys_impls.config import ModelConfig
 from recsys_impls.init_params import initial_params as base_initial_params
 from recsys_impls.init_params import mlp_param_shapes
@@ -51,35 +47,11 @@ PRECISION_SUFFIX = {"fp16": "@fp16", "bf16": "@bf16", "int8": "@int8", "int4": "
 
 def table_names(config: ModelConfig, plan: CompressionPlan) -> list[str]:
     """Names of the embedding tables that get row-wise storage (projections excluded)."""
-    if plan.layout == "qr":
-        return [n for f in range(config.num_tables) for n in (f"emb.{f}.q", f"emb.{f}.r")]
-    if plan.layout == "tt":
-        return [f"emb.{f}.tt{k}" for f in range(config.num_tables) for k in range(CORES)]
-    return [f"emb.{f}" for f in range(config.num_tables)]
+    return [g.name(f) for f, groups in enumerate(table_groups(config, plan)) for g in groups if g.table]
 
 
 def embedding_shapes(config: ModelConfig, plan: CompressionPlan) -> dict[str, tuple[int, int]]:
-    d = config.embedding_dim
-    out: dict[str, tuple[int, int]] = {}
-    dims = mixed_dims(config.table_sizes, d, plan.md_alpha) if plan.layout == "mixed-dim" else None
-    for f, n in enumerate(config.table_sizes):
-        if plan.layout == "hash":
-            out[f"emb.{f}"] = (num_buckets(n, plan.hash_fraction), d)
-        elif plan.layout == "qr":
-            nq, nr = qr_table_rows(n, plan.qr_collisions)
-            dq, dr = qr_dims(d, plan.qr_op)
-            out[f"emb.{f}.q"] = (nq, dq)
-            out[f"emb.{f}.r"] = (nr, dr)
-        elif plan.layout == "tt":
-            for k, shape in enumerate(core_shapes(n, d, plan.tt_rank)):
-                out[f"emb.{f}.tt{k}"] = shape
-        elif dims is not None:
-            out[f"emb.{f}"] = (n, dims[f])
-            if dims[f] < d:
-                out[f"emb.{f}.proj"] = (dims[f], d)
-        else:
-            out[f"emb.{f}"] = (n, d)
-    return out
+    return {g.name(f): g.shape for f, groups in enumerate(table_groups(config, plan)) for g in groups}
 
 
 def param_shapes(config: ModelConfig, plan: CompressionPlan) -> dict[str, tuple[int, ...]]:
@@ -88,29 +60,22 @@ def param_shapes(config: ModelConfig, plan: CompressionPlan) -> dict[str, tuple[
     return shapes
 
 
+def dense_initial_params(config: ModelConfig, seed: int) -> dict[str, np.ndarray]:
+    """The baseline's seeded non-embedding parameters, without drawing (or allocating) its tables."""
+    dense = config.spec.initial_dense_params
+    if dense is not None:
+        return dense(config, seed)
+    return {k: v for k, v in base_initial_params(config, seed).items() if not k.startswith("emb.")}
+
+
 def initial_params(config: ModelConfig, plan: CompressionPlan, seed: int) -> dict[str, np.ndarray]:
     """Seeded starting point. MLPs (and plain-shaped tables) equal the fp32 baseline's initial values,
     so a compressed run differs from its baseline only by the compression."""
-    base = base_initial_params(config, seed)
-    if plan.layout in ("plain", "freq-prune"):
-        return base
-    params = {k: v for k, v in base.items() if not k.startswith("emb.")}
-    rng = np.random.default_rng([seed, 3])
-    if plan.layout == "tt":
-        for f, n in enumerate(config.table_sizes):
-            for k, core in enumerate(init_cores(rng, n, config.embedding_dim, plan.tt_rank)):
-                params[f"emb.{f}.tt{k}"] = core
-        return params
-    for name, (rows, dim) in embedding_shapes(config, plan).items():
-        f = int(name.split(".")[1])
-        bound = np.sqrt(1.0 / config.table_sizes[f])
-        if name.endswith(".proj"):
-            w = rng.normal(0.0, np.sqrt(1.0 / rows), size=(rows, dim))
-        elif name.endswith(".r") and plan.qr_op == "mult":
-            w = rng.uniform(0.5, 1.5, size=(rows, dim))  # near one: the product starts like the quotient row
-        else:
-            w = rng.uniform(-bound, bound, size=(rows, dim))
-        params[name] = w.astype(np.float32)
+    layout = plan_layout(plan)
+    if layout.plain_init:
+        return base_initial_params(config, seed)
+    params = dense_initial_params(config, seed)
+    params.update(layout.init(config, plan, np.random.default_rng([seed, 3])))
     return params
 
 
@@ -168,17 +133,12 @@ def finalize(config: ModelConfig, plan: CompressionPlan, params: dict[str, np.nd
     """Training-form float32 params (+ id counts per feature for freq-prune) -> stored arrays."""
     stored: dict[str, np.ndarray] = {}
     names = set(table_names(config, plan))
+    layout = plan_layout(plan)
     for name, value in params.items():
         if name in names:
-            table = value
-            if plan.layout == "freq-prune":
-                f = int(name.split(".")[1])
-                c = counts.get(f) if counts else None
-                if c is None:
-                    c = np.zeros(config.table_sizes[f], np.int64)
-                kept = kept_ids(c, plan.freq_min_count)
-                stored[f"{name}.kept"] = kept
-                table = prune_table(value, kept)
+            c = counts.get(int(name.split(".")[1])) if counts else None
+            table, extra = layout.stored_table(plan, name, value, c)
+            stored.update(extra)
             stored.update(quantize_table(table, plan.precision, name))
         elif name.endswith(".weight") and not name.startswith("emb."):
             if plan.prune_sparsity > 0:
@@ -226,30 +186,7 @@ def split_bytes(stored: dict[str, np.ndarray]) -> dict[str, int]:
 def embedding_rows(config: ModelConfig, plan: CompressionPlan, stored: dict[str, np.ndarray], f: int,
                    ids: np.ndarray) -> np.ndarray:
     """The D-wide vector each id of feature f reads in the stored model: float64 [len(ids), D]."""
-    d = config.embedding_dim
-    ids = np.asarray(ids, dtype=np.int64)
-    name = f"emb.{f}"
-    if plan.layout == "qr":
-        dq, dr = qr_dims(d, plan.qr_op)
-        q, r = qr_indices(ids, plan.qr_collisions)
-        eq = dequantized_table(stored, name + ".q", dq)[q].astype(np.float64)
-        er = dequantized_table(stored, name + ".r", dr)[r].astype(np.float64)
-        return qr_combine(eq, er, plan.qr_op)
-    if plan.layout == "tt":
-        widths = core_shapes(config.table_sizes[f], d, plan.tt_rank)
-        cores = [dequantized_table(stored, f"{name}.tt{k}", widths[k][1]) for k in range(CORES)]
-        return tt_rows(cores, ids, config.table_sizes[f], d, plan.tt_rank)
-    if plan.layout == "mixed-dim":
-        dim = mixed_dims(config.table_sizes, d, plan.md_alpha)[f]
-        rows = dequantized_table(stored, name, dim)[ids].astype(np.float64)
-        return rows @ stored[name + ".proj"].astype(np.float64) if name + ".proj" in stored else rows
-    if plan.layout == "hash":
-        rows = hash_buckets(ids, num_buckets(config.table_sizes[f], plan.hash_fraction))
-    elif plan.layout == "freq-prune":
-        rows = remap(ids, stored[name + ".kept"])
-    else:
-        rows = ids
-    return dequantized_table(stored, name, d)[rows].astype(np.float64)
+    return lookup_rows(config, plan, f, ids, lambda name, dim: dequantized_table(stored, name, dim), stored)
 
 
 def reference_forward(config: ModelConfig, plan: CompressionPlan, stored: dict[str, np.ndarray],

@@ -80,8 +80,11 @@ def compression_section(record: dict[str, Any], baseline: dict[str, Any],
 
 def master_plan(plan: CompressionPlan) -> CompressionPlan:
     """The plan without its post-training steps: the float32 master weights in the trained layout."""
-    layout = "plain" if plan.layout == "freq-prune" else plan.layout
-    return replace(plan, precision="fp32", mlp_int8=False, prune_sparsity=0.0, layout=layout, freq_min_count=0)
+    from recsys_impls.compression.layouts import plan_layout
+
+    trained_as = plan_layout(plan).trained_as
+    layout = replace(plan, layout=trained_as, layout_args=(), freq_min_count=0) if trained_as else plan
+    return replace(layout, precision="fp32", mlp_int8=False, prune_sparsity=0.0)
 
 
 def post_training_effect(impl: Any, scenario: Scenario, data: Any, record: dict[str, Any]) -> None:

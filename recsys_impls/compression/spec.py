@@ -1,4 +1,5 @@
-"""Parse a scenario's ``compression`` string into a CompressionPlan (framework-neutral, numpy-free).
+"""Parse a scenario's ``compression`` string into a CompressionPlan (framework-neutral; numpy-free unless
+the spec names an embedding layout, whose arguments its object in compression/layouts.py parses).
 
 A spec is a comma-separated list of methods, each ``name`` or ``name:arg[:arg]``::
 
@@ -23,7 +24,6 @@ from recsys_impls.errors import UsageError
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8", "int4")
 QR_OPS = ("mult", "add", "concat")
-LAYOUTS = ("plain", "hash", "qr", "mixed-dim", "freq-prune", "tt")
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,7 @@ class CompressionPlan:
     md_alpha: float = 0.0
     freq_min_count: int = 0
     tt_rank: int = 0
+    layout_args: tuple[str, ...] = ()  # the layout's arguments as typed (a new layout may read only these)
     # MLP weights.
     prune_sparsity: float = 0.0
     mlp_int8: bool = False
@@ -100,6 +101,15 @@ def describe_methods() -> list[dict[str, object]]:
         out.append({"method": method, "parameters": params, "spec": f"{method}:{arg}" if arg else method,
                     "description": description + (f" ({params})" if params else ""),
                     "frameworks": [f.strip() for f in frameworks.split(",")]})
+    from recsys_impls.compression.layouts import find_layout, layout_names
+
+    listed = {row["method"] for row in out}
+    for name in layout_names():  # layouts registered beyond the built-in ones
+        layout = find_layout(name)
+        if name not in listed and name != "plain" and layout is not None:
+            doc = (type(layout).__doc__ or "").strip().splitlines()
+            out.append({"method": name, "parameters": layout.usage, "spec": layout.usage.split(",")[0] or name,
+                        "description": doc[0] if doc else name, "frameworks": ["torch", "tf"]})
     return out
 
 
@@ -119,19 +129,17 @@ def _float_arg(spec: str, part: str, arg: str, lo: float, hi: float, hi_inclusiv
     return v
 
 
-def _int_arg(spec: str, part: str, arg: str, lo: int, what: str) -> int:
-    try:
-        v = int(arg)
-    except ValueError:
-        v = lo - 1
-    if v < lo:
-        raise UsageError(f"{_where(spec)}: '{part}' needs {what} as an integer >= {lo}, got {arg!r}")
-    return v
-
-
 def _accepted() -> str:
     return ("none, fp16, bf16, int8, int4, hash:F, qr:C[:mult|add|concat], mixed-dim:A, tt:R, freq-prune:N, prune:S, "
             "mlp-int8")
+
+
+def _layout(name: str):  # noqa: ANN202 - a compression.layouts.Layout or None
+    if name in ("fp16", "bf16", "int8", "int4", "prune", "mlp-int8", "none", "plain"):
+        return None
+    from recsys_impls.compression.layouts import find_layout  # numpy: only for a layout method
+
+    return find_layout(name)
 
 
 def parse_compression(spec: str) -> CompressionPlan:
@@ -164,42 +172,11 @@ def parse_compression(spec: str) -> CompressionPlan:
                 raise UsageError(f"{_where(spec)}: '{name}' takes no parameter, got '{part}'")
             claim("embedding precision", part)
             fields["precision"] = name
-        elif name == "hash":
-            if len(args) != 1:
-                raise UsageError(f"{_where(spec)}: '{part}' must be hash:FRACTION, e.g. hash:0.1")
+        elif (layout := _layout(name)) is not None:
+            # An embedding layout (compression/layouts.py) parses its own arguments.
+            layout_fields = layout.parse(_where(spec), part, args)
             claim("embedding id mapping", part)
-            fields["layout"] = "hash"
-            fields["hash_fraction"] = _float_arg(spec, part, args[0], 0.0, 1.0, True, "a table fraction")
-        elif name == "qr":
-            if len(args) not in (1, 2):
-                raise UsageError(f"{_where(spec)}: '{part}' must be qr:COLLISIONS[:mult|add|concat], e.g. qr:4")
-            claim("embedding id mapping", part)
-            fields["layout"] = "qr"
-            fields["qr_collisions"] = _int_arg(spec, part, args[0], 2, "collisions per quotient")
-            if len(args) == 2:
-                if args[1] not in QR_OPS:
-                    raise UsageError(f"{_where(spec)}: '{part}' operation {args[1]!r}; accepted: {', '.join(QR_OPS)}")
-                fields["qr_op"] = args[1]
-        elif name in ("mixed-dim", "md"):
-            if len(args) != 1:
-                raise UsageError(f"{_where(spec)}: '{part}' must be mixed-dim:ALPHA, e.g. mixed-dim:0.3")
-            claim("embedding id mapping", part)
-            fields["layout"] = "mixed-dim"
-            fields["md_alpha"] = _float_arg(spec, part, args[0], 0.0, 1.0, True, "an exponent ALPHA")
-        elif name == "tt":
-            if len(args) != 1:
-                raise UsageError(f"{_where(spec)}: '{part}' must be tt:RANK, e.g. tt:8")
-            claim("embedding id mapping", part)
-            fields["layout"] = "tt"
-            fields["tt_rank"] = _int_arg(spec, part, args[0], 1, "a tensor-train rank")
-            if fields["tt_rank"] > 4096:
-                raise UsageError(f"{_where(spec)}: '{part}' rank above 4096; accepted: tt:RANK with 1 <= RANK <= 4096")
-        elif name == "freq-prune":
-            if len(args) != 1:
-                raise UsageError(f"{_where(spec)}: '{part}' must be freq-prune:MIN_COUNT, e.g. freq-prune:3")
-            claim("embedding id mapping", part)
-            fields["layout"] = "freq-prune"
-            fields["freq_min_count"] = _int_arg(spec, part, args[0], 2, "a minimum id count")
+            fields.update(layout=layout.name, layout_args=tuple(args), **layout_fields)
         elif name == "prune":
             if len(args) != 1:
                 raise UsageError(f"{_where(spec)}: '{part}' must be prune:SPARSITY, e.g. prune:0.8")

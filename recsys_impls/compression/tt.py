@@ -58,21 +58,32 @@ def tt_indices(ids: np.ndarray, rows: int) -> tuple[np.ndarray, np.ndarray, np.n
     return ids // (n2 * n3), (ids // n3) % n2, ids % n3
 
 
+def tt_contract(rows: list[np.ndarray], dims: tuple[int, int, int], rank: int) -> np.ndarray:
+    """One gathered row of each core per id -> the D-wide rows (float64): G1[i1] G2[i2] G3[i3]."""
+    (d1, d2, d3), r = dims, rank
+    g1 = rows[0].astype(np.float64).reshape(-1, d1, r)
+    g2 = rows[1].astype(np.float64).reshape(-1, r, d2 * r)
+    g3 = rows[2].astype(np.float64).reshape(-1, r, d3)
+    ab = (g1 @ g2).reshape(-1, d1 * d2, r)
+    return (ab @ g3).reshape(-1, d1 * d2 * d3)
+
+
 def tt_rows(cores: list[np.ndarray], ids: np.ndarray, rows: int, dim: int, rank: int) -> np.ndarray:
     """The D-wide rows of ``ids`` from the three core tables (float64)."""
-    (d1, d2, d3), r = dim_factors(dim), rank
-    i1, i2, i3 = tt_indices(ids, rows)
-    g1 = cores[0][i1].astype(np.float64).reshape(-1, d1, r)
-    g2 = cores[1][i2].astype(np.float64).reshape(-1, r, d2 * r)
-    g3 = cores[2][i3].astype(np.float64).reshape(-1, r, d3)
-    ab = (g1 @ g2).reshape(-1, d1 * d2, r)
-    return (ab @ g3).reshape(-1, dim)
+    idx = tt_indices(ids, rows)
+    return tt_contract([cores[k][idx[k]] for k in range(CORES)], dim_factors(dim), rank)
+
+
+def core_std(rows: int, rank: int) -> float:
+    """Std of the Gaussian core entries whose product has the variance of the plain table's
+    U(-1/sqrt(N), 1/sqrt(N)) entries: each entry of a row is a sum of r_1 r_2 products of three core
+    entries, so std^6 * r^2 = 1 / (3 N)."""
+    return (1.0 / (3.0 * rows * rank * rank)) ** (1.0 / 6.0)
 
 
 def init_cores(rng: np.random.Generator, rows: int, dim: int, rank: int) -> list[np.ndarray]:
-    """Gaussian cores whose product has the variance of the plain table's U(-1/sqrt(N), 1/sqrt(N)) entries:
-    each entry of a row is a sum of r_1 r_2 products of three core entries, so std^6 * r^2 = 1 / (3 N)."""
-    std = (1.0 / (3.0 * rows * rank * rank)) ** (1.0 / 6.0)
+    """Gaussian cores (``core_std``), drawn core by core."""
+    std = core_std(rows, rank)
     return [rng.normal(0.0, std, size=shape).astype(np.float32) for shape in core_shapes(rows, dim, rank)]
 
 

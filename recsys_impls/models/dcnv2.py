@@ -28,13 +28,13 @@ def _dense_shapes(config: Any) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def _initial_params(config: Any, seed: int) -> dict[str, np.ndarray]:
+def _initial_params(config: Any, seed: int, tables: bool = True) -> dict[str, np.ndarray]:
     """The seeded DLRM initialisation, with every cross layer starting as the identity (U_l = 0, b_l = 0;
     V_l keeps its Xavier draw, so U_l gets a gradient at the first step). A layer multiplies x_0 into
     x_l, raising the polynomial degree by one; with random U_l (TorchRec's Xavier) three layers over the
     suite's log-normal dense features started at logits in the hundreds (tiny preset: NE 1.82 after 60
     steps)."""
-    params = r.seeded_params(config, _dense_shapes(config), seed)
+    params = r.seeded_params(config, _dense_shapes(config), seed, tables)
     for layer in range(config.cross_layers):
         params[f"cross.{layer}.u.weight"][:] = 0.0
         params[f"cross.{layer}.u.bias"][:] = 0.0
@@ -73,6 +73,7 @@ DCNV2 = register_model(ModelSpec(
     config_fields=(*FIELDS, "cross_layers", "cross_rank"), validate=_validate,
     param_shapes=lambda config: {**r.table_shapes(config), **_dense_shapes(config)},
     initial_params=_initial_params,
+    initial_dense_params=lambda config, seed: _initial_params(config, seed, tables=False),
     forward=_forward,
     builders={"torch": "recsys_impls.torch_impl.dcnv2:build", "tf": "recsys_impls.tf_impl.dcnv2:build"},
     top_in_dim=cat_width, gemm_layers=_gemms,

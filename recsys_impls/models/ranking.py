@@ -36,13 +36,19 @@ def table_shapes(config) -> dict[str, tuple[int, ...]]:  # noqa: ANN001
     return {f"emb.{f}": (rows, config.embedding_dim) for f, rows in enumerate(config.table_sizes)}
 
 
-def seeded_params(config, dense_shapes: dict[str, tuple[int, ...]], seed: int) -> dict[str, np.ndarray]:  # noqa: ANN001
+def seeded_params(config, dense_shapes: dict[str, tuple[int, ...]], seed: int,  # noqa: ANN001
+                  tables: bool = True) -> dict[str, np.ndarray]:
     """DLRM reference initialisation, in one seeded stream: tables U(-1/sqrt(n), 1/sqrt(n)), then each dense
     parameter in the spec's order: 2-D weights N(0, sqrt(2/(in+out))), 1-D biases N(0, sqrt(1/out)).
-    Float32, PyTorch [out, in] layout."""
+    Float32, PyTorch [out, in] layout. ``tables=False`` skips the tables' draws without making them (the
+    stream advances by one 64-bit draw per uniform double), so the dense values stay the same and a
+    compressed embedding stage never allocates a plain table it would throw away."""
     rng = np.random.default_rng(seed)
     params: dict[str, np.ndarray] = {}
     for f, rows in enumerate(config.table_sizes):
+        if not tables:
+            rng.bit_generator.advance(rows * config.embedding_dim)
+            continue
         bound = np.sqrt(1.0 / rows)
         params[f"emb.{f}"] = rng.uniform(-bound, bound, size=(rows, config.embedding_dim)).astype(np.float32)
     for name, shape in dense_shapes.items():

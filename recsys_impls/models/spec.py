@@ -67,6 +67,9 @@ class ModelSpec:
     train_defaults: Mapping[str, Any] = field(default_factory=dict)
     # axis -> SUPPORTED, or the reason it is skipped for this model.
     axes: Mapping[str, str] = field(default_factory=dict)
+    # (config, seed) -> the non-embedding part of ``initial_params``, the same values, without drawing the
+    # plain tables (a compressed embedding stage draws its own); None: ``initial_params`` minus ``emb.*``.
+    initial_dense_params: Callable[[Any, int], dict[str, Any]] | None = None
     # (config) -> width of the dense vector entering the top MLP (ranking models).
     top_in_dim: Callable[[Any], int] | None = None
     # (config) -> [(in, out)] of every dense GEMM of a training step's forward pass (work model).

@@ -1,13 +1,17 @@
-"""Compressed embedding components for the TensorFlow DLRM, as graph code.
+"""The compressed embedding component of the TensorFlow DLRM, as graph code: one module for every layout
+of ``recsys_impls.compression.layouts``.
 
-One variable (training) or constant (inference) per table. ``TFStore.rows`` reads rows of a table in
-its stored precision and dequantizes them inside the graph: fp16/bf16 are cast, int8 rows are
-``q * scale + bias`` with the FBGEMM row-wise layout split into integer and scale/bias columns, int4
-nibbles are unpacked with bitwise ops. Id maps (hash, QR, freq-prune binary search) are graph ops too.
+One variable (training) or constant (inference) per parameter group of each table. ``TFStore.rows``
+reads rows of a table in its stored precision and dequantizes them inside the graph: fp16/bf16 are cast,
+int8 rows are ``q * scale + bias`` with the FBGEMM row-wise layout split into integer and scale/bias
+columns, int4 nibbles are unpacked with bitwise ops. The layout's id -> row steps and its combine rule
+run as the TF ops in ``STEP_OPS`` / ``COMBINE_OPS``; per table, rows are combined, then summed per bag.
+A layout that needs TF-specific code adds it to ``ADAPTERS`` under its name.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -15,11 +19,8 @@ import tensorflow as tf
 
 from recsys_impls.compression import model_state as ms
 from recsys_impls.compression.hashing import BitOps, hash32
-from recsys_impls.compression.hashing import num_buckets as hash_num_buckets
-from recsys_impls.compression.mixed_dim import mixed_dims
-from recsys_impls.compression.qr import qr_dims
+from recsys_impls.compression.layouts import plan_layout, table_groups
 from recsys_impls.compression.spec import CompressionPlan
-from recsys_impls.compression.tt import dim_factors, row_factors
 from recsys_impls.config import ModelConfig
 from recsys_impls.tf_impl.embeddings import EmbeddingComponent
 
@@ -74,8 +75,50 @@ class TFStore(tf.Module):
         return tf.cast(g, tf.float32) * tf.gather(self.scale, idx)[:, None] + tf.gather(self.bias, idx)[:, None]
 
 
+def _remap(ids: tf.Tensor, kept: tf.Tensor) -> tf.Tensor:
+    """freq-prune: position of each id among the sorted kept ids, else the fallback row (len(kept))."""
+    k = int(kept.shape[0])
+    if k == 0:
+        return tf.zeros_like(ids)
+    pos = tf.searchsorted(kept, ids, out_type=tf.int64)
+    hit = tf.logical_and(pos < k, tf.gather(kept, tf.minimum(pos, k - 1)) == ids)
+    return tf.where(hit, pos, tf.constant(k, tf.int64))
+
+
+# Index steps: (ids, argument) -> ids; "remap"'s argument is the table's kept-id constant.
+STEP_OPS: dict[str, Callable[[tf.Tensor, Any], tf.Tensor]] = {
+    "floordiv": lambda x, a: x // a,
+    "mod": lambda x, a: x % a,
+    "hash": lambda x, a: hash32(x, a, ops=TF_BITOPS),
+    "remap": _remap,
+}
+
+
+def _tt_contract(rows: list[tf.Tensor], args: tuple[Any, ...], dense: list[Any]) -> tf.Tensor:
+    """Row of each id contracted from one row of each TT core (two batched matmuls)."""
+    (d1, d2, d3), r = args
+    g1 = tf.reshape(rows[0], [-1, d1, r])
+    g2 = tf.reshape(rows[1], [-1, r, d2 * r])
+    g3 = tf.reshape(rows[2], [-1, r, d3])
+    return tf.reshape(tf.matmul(tf.reshape(tf.matmul(g1, g2), [-1, d1 * d2, r]), g3), [-1, d1 * d2 * d3])
+
+
+# Combine rules: (rows of the table groups, combine args, dense groups) -> one row per id.
+COMBINE_OPS: dict[str, Callable[[list[tf.Tensor], tuple[Any, ...], list[Any]], tf.Tensor]] = {
+    "identity": lambda rows, args, dense: rows[0],
+    "mul": lambda rows, args, dense: rows[0] * rows[1],
+    "add": lambda rows, args, dense: rows[0] + rows[1],
+    "concat": lambda rows, args, dense: tf.concat(rows, 1),
+    "project": lambda rows, args, dense: tf.matmul(rows[0], dense[0]),
+    "tt": _tt_contract,
+}
+
+# Layout name -> TF-specific code for it (none needed so far).
+ADAPTERS: dict[str, dict[str, Any]] = {}
+
+
 class CompressedTables(EmbeddingComponent):
-    """Embeddings of a compression plan: trainable (``stored is None``) or read from the stored arrays."""
+    """Embeddings of a compression plan's layout: trainable (``stored is None``) or read from the stored arrays."""
 
     kind = "compressed"
 
@@ -83,66 +126,40 @@ class CompressedTables(EmbeddingComponent):
                  stored: dict[str, np.ndarray] | None = None) -> None:
         super().__init__(config, name="compressed_embeddings" if stored is None else "stored_embeddings")
         self.plan = plan
+        self.layout = plan_layout(plan)
         self.kind = f"compressed ({plan.spec}; {'fp32 training' if stored is None else plan.precision})"
-        d = config.embedding_dim
         self.stores: dict[str, TFStore] = {}
-        dims = {n: s[1] for n, s in ms.embedding_shapes(config, plan).items()}
-        for name, dim in dims.items():
-            if name.endswith(".proj"):
-                continue
-            if stored is None:
-                self.stores[name] = TFStore(name, dim, value=params[name])
-            else:
-                precision, arr = ms.stored_table(stored, name, dim)
-                self.stores[name] = TFStore(name, dim, precision=precision, stored=arr)
-        src = params if stored is None else stored
-        self.projs: dict[int, Any] = {}
-        for f in range(config.num_tables):
-            p = src.get(f"emb.{f}.proj")
-            if p is not None:
-                self.projs[f] = tf.Variable(np.asarray(p, np.float32), name=f"emb_{f}_proj") if stored is None \
-                    else tf.constant(np.asarray(p, np.float32))
-        self.kept = {f: tf.constant(stored[f"emb.{f}.kept"].astype(np.int64))
-                     for f in range(config.num_tables)} if stored is not None and plan.layout == "freq-prune" else {}
-        self.buckets = [hash_num_buckets(n, plan.hash_fraction) for n in config.table_sizes] \
-            if plan.layout == "hash" else []
-        self.dims = mixed_dims(config.table_sizes, d, plan.md_alpha) if plan.layout == "mixed-dim" else []
-        self.qr = qr_dims(d, plan.qr_op) if plan.layout == "qr" else ()
-
-    def _tt_vectors(self, f: int, ids: tf.Tensor) -> tf.Tensor:
-        """Row of each id contracted from one row of each TT core (two batched matmuls)."""
-        name, r, d = f"emb.{f}", self.plan.tt_rank, self.config.embedding_dim
-        _, n2, n3 = row_factors(self.config.table_sizes[f])
-        d1, d2, d3 = dim_factors(d)
-        g1 = tf.reshape(self.stores[name + ".tt0"].rows(ids // (n2 * n3)), [-1, d1, r])
-        g2 = tf.reshape(self.stores[name + ".tt1"].rows((ids // n3) % n2), [-1, r, d2 * r])
-        g3 = tf.reshape(self.stores[name + ".tt2"].rows(ids % n3), [-1, r, d3])
-        return tf.reshape(tf.matmul(tf.reshape(tf.matmul(g1, g2), [-1, d1 * d2, r]), g3), [-1, d])
+        self.dense: dict[str, Any] = {}
+        self.groups = table_groups(config, plan)
+        self.combines = [self.layout.combine(config, plan, f) for f in range(config.num_tables)]
+        self.steps: list[list[list[tuple[str, Any]]]] = []
+        for f, groups in enumerate(self.groups):
+            for g in groups:
+                name = g.name(f)
+                if not g.table:
+                    value = np.asarray((params if stored is None else stored)[name], np.float32)
+                    self.dense[name] = tf.Variable(value, name=name.replace(".", "_")) if stored is None \
+                        else tf.constant(value)
+                elif stored is None:
+                    self.stores[name] = TFStore(name, g.shape[1], value=params[name])
+                else:
+                    precision, arr = ms.stored_table(stored, name, g.shape[1])
+                    self.stores[name] = TFStore(name, g.shape[1], precision=precision, stored=arr)
+            self.steps.append([[(op, tf.constant(stored[a].astype(np.int64)) if op == "remap" else a)
+                                for op, a in steps]
+                               for steps in self.layout.index(config, plan, f, stored is not None)])
 
     def _vectors(self, f: int, ids: tf.Tensor) -> tf.Tensor:
-        name, plan = f"emb.{f}", self.plan
-        if plan.layout == "tt":
-            return self._tt_vectors(f, ids)
-        if plan.layout == "qr":
-            c = plan.qr_collisions
-            eq = self.stores[name + ".q"].rows(ids // c)
-            er = self.stores[name + ".r"].rows(ids % c)
-            return eq * er if plan.qr_op == "mult" else eq + er if plan.qr_op == "add" else tf.concat([eq, er], 1)
-        if plan.layout == "hash":
-            idx = hash32(ids, ops=TF_BITOPS) % self.buckets[f]
-        elif f in self.kept:
-            kept = self.kept[f]
-            k = int(kept.shape[0])
-            if k == 0:
-                idx = tf.zeros_like(ids)
-            else:
-                pos = tf.searchsorted(kept, ids, out_type=tf.int64)
-                hit = tf.logical_and(pos < k, tf.gather(kept, tf.minimum(pos, k - 1)) == ids)
-                idx = tf.where(hit, pos, tf.constant(k, tf.int64))
-        else:
-            idx = ids
-        v = self.stores[name].rows(idx)
-        return tf.matmul(v, self.projs[f]) if f in self.projs else v
+        rows = []
+        tables = [g for g in self.groups[f] if g.table]
+        for g, steps in zip(tables, self.steps[f], strict=True):
+            x = ids
+            for op, a in steps:
+                x = STEP_OPS[op](x, a)
+            rows.append(self.stores[g.name(f)].rows(x))
+        dense = [self.dense[g.name(f)] for g in self.groups[f] if not g.table]
+        c = self.combines[f]
+        return COMBINE_OPS[c.op](rows, c.args, dense)
 
     def pool(self, ids: tf.Tensor, lengths: tf.Tensor) -> tf.Tensor:
         batch = tf.shape(lengths)[1]
@@ -155,11 +172,11 @@ class CompressedTables(EmbeddingComponent):
 
     def get_params(self) -> dict[str, np.ndarray]:
         out = {n: s.var.numpy() for n, s in self.stores.items()}
-        out.update({f"emb.{f}.proj": p.numpy() for f, p in self.projs.items()})
+        out.update({n: p.numpy() for n, p in self.dense.items()})
         return out
 
     def set_params(self, params: dict[str, np.ndarray]) -> None:
         for n, s in self.stores.items():
             s.var.assign(np.asarray(params[n], np.float32))
-        for f, p in self.projs.items():
-            p.assign(np.asarray(params[f"emb.{f}.proj"], np.float32))
+        for n, p in self.dense.items():
+            p.assign(np.asarray(params[n], np.float32))

@@ -97,7 +97,7 @@ class CompressedTFDLRM(TFDLRM):
                                                  maxlength=tf.size(self._counts), dtype=tf.int64))
 
     def train_step(self, staged: Staged) -> tf.Tensor:
-        if self.plan.layout == "freq-prune":
+        if self.embeddings.layout.needs_id_counts:
             self._count_fn(staged[1], staged[2])
         loss = super().train_step(staged)
         self._steps += 1

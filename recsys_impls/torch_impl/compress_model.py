@@ -106,7 +106,7 @@ class CompressedTorchDLRM(TorchDLRM):
 
     # --- training -------------------------------------------------------------------------------
     def train_step(self, staged: StagedBatch) -> None:
-        if self.plan.layout == "freq-prune":
+        if self.net.embeddings.layout.needs_id_counts:
             rows = self.net.embeddings.global_rows(staged.sparse)
             self._counts += torch.bincount(rows, minlength=self._counts.numel())
         super().train_step(staged)

@@ -4,7 +4,9 @@ An ``EmbeddingBags`` module owns every table. It has two halves so that input co
 timed windows: ``stage`` turns a numpy Batch's ids into tensors on the device (run once, ahead of
 time), and ``forward`` pools the staged ids into [B, F, D] (the timed part).
 
-To add a variant (quantized, hashed, QR, TT, pruned, sharded ...):
+A compression method that changes how ids map to rows (hash, QR, TT, mixed-dim, freq-prune, ...) is a
+layout object in recsys_impls/compression/layouts.py; ``compress_embeddings.CompressedEmbeddings`` builds
+every layout. To add another kind of stage (sharded, a new kernel ...):
 
 1. subclass ``EmbeddingBags`` in its own module under torch_impl/;
 2. at its import, call ``register_embeddings("name", builder)``, ``builder(model_config, compression)``
