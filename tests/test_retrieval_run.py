@@ -87,7 +87,7 @@ def test_unsupported_axes_and_listing(capsys) -> None:
 def test_the_torch_profiler_traces_retrieval_steps(tmp_path, arch: str, phase: str, op: str) -> None:
     from recsys_impls.profiling import profile_scenario
 
-    sc = scenario(arch, table_sizes=[40, 50])
+    sc = scenario(arch, table_sizes=[120, 150])
     written = profile_scenario(sc, tmp_path, torch_profiler=True, phase=phase, trace_steps=3, warmup=1)
     trace, ops = (tmp_path / "torch_profiler" / "torch_trace.json"), (tmp_path / "torch_profiler" / "torch_ops.txt")
     assert str(trace) in written and str(ops) in written
