@@ -1,10 +1,12 @@
-"""Compression suite: compressed DLRMs against their fp32 baseline, and batch data codecs.
+"""Compression suite: compressed ranking models (``model`` parameter, from the model registry) against their
+fp32 baseline, and batch data codecs.
 
 Cheap to import (asv discovery); everything heavy happens in setup_cache, once per class, through
 ``recsys_impls.compression.bench`` (testable library code). Published numbers are lower-is-better:
 bytes, 1/ratio, AUC loss, seconds per sample, seconds per MB. Unsupported or failed combinations
 raise NotImplementedError in setup, so asv shows them as skipped with the reason in the record.
-``RECSYS_BENCH_QUICK=1`` limits the model methods to int8 and hash:0.1 (a couple of minutes).
+``RECSYS_BENCH_QUICK=1`` limits the model methods to cb.QUICK_METHODS on dlrm (a couple of minutes); the
+other models show as skipped with the quick reason.
 """
 
 from recsys_impls import benchsupport as bs
@@ -13,54 +15,64 @@ from recsys_impls.compression import bench as cb
 METHODS = list(cb.MODEL_METHODS)
 FRAMEWORKS = ["torch", "tf"]
 DATASETS = ["synthetic", "movielens"]
+MODELS = bs.ranking_models()  # from the model registry (numpy-only: no framework imported here)
 
 
 class CompressedModel:
-    """Each method x framework x dataset trained once with its baseline; figures from the record."""
+    """Each method x framework x dataset x model trained once with its baseline; figures from the record."""
 
-    params = [METHODS, FRAMEWORKS, DATASETS]
-    param_names = ["method", "framework", "data"]
+    params = [METHODS, FRAMEWORKS, DATASETS, MODELS]
+    param_names = ["method", "framework", "data", "model"]
     timeout = 3600
 
     def setup_cache(self):
-        return cb.run_model_grid(METHODS, FRAMEWORKS, DATASETS)
+        def build(method, framework, data, model):
+            bs.model_or_skip(model, "compression")
+            why = bs.quick_skip_reason(method in cb.QUICK_METHODS)
+            if why:
+                raise NotImplementedError(why)
+            bs.framework_or_skip(framework)
+            return bs.with_model(cb.scenario(framework, data, method), model)
 
-    setup_cache.timeout = 3600
+        combos = [(c, f, d, m) for m in MODELS for f in FRAMEWORKS for d in DATASETS for c in METHODS]
+        return bs.record_grid("compression", ("method", "framework", "data", "model"), combos, build)
 
-    def setup(self, records, method, framework, data):
-        self.c = cb.require_section(records.get((method, framework, data)))
+    setup_cache.timeout = 3600 * len(MODELS)
 
-    def track_model_bytes(self, records, method, framework, data):
+    def setup(self, records, method, framework, data, model="dlrm"):
+        self.c = cb.require_section(records.get((method, framework, data, model)))
+
+    def track_model_bytes(self, records, method, framework, data, model="dlrm"):
         return self.c["model_bytes"]
 
     track_model_bytes.unit = "bytes"
 
-    def track_embedding_bytes(self, records, method, framework, data):
+    def track_embedding_bytes(self, records, method, framework, data, model="dlrm"):
         return self.c["embedding_bytes"]
 
     track_embedding_bytes.unit = "bytes"
 
-    def track_inverse_embedding_ratio(self, records, method, framework, data):
+    def track_inverse_embedding_ratio(self, records, method, framework, data, model="dlrm"):
         return 1.0 / self.c["embedding_ratio"]
 
     track_inverse_embedding_ratio.unit = "stored/fp32"
 
-    def track_auc_loss(self, records, method, framework, data):
+    def track_auc_loss(self, records, method, framework, data, model="dlrm"):
         return -self.c["auc_delta"]
 
     track_auc_loss.unit = "AUC (baseline - compressed)"
 
-    def track_logloss_change(self, records, method, framework, data):
+    def track_logloss_change(self, records, method, framework, data, model="dlrm"):
         return self.c["logloss_delta"]
 
     track_logloss_change.unit = "nats"
 
-    def track_infer_seconds_per_sample(self, records, method, framework, data):
+    def track_infer_seconds_per_sample(self, records, method, framework, data, model="dlrm"):
         return 1.0 / self.c["infer_samples_per_s"]
 
     track_infer_seconds_per_sample.unit = "seconds"
 
-    def track_infer_time_vs_baseline(self, records, method, framework, data):
+    def track_infer_time_vs_baseline(self, records, method, framework, data, model="dlrm"):
         return 1.0 / self.c["infer_speed_vs_baseline"]
 
     track_infer_time_vs_baseline.unit = "compressed/baseline"

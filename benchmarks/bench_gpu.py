@@ -1,4 +1,5 @@
-"""GPU suite: framework x device setting (precision, compilation, CUDA graphs, pinned memory, XLA).
+"""GPU suite: framework x device setting (precision, compilation, CUDA graphs, pinned memory, XLA) x ranking
+model (``model`` parameter, from the model registry; a quick run times dlrm only).
 
 Settings are named in recsys_impls/gpu_settings.py (``cuda`` means PyTorch's ``cuda`` and
 TensorFlow's ``GPU:0``); CPU settings use the tiny preset, GPU settings the DLRM reference shape.
@@ -18,25 +19,28 @@ from recsys_impls import gpu_settings as gs
 FRAMEWORKS = ["torch", "tf"]
 SETTINGS = list(gs.SETTINGS)
 OVERHEAD_SETTINGS = ["cpu-fp32", "cuda-fp32"]
+MODELS = bs.ranking_models()  # from the model registry (numpy-only: no framework imported here)
 
 
 def _run_all(self):
-    """Run every (framework, setting) pair once; shared by the record-reading classes below."""
+    """Run every (framework, setting, model) once; shared by the record-reading classes below."""
+
+    def build(framework, setting, model):
+        bs.model_or_skip(model, "device")
+        why = gs.skip_reason(framework, setting)
+        if why is not None:
+            raise NotImplementedError(why)
+        return bs.with_model(gs.scenario_for_setting(framework, setting), model, gs.preset_for(setting))
+
     records = {}
     for framework in FRAMEWORKS:
-        for setting in SETTINGS:
-            why = gs.skip_reason(framework, setting)
-            if why is not None:
-                records[(framework, setting)] = {"status": "skipped", "error": why}
-                continue
-            scenario = gs.scenario_for_setting(framework, setting)
-            records[(framework, setting)] = bs.run_and_record(
-                "gpu", {"framework": framework, "setting": setting}, scenario)
+        combos = [(framework, s, m) for m in MODELS for s in SETTINGS]
+        records.update(bs.record_grid("gpu", ("framework", "setting", "model"), combos, build))
         _release_device_memory(framework)
     return records
 
 
-_run_all.timeout = 3600
+_run_all.timeout = 3600 * len(MODELS)
 
 
 def _release_device_memory(framework):
@@ -67,20 +71,20 @@ def _finite(value, what, reason):
 class GpuRun:
     """Training and inference speed per setting, from each pair's record (latency, AUC: in the record)."""
 
-    params = [FRAMEWORKS, SETTINGS]
-    param_names = ["framework", "setting"]
+    params = [FRAMEWORKS, SETTINGS, MODELS]
+    param_names = ["framework", "setting", "model"]
     timeout = 3600
     setup_cache = _run_all
 
-    def setup(self, records, framework, setting):
-        self.r = bs.require_ok(records.get((framework, setting)))
+    def setup(self, records, framework, setting, model="dlrm"):
+        self.r = bs.require_ok(records.get((framework, setting, model)))
 
-    def track_train_seconds_per_sample(self, records, framework, setting):
+    def track_train_seconds_per_sample(self, records, framework, setting, model="dlrm"):
         return 1.0 / self.r["throughput"]["train_samples_per_s"]
 
     track_train_seconds_per_sample.unit = "seconds"
 
-    def track_infer_seconds_per_sample(self, records, framework, setting):
+    def track_infer_seconds_per_sample(self, records, framework, setting, model="dlrm"):
         return 1.0 / self.r["throughput"]["infer_samples_per_s"]
 
     track_infer_seconds_per_sample.unit = "seconds"
@@ -89,29 +93,29 @@ class GpuRun:
 class GpuEnergy:
     """NVML energy and power of the timed training and inference windows (skipped without NVML)."""
 
-    params = [FRAMEWORKS, SETTINGS]
-    param_names = ["framework", "setting"]
+    params = [FRAMEWORKS, SETTINGS, MODELS]
+    param_names = ["framework", "setting", "model"]
     timeout = 3600
     setup_cache = _run_all
 
-    def setup(self, records, framework, setting):
-        r = bs.require_ok(records.get((framework, setting)))
+    def setup(self, records, framework, setting, model="dlrm"):
+        r = bs.require_ok(records.get((framework, setting, model)))
         self.train = _energy(r, "train")
         self.infer = _energy(r, "infer")
 
-    def track_train_joules_per_sample(self, records, framework, setting):
+    def track_train_joules_per_sample(self, records, framework, setting, model="dlrm"):
         j = _finite(self.train.get("joules_per_1k_samples"), "train energy", self.train.get("reason"))
         return j / 1000.0
 
     track_train_joules_per_sample.unit = "joules"
 
-    def track_infer_joules_per_sample(self, records, framework, setting):
+    def track_infer_joules_per_sample(self, records, framework, setting, model="dlrm"):
         j = _finite(self.infer.get("joules_per_1k_samples"), "inference energy", self.infer.get("reason"))
         return j / 1000.0
 
     track_infer_joules_per_sample.unit = "joules"
 
-    def track_train_mean_watts(self, records, framework, setting):
+    def track_train_mean_watts(self, records, framework, setting, model="dlrm"):
         return _finite(self.train.get("mean_watts"), "mean power", self.train.get("reason"))
 
     track_train_mean_watts.unit = "watts"
@@ -120,13 +124,13 @@ class GpuEnergy:
 class GpuMemory:
     """Peak device memory: the framework allocator's figure, else NVML's (skipped when neither)."""
 
-    params = [FRAMEWORKS, SETTINGS]
-    param_names = ["framework", "setting"]
+    params = [FRAMEWORKS, SETTINGS, MODELS]
+    param_names = ["framework", "setting", "model"]
     timeout = 3600
     setup_cache = _run_all
 
-    def setup(self, records, framework, setting):
-        r = bs.require_ok(records.get((framework, setting)))
+    def setup(self, records, framework, setting, model="dlrm"):
+        r = bs.require_ok(records.get((framework, setting, model)))
         mem = r.get("memory") or {}
         self.peak = mem.get("peak_device_bytes")
         if self.peak is None:
@@ -137,14 +141,15 @@ class GpuMemory:
             raise NotImplementedError(
                 f"peak device memory not measured: {mem.get('peak_device_bytes_reason') or 'no figure'}")
 
-    def track_peak_device_bytes(self, records, framework, setting):
+    def track_peak_device_bytes(self, records, framework, setting, model="dlrm"):
         return self.peak
 
     track_peak_device_bytes.unit = "bytes"
 
 
-def _timed_fixture(framework, setting, n_batches=8):
+def _timed_fixture(framework, setting, n_batches=8, model="dlrm"):
     """(model, staged batches) for a pair, or NotImplementedError with why it cannot run here."""
+    bs.model_or_skip(model, "device")
     why = gs.skip_reason(framework, setting)
     if why is not None:
         raise NotImplementedError(why)
@@ -152,15 +157,15 @@ def _timed_fixture(framework, setting, n_batches=8):
     batch = gs.train_for(setting)["batch_size"]
     impl, staged, _ = bs.timing_fixture(framework, gs.preset_for(setting), n_batches=n_batches, batch_size=batch,
                                         device=cfg.device, precision=cfg.precision, compile=cfg.compile,
-                                        pinned_memory=cfg.pinned_memory)
+                                        pinned_memory=cfg.pinned_memory, model=model)
     return impl, staged
 
 
 class TrainStep:
     """One optimizer step per call, device synchronized before the clock is read."""
 
-    params = [FRAMEWORKS, SETTINGS]
-    param_names = ["framework", "setting"]
+    params = [FRAMEWORKS, SETTINGS, MODELS]
+    param_names = ["framework", "setting", "model"]
     timeout = 900
     rounds = 1  # timing discipline as in bench_core.TrainStep: 10 one-call samples in one process
     repeat = 10
@@ -168,16 +173,16 @@ class TrainStep:
     sample_time = 0.1
     warmup_time = 1.0
 
-    def setup(self, framework, setting):
-        self.impl, self.staged = _timed_fixture(framework, setting)
-        if getattr(self, "ready", None) != (framework, setting):  # asv re-runs setup before every sample
+    def setup(self, framework, setting, model="dlrm"):
+        self.impl, self.staged = _timed_fixture(framework, setting, model=model)
+        if getattr(self, "ready", None) != (framework, setting, model):  # asv re-runs setup before every sample
             for s in self.staged[:3]:  # compile, autotune, graph capture happen here, not in the timing
                 self.impl.train_step(s)
             self.impl.synchronize()
             self.i = 0
-            self.ready = (framework, setting)
+            self.ready = (framework, setting, model)
 
-    def time_train_step(self, framework, setting):
+    def time_train_step(self, framework, setting, model="dlrm"):
         self.impl.train_step(self.staged[self.i % len(self.staged)])
         self.impl.synchronize()
         self.i += 1
@@ -186,8 +191,8 @@ class TrainStep:
 class InferBatch:
     """Inference on one batch per call, device synchronized before the clock is read."""
 
-    params = [FRAMEWORKS, SETTINGS]
-    param_names = ["framework", "setting"]
+    params = [FRAMEWORKS, SETTINGS, MODELS]
+    param_names = ["framework", "setting", "model"]
     timeout = 900
     rounds = 1
     repeat = 10
@@ -195,16 +200,16 @@ class InferBatch:
     sample_time = 0.1
     warmup_time = 1.0
 
-    def setup(self, framework, setting):
-        self.impl, self.staged = _timed_fixture(framework, setting)
-        if getattr(self, "ready", None) != (framework, setting):
+    def setup(self, framework, setting, model="dlrm"):
+        self.impl, self.staged = _timed_fixture(framework, setting, model=model)
+        if getattr(self, "ready", None) != (framework, setting, model):
             for s in self.staged[:3]:
                 self.impl.infer(s)
             self.impl.synchronize()
             self.i = 0
-            self.ready = (framework, setting)
+            self.ready = (framework, setting, model)
 
-    def time_infer_batch(self, framework, setting):
+    def time_infer_batch(self, framework, setting, model="dlrm"):
         self.impl.infer(self.staged[self.i % len(self.staged)])
         self.impl.synchronize()
         self.i += 1

@@ -53,11 +53,26 @@ QUICK_MODEL = "dlrm"
 MODEL_SHAPE = {("dcnv2", "tiny"): {"cross_rank": 64}}
 
 
-def model_or_skip(model: str) -> None:
-    """NotImplementedError (asv: skipped) for a model outside the quick subset in a quick run."""
+def model_or_skip(model: str, axis: str | None = None) -> None:
+    """NotImplementedError (asv: skipped) for a model outside the quick subset in a quick run, or one whose
+    spec gives a reason to skip ``axis`` (e.g. "compression", "device")."""
     reason = quick_skip_reason(model == QUICK_MODEL)
     if reason:
         raise NotImplementedError(f"model {model}: {reason}")
+    if axis is not None:
+        from recsys_impls.models import model_spec
+
+        why = model_spec(model).axis_reason(axis)
+        if why:
+            raise NotImplementedError(f"model {model}: {axis}: {why}")
+
+
+def with_model(scenario: Scenario, model: str, preset: str = "tiny") -> Scenario:
+    """``scenario`` with ``model``'s architecture (its training defaults, and the shape fields ``preset``
+    needs for it: MODEL_SHAPE), everything else kept; for suites that build their scenario themselves."""
+    if model == scenario.model.arch:
+        return scenario
+    return build_scenario({"model": {"arch": model, **MODEL_SHAPE.get((model, preset), {})}}, base=scenario)
 
 
 def repo_root() -> Path:

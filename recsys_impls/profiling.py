@@ -331,17 +331,19 @@ def torch_profiler_trace(
     record_shapes: bool = True,
     profile_memory: bool = True,
     with_stack: bool = False,
+    step: Any = None,
 ) -> dict[str, Any]:
     """Profile ``phase`` steps of a PyTorch Recommender with torch.profiler; write a Chrome trace.
 
     The first ``warmup`` batches run unprofiled (lazy init, autotuning); every later batch is one
     ``step N`` range in the trace. CUDA activity is recorded when CUDA is available. Writes
-    ``torch_trace.json`` (chrome://tracing, Perfetto) and ``torch_ops.txt`` (top operators).
+    ``torch_trace.json`` (chrome://tracing, Perfetto) and ``torch_ops.txt`` (top operators). ``step`` runs one
+    batch (default: the Recommender's train_step or infer for ``phase``).
     """
     import torch  # noqa: PLC0415 - heavy; only when profiling
     from torch.profiler import ProfilerActivity, profile, record_function  # noqa: PLC0415
 
-    step = _step_fn(recommender, phase)
+    step = step or _step_fn(recommender, phase)
     if len(staged_batches) <= warmup:
         raise UsageError(f"torch profiler: {len(staged_batches)} batches given; need more than warmup={warmup}")
     out = _out_dir(out_dir)
@@ -373,8 +375,10 @@ def tf_profiler_trace(
     out_dir: str | os.PathLike[str],
     phase: str = "train",
     warmup: int = 2,
+    step: Any = None,
 ) -> dict[str, Any]:
-    """Profile ``phase`` steps of a TensorFlow Recommender with tf.profiler.experimental.
+    """Profile ``phase`` steps of a TensorFlow Recommender with tf.profiler.experimental (``step``: as for
+    torch_profiler_trace).
 
     Warm-up batches (tf.function tracing, XLA compilation) run first, unprofiled. Each later batch is
     a ``Trace`` step. Writes a TensorBoard profile directory (``plugins/profile/<run>/*.xplane.pb``;
@@ -382,7 +386,7 @@ def tf_profiler_trace(
     """
     import tensorflow as tf  # noqa: PLC0415 - heavy; only when profiling
 
-    step = _step_fn(recommender, phase)
+    step = step or _step_fn(recommender, phase)
     if len(staged_batches) <= warmup:
         raise UsageError(f"tf profiler: {len(staged_batches)} batches given; need more than warmup={warmup}")
     out = _out_dir(out_dir)
@@ -401,6 +405,13 @@ def _prepared_steps(scenario: Any, phase: str, max_steps: int | None) -> tuple[R
     """Build the scenario's model and stage its batches for ``phase``: (model, staged, step fn)."""
     from recsys_impls import registry  # noqa: PLC0415 - heavy; only when profiling
     from recsys_impls.data.loader import prepare  # noqa: PLC0415
+
+    if phase not in PHASES:
+        raise UsageError(f"--phase {phase}: accepted: {', '.join(PHASES)}")
+    if scenario.model.spec.task == "retrieval":  # built, batched and served by the retrieval runner
+        from recsys_impls.retrieval_runner import prepared_steps  # noqa: PLC0415
+
+        return prepared_steps(scenario, phase, max_steps)
 
     scenario, data = prepare(scenario)
     impl = registry.build(scenario)
@@ -473,12 +484,12 @@ def profile_scenario(
             ss.write_text(json.dumps(speedscope_profile(loop, name=f"{name}_loop", rate=rate)))
             written += [str(svg), str(ss)]
     if torch_profiler or tf_profiler:
-        impl, staged, _ = _prepared_steps(scenario, phase, warmup + trace_steps)
+        impl, staged, step = _prepared_steps(scenario, phase, warmup + trace_steps)
         if torch_profiler:
-            res = torch_profiler_trace(impl, staged, out / "torch_profiler", phase=phase, warmup=warmup)
+            res = torch_profiler_trace(impl, staged, out / "torch_profiler", phase=phase, warmup=warmup, step=step)
             written += [res["trace"], res["ops"]]
         else:
-            res = tf_profiler_trace(impl, staged, out / "tf_profiler", phase=phase, warmup=warmup)
+            res = tf_profiler_trace(impl, staged, out / "tf_profiler", phase=phase, warmup=warmup, step=step)
             written += [res["logdir"]]
     return written
 

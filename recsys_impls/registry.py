@@ -33,8 +33,8 @@ def build(scenario: Scenario) -> Recommender:
     b = _backend(scenario.framework)
     scenario.model.spec.builder(b.name)  # the model exists for this backend (one line otherwise)
     if scenario.model.spec.task != "ranking":  # retrieval models are built by their own runner
-        scenario.model.spec.require_axis("profiling", f"this path ({scenario.model.arch} is a "
-                                         f"{scenario.model.spec.task} model)")
+        raise ScenarioUnsupported(f"model {scenario.model.arch}: a {scenario.model.spec.task} model is built by "
+                                  "the retrieval runner (recsys_impls.retrieval_runner), not by this path")
     if scenario.compression not in ("", "none"):
         scenario.model.spec.require_axis("compression", f"compression {scenario.compression}")
         return b.load("compressed")(scenario)

@@ -55,13 +55,19 @@ def achievable(arch: str, data: Interactions, seed: int) -> dict[str, Any] | Non
     return out
 
 
-def _serving_two_tower(impl: Any, data: Interactions, t: Any, device: str) -> tuple[dict, dict]:
+def _query_batches(impl: Any, data: Interactions) -> tuple[np.ndarray, np.ndarray, list[Any]]:
+    """(user vectors, item vectors, staged query batches) of two-tower serving; the corpus staged on the model."""
     users, items = models.encode_all(impl, data)
     impl.stage_corpus(items)
     reps = -(-QUERY_BATCH * 8 // max(users.shape[0], 1))
     pool = np.tile(users, (reps, 1))
     batches = [impl.stage_queries(pool[s : s + QUERY_BATCH]) for s in range(0, pool.shape[0] - QUERY_BATCH + 1,
                                                                              QUERY_BATCH)]
+    return users, items, batches
+
+
+def _serving_two_tower(impl: Any, data: Interactions, t: Any, device: str) -> tuple[dict, dict]:
+    users, items, batches = _query_batches(impl, data)
     res = timed_loop(lambda q: impl.retrieve(q, SERVING_K), batches, warmup=1, start=0, steps=len(batches),
                      sync=impl.synchronize, sync_each_step=sync_each_step_on(device))
     n = QUERY_BATCH * len(batches)
@@ -77,11 +83,18 @@ def _serving_two_tower(impl: Any, data: Interactions, t: Any, device: str) -> tu
     return serving, latency
 
 
-def _serving_neumf(impl: Any, data: Interactions, t: Any, device: str) -> tuple[dict, dict]:
+def _pair_batches(impl: Any, data: Interactions, t: Any) -> tuple[np.ndarray, np.ndarray, list[Any]]:
+    """(users, candidate items, staged batches of flattened pairs) of NeuMF serving: the leave-one-out lists."""
     users, items = models.neumf_eval_pairs(data, t.seed)
     fu, fi = users.reshape(-1), items.reshape(-1)
     bs = t.batch_size
-    batches = [impl.stage({"users": fu[s : s + bs], "items": fi[s : s + bs]}) for s in range(0, fu.size, bs)]
+    return users, items, [impl.stage({"users": fu[s : s + bs], "items": fi[s : s + bs]}) for s in range(0, fu.size, bs)]
+
+
+def _serving_neumf(impl: Any, data: Interactions, t: Any, device: str) -> tuple[dict, dict]:
+    users, items, batches = _pair_batches(impl, data, t)
+    fu = users.reshape(-1)
+    bs = t.batch_size
     res = timed_loop(impl.infer, batches, warmup=1, start=0, steps=len(batches), sync=impl.synchronize,
                      sync_each_step=sync_each_step_on(device))
     serving = {"pairs": int(fu.size), "batch_size": bs, "seconds": res.seconds, "batch_ms": res.stats(),
@@ -111,9 +124,9 @@ def synthetic_shape(scenario: Scenario) -> SyntheticInteractionsConfig:
     return SyntheticInteractionsConfig()
 
 
-def run_retrieval(scenario: Scenario, progress: bool = False, data: Interactions | None = None) -> Record:
-    """Train, evaluate and measure the scenario's retrieval model (``model.arch``: two-tower or neumf)."""
-    started = time.time()
+def _model(scenario: Scenario, data: Interactions | None) -> tuple[Any, Interactions, Any]:
+    """Check the scenario's axes, apply its threads, load its interactions and build its model: (config, data,
+    model)."""
     arch = scenario.model.arch
     spec = scenario.model.spec
     if spec.task != "retrieval":
@@ -131,8 +144,35 @@ def run_retrieval(scenario: Scenario, progress: bool = False, data: Interactions
     _apply_threads(scenario)
     data = data or load_interactions(scenario.data.source, t.seed, scenario.data.skip_bad_lines,
                                      synthetic_shape(scenario))
+    impl = models.build(arch, scenario.framework, cfg, data, t.optimizer, t.learning_rate, t.seed,
+                        scenario.device.device)
+    return cfg, data, impl
+
+
+def prepared_steps(scenario: Scenario, phase: str = "train", max_steps: int | None = None) -> tuple[Any, list, Any]:
+    """(model, staged batches, step) of one phase, for the profiler: the training batches and train step, or
+    the serving batches and their step (two-tower: top-SERVING_K over the corpus; NeuMF: scored pairs)."""
+    cfg, data, impl = _model(scenario, None)
+    t = scenario.train
+    if phase == "train":
+        steps = t.warmup_steps + t.steps if max_steps is None else max_steps
+        batches, _ = models.training_batches(scenario.model.arch, cfg, data, t.batch_size, steps, t.seed)
+        staged, step = [impl.stage(b) for b in batches[:steps]], impl.train_step
+    elif scenario.model.arch == "two-tower":
+        staged, step = _query_batches(impl, data)[2], (lambda q: impl.retrieve(q, SERVING_K))
+    else:
+        staged, step = _pair_batches(impl, data, t)[2], impl.infer
+    impl.synchronize()
+    return impl, staged[:max_steps] if max_steps is not None else staged, step
+
+
+def run_retrieval(scenario: Scenario, progress: bool = False, data: Interactions | None = None) -> Record:
+    """Train, evaluate and measure the scenario's retrieval model (``model.arch``: two-tower or neumf)."""
+    started = time.time()
+    arch = scenario.model.arch
+    cfg, data, impl = _model(scenario, data)
+    t = scenario.train
     device = scenario.device.device
-    impl = models.build(arch, scenario.framework, cfg, data, t.optimizer, t.learning_rate, t.seed, device)
     batches, epochs = models.training_batches(arch, cfg, data, t.batch_size, t.warmup_steps + t.steps, t.seed)
     t0 = time.perf_counter()
     staged = [impl.stage(b) for b in batches]

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import bench_gpu
+from recsys_impls import benchsupport as bs
 from recsys_impls import gpu_settings as gs
 from recsys_impls import gpucheck
 from recsys_impls.config import DeviceConfig
@@ -60,7 +61,8 @@ def test_params_are_fixed_lists_not_machine_dependent() -> None:
     assert bench_gpu.SETTINGS == list(gs.SETTINGS)
     assert bench_gpu.FRAMEWORKS == ["torch", "tf"]
     for cls in (bench_gpu.GpuRun, bench_gpu.GpuEnergy, bench_gpu.GpuMemory, bench_gpu.TrainStep, bench_gpu.InferBatch):
-        assert cls.params == [bench_gpu.FRAMEWORKS, bench_gpu.SETTINGS]
+        assert cls.params == [bench_gpu.FRAMEWORKS, bench_gpu.SETTINGS, bench_gpu.MODELS]
+    assert bench_gpu.MODELS == bs.ranking_models() and {"dlrm", "dcnv2"} <= set(bench_gpu.MODELS)
     for cls in (bench_gpu.GpuEnergy, bench_gpu.GpuMemory):  # one setup_cache, so every pair runs once
         assert cls.setup_cache is bench_gpu.GpuRun.setup_cache
     for cls in (bench_gpu.GpuRun, bench_gpu.GpuEnergy, bench_gpu.GpuMemory, bench_gpu.SamplerOverhead):
@@ -101,15 +103,37 @@ def test_cuda_settings_skip_with_the_reason_in_setup(monkeypatch: pytest.MonkeyP
     cuda = [s for s in gs.SETTINGS if gs.is_gpu(s)]
     monkeypatch.setattr(bench_gpu, "SETTINGS", cuda)
     records = bench_gpu.GpuRun().setup_cache()  # every pair skips before any framework work
-    assert set(records) == {(f, s) for f in bench_gpu.FRAMEWORKS for s in cuda}
-    for (framework, setting), rec in records.items():
+    assert set(records) == {(f, s, m) for f in bench_gpu.FRAMEWORKS for s in cuda for m in bench_gpu.MODELS}
+    for (framework, setting, model), rec in records.items():
         assert rec["status"] == "skipped" and rec["error"].startswith(setting)
         for cls in (bench_gpu.GpuRun, bench_gpu.GpuEnergy, bench_gpu.GpuMemory):
             with pytest.raises(NotImplementedError, match=setting):
-                cls().setup(records, framework, setting)
+                cls().setup(records, framework, setting, model)
         for cls in (bench_gpu.TrainStep, bench_gpu.InferBatch):
             with pytest.raises(NotImplementedError, match="GPU|XLA|PyTorch|pinned"):
-                cls().setup(framework, setting)
+                cls().setup(framework, setting, model)
+
+
+def test_quick_run_skips_models_other_than_dlrm_before_any_work(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(bs.QUICK_ENV, "1")
+    monkeypatch.setattr(bench_gpu, "SETTINGS", ["cpu-fp32"])
+    others = [m for m in bench_gpu.MODELS if m != bs.QUICK_MODEL]
+    monkeypatch.setattr(bench_gpu, "MODELS", others)
+    records = bench_gpu.GpuRun().setup_cache()
+    assert set(records) == {(f, "cpu-fp32", m) for f in bench_gpu.FRAMEWORKS for m in others}
+    for (framework, setting, model), rec in records.items():
+        assert rec["status"] == "skipped" and "quick subset" in rec["error"] and model in rec["error"]
+        with pytest.raises(NotImplementedError, match="quick subset"):
+            bench_gpu.TrainStep().setup(framework, setting, model)
+
+
+def test_a_model_scenario_keeps_the_setting_and_takes_the_model_shape() -> None:
+    base = gs.scenario_for_setting("torch", "cpu-amp-bf16")
+    sc = bs.with_model(base, "dcnv2", gs.preset_for("cpu-amp-bf16"))
+    assert sc.model.arch == "dcnv2" and sc.model.cross_rank == bs.MODEL_SHAPE[("dcnv2", "tiny")]["cross_rank"]
+    assert sc.device == base.device and sc.train.steps == base.train.steps
+    assert sc.model.table_sizes == base.model.table_sizes
+    assert bs.with_model(base, "dlrm") is base
 
 
 def _fake_record(energy: dict | None, peak: int | None) -> dict:
@@ -122,7 +146,7 @@ def _fake_record(energy: dict | None, peak: int | None) -> dict:
 def test_tracks_read_the_record_and_skip_missing_figures() -> None:
     train = {"joules_per_1k_samples": 3.0, "joules_net_per_1k_samples": 1.0, "mean_watts": 250.0,
              "peak_device_memory_bytes": 5 * 2**20, "reason": None}
-    key = ("torch", "cuda-fp32")
+    key = ("torch", "cuda-fp32", "dlrm")
     ok = {key: _fake_record({"train": train, "infer": dict(train, joules_per_1k_samples=0.5)}, None)}
     run = bench_gpu.GpuRun()
     run.setup(ok, *key)
@@ -157,9 +181,10 @@ def test_cpu_setting_runs_end_to_end_in_the_suite(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("ASV_CONF_DIR", str(tmp_path))  # records land in tmp_path/.asv/records
     monkeypatch.setattr(bench_gpu, "FRAMEWORKS", ["torch"])
     monkeypatch.setattr(bench_gpu, "SETTINGS", ["cpu-fp32"])
+    monkeypatch.setattr(bench_gpu, "MODELS", ["dlrm"])
     monkeypatch.setattr(gs, "CPU_TRAIN", dict(gs.CPU_TRAIN, steps=20, eval_samples=2000))
     records = bench_gpu.GpuRun().setup_cache()
-    key = ("torch", "cpu-fp32")
+    key = ("torch", "cpu-fp32", "dlrm")
     run = bench_gpu.GpuRun()
     run.setup(records, *key)
     assert run.track_train_seconds_per_sample(records, *key) > 0
@@ -172,9 +197,9 @@ def test_cpu_setting_runs_end_to_end_in_the_suite(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(bench_gpu, "OVERHEAD_SETTINGS", ["cpu-fp32"])
     over = bench_gpu.SamplerOverhead()
     results = over.setup_cache()
-    over.setup(results, *key)
-    assert 0 <= over.track_sampler_thread_cpu_fraction(results, *key) < 1
-    assert results[key]["nvml_available"] is (not NO_GPU)
+    over.setup(results, *key[:2])
+    assert 0 <= over.track_sampler_thread_cpu_fraction(results, *key[:2]) < 1
+    assert results[key[:2]]["nvml_available"] is (not NO_GPU)
     saved = list((tmp_path / ".asv" / "records" / "pytest-bench-gpu").rglob("gpu--*.json"))
     assert len(saved) == 1 and json.loads(saved[0].read_text())["asv"]["params"]["setting"] == "cpu-fp32"
 

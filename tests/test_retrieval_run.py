@@ -77,11 +77,23 @@ def test_unsupported_axes_and_listing(capsys) -> None:
         run_retrieval(build_scenario({"model": {"arch": "neumf"}, "scenario": {"parallel": "ddp:2"}}))
     rec = execute_or_record(build_scenario({"model": {"arch": "neumf"}, "device": {"precision": "amp-bf16"}}))
     assert rec["status"] == "skipped" and "fp32" in rec["error"]
-    assert main(["profile", "--model", "neumf", "--pyspy"]) == 2
-    assert "the profiler drives the ranking runner only" in capsys.readouterr().err
     assert main(["list"]) == 0
     listed = capsys.readouterr().out
     assert "two-tower" in listed and "neumf" in listed and "recall@10" in listed
+
+
+@pytest.mark.parametrize(("arch", "phase", "op"), [("two-tower", "train", "train step 2"),
+                                                    ("neumf", "infer", "infer step 2")])
+def test_the_torch_profiler_traces_retrieval_steps(tmp_path, arch: str, phase: str, op: str) -> None:
+    from recsys_impls.profiling import profile_scenario
+
+    sc = scenario(arch, table_sizes=[120, 150])
+    written = profile_scenario(sc, tmp_path, torch_profiler=True, phase=phase, trace_steps=3, warmup=1)
+    trace, ops = (tmp_path / "torch_profiler" / "torch_trace.json"), (tmp_path / "torch_profiler" / "torch_ops.txt")
+    assert str(trace) in written and str(ops) in written
+    names = {e.get("name") for e in json.loads(trace.read_text())["traceEvents"]}
+    assert op in names and f"{phase} step 3" not in names  # 1 warm-up step unnamed, then steps 0..2
+    assert "aten::" in ops.read_text()
 
 
 def test_asv_discovery_imports_no_framework() -> None:

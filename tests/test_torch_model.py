@@ -343,3 +343,22 @@ def test_sparse_adagrad_matches_torch_adagrad_with_repeated_rows() -> None:
     torch.testing.assert_close(ours.detach(), theirs.detach(), rtol=1e-6, atol=1e-7)
     untouched = [r for r in range(50) if r not in (0, 3, 7, 49)]
     assert torch.equal(ours.detach()[untouched], start[untouched])
+
+
+def test_dense_adagrad_is_fused_on_cpu_and_gives_the_adagrad_update() -> None:
+    """Dense parameters get torch's fused Adagrad where it exists: s += g*g, p -= lr * g / (sqrt(s) + eps)."""
+    from recsys_impls.torch_impl.optim import make_optimizers
+
+    torch.manual_seed(0)
+    start = torch.randn(6, 5)
+    p = torch.nn.Parameter(start.clone())
+    (opt,) = make_optimizers("adagrad", 0.1, [], [p])
+    assert opt.defaults["fused"] is True and not opt.defaults["foreach"]
+    acc, expect = torch.zeros_like(start), start.clone()
+    for _ in range(3):
+        g = torch.randn(6, 5)
+        p.grad = g.clone()
+        opt.step()
+        acc += g * g
+        expect -= 0.1 * g / (acc.sqrt() + 1e-10)
+    torch.testing.assert_close(p.detach(), expect, rtol=1e-6, atol=1e-6)

@@ -152,6 +152,20 @@ def test_dlrm_ref_training_flops() -> None:
     assert 4.1e9 < w.flops < 4.2e9
 
 
+def test_small_dcnv2_flops_match_a_hand_count() -> None:
+    # bottom 4-8-4, 2 tables of D=4: x_0 width 4 + 2*4 = 12; one cross layer of rank 3; top 12-5-1; B = 2.
+    model = build_scenario({"model": {"arch": "dcnv2", "num_dense": 4, "bottom_mlp": [8, 4], "table_sizes": [10, 10],
+                                      "embedding_dim": 4, "cross_layers": 1, "cross_rank": 3,
+                                      "top_mlp": [5, 1]}}).model
+    bottom, cross, top = [4 * 8, 8 * 4], [12 * 3, 3 * 12], [12 * 5, 5 * 1]  # multiply-adds per sample
+    forward = 2 * B * (sum(bottom) + sum(cross) + sum(top))
+    assert work_per_step(model, B, "infer").mlp_flops == forward == 804
+    # Training: 3x forward, except the first bottom layer (no gradient of the dense input): 2x.
+    assert work_per_step(model, B, "train").mlp_flops == 3 * forward - 2 * B * bottom[0] == 2284
+    ref = build_scenario(PRESETS["dcnv2-ref"]).model  # MLPerf's dense shape: about 39.5 MFLOP per sample
+    assert 39.5e6 < work_per_step(ref, 2048, "train", "adagrad").flops / 2048 < 39.6e6
+
+
 def test_to_dict_has_totals() -> None:
     d = work_per_step(SMALL, B, "infer").to_dict()
     assert d["flops"] == 496 and d["bytes_total"] == 1100 and d["notes"] == []

@@ -114,7 +114,6 @@ DEFAULT_TOWER_MLP = (128, 64)
 RETRIEVAL_AXES = {
     "compression": "retrieval models have no compressed embedding stage yet",
     "parallel": "retrieval models run in one process",
-    "profiling": "the profiler drives the ranking runner only",
     "data:tsv": "a Criteo TSV holds no user/item pairs; give interactions as PATH.csv (user_id,item_id[,timestamp])",
 }
 RETRIEVAL_FIELDS = ("embedding_dim", "tower_mlp")

@@ -18,7 +18,7 @@ Modules (each has one job):
 * ``dlrm``, ``dcnv2``  the dense architectures of the registered models (their specs' PyTorch builders:
                    ``build(config, compression) -> DenseArch``).
 * ``optim``        SparseSGD (row-sparse SGD with one index_add_) and the optimizer factory
-                   (SparseAdagrad (optim.py) for the sparse tables, foreach SGD/Adagrad for the MLPs).
+                   (SparseAdagrad (optim.py) for the sparse tables, foreach SGD / fused Adagrad for the MLPs).
 * ``settings``     device / precision / compile / pinned-memory settings resolved from DeviceConfig,
                    with ScenarioUnsupported for combinations this machine or PyTorch cannot run.
 * ``graphs``       CUDA-graph capture of the inference step with static, padded input buffers.

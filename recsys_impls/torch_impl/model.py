@@ -3,7 +3,7 @@
 ``DLRMNet`` is the nn.Module: an embedding stage (the scenario's, see embeddings.py) -> pooled [B, F, D],
 and a ``DenseArch`` (bottom MLP, the model's interaction, top MLP; built by the model spec's PyTorch
 builder: dlrm.py, dcnv2.py) that torch.compile can take whole. ``TorchDLRM``
-adds staging, the optimizers (sparse ones for embedding tables, foreach ones for the MLPs), the
+adds staging, the optimizers (sparse ones for embedding tables, fused/foreach ones for the MLPs), the
 precision / compile / CUDA-graph settings, parameter export and the serialized size.
 """
 
@@ -110,7 +110,7 @@ def serialized_size(state: dict[str, Any]) -> int:
 
 
 class TorchDLRM(Recommender):
-    """PyTorch DLRM: fused EmbeddingBag with sparse gradients, foreach dense optimizers, optional AMP,
+    """PyTorch DLRM: fused EmbeddingBag with sparse gradients, fused/foreach dense optimizers, optional AMP,
     torch.compile of the dense arch, CUDA-graph inference."""
 
     framework = "torch"
@@ -149,7 +149,7 @@ class TorchDLRM(Recommender):
         return module
 
     def _make_optimizers(self) -> None:
-        """Sparse optimizer for embedding tables, a foreach one for the rest (optim.py); fresh state."""
+        """Sparse optimizer for embedding tables, a fused or foreach one for the rest (optim.py); fresh state."""
         lr = self.train_config.learning_rate
         sparse = self.net.embeddings.sparse_parameters()
         sparse_ids = {id(p) for p in sparse}

@@ -8,7 +8,9 @@ adds and a ``sparse_mask`` (dlrm-ref, one thread, torch.profiler: the sparse ste
 to 7 ms). For SGD, ``SparseSGD`` applies a sparse gradient with one ``index_add_`` of the pre-scaled
 rows (duplicate ids add up, as p -= lr * g requires); on the dlrm-ref table (800k x 64, 16k ids) that
 took 2.3 ms of CPU time against 3.6 ms for ``torch.optim.SGD``'s dense += sparse path. Dense
-parameters use the foreach optimizers.
+parameters use foreach SGD, and fused Adagrad where torch has a fused kernel for their device (one pass
+per tensor; on CPU foreach Adagrad runs four separate ops per tensor: on the dcnv2-ref dense parameters,
+6.6M, one thread, the step went from about 94 to 11 ms, same updates within 3e-7).
 """
 
 from __future__ import annotations
@@ -85,6 +87,17 @@ class SparseAdagrad(torch.optim.Optimizer):
                 p.index_add_(0, rows, torch.div(values, std, out=std).mul_(-lr))  # std's buffer reused
 
 
+def fused_supported(params: list[torch.nn.Parameter]) -> bool:
+    """Whether torch's fused optimizer kernels take every one of these parameters (floating point, on a
+    device type with fused kernels)."""
+    try:
+        from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
+    except ImportError:  # an older torch without the list: keep foreach
+        return False
+    devices = _get_fused_kernels_supported_devices()
+    return all(p.device.type in devices and torch.is_floating_point(p) for p in params)
+
+
 def make_optimizers(
     name: str, lr: float, sparse: list[torch.nn.Parameter], dense: list[torch.nn.Parameter]
 ) -> list[torch.optim.Optimizer]:
@@ -100,7 +113,8 @@ def make_optimizers(
         if sparse:
             opts.append(SparseAdagrad(sparse, lr=lr, eps=kw["eps"]))
         if dense:
-            opts.append(torch.optim.Adagrad(dense, foreach=True, **kw))
+            mode = {"fused": True} if fused_supported(dense) else {"foreach": True}
+            opts.append(torch.optim.Adagrad(dense, **mode, **kw))
     else:
         raise ValueError(f"optimizer {name!r}: accepted: sgd, adagrad")
     return opts

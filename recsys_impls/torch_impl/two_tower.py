@@ -1,7 +1,7 @@
 """Two-tower retrieval in PyTorch (contract and parameter names: recsys_impls/models/two_tower.py).
 
 Each tower's table is looked up with ``F.embedding(sparse=True)`` so the table gets row-sparse gradients
-and the sparse optimizers of ``optim`` (the MLPs use the foreach ones). Serving: the item corpus is
+and the sparse optimizers of ``optim`` (the MLPs use the dense ones). Serving: the item corpus is
 encoded once and kept as one [items, out] tensor; a query batch is one matmul and ``torch.topk``.
 """
 

@@ -15,10 +15,28 @@ from reports.page import Page, Plot, Section, Table, Verdict, figure, finite, le
 ORDER = 20  # place in the nav (reports.pages.discover)
 
 GATES = (0.99, 0.999)
+DEFAULT_MODEL = "dlrm"  # records from before the model registry name no architecture: they are DLRMs
+GROUP = ["machine", "framework", "data", "model"]  # one uncompressed baseline per group
+
+
+def _models(r: pd.DataFrame, column: str) -> pd.Series:
+    """The architecture of each row (``column``), DEFAULT_MODEL where a record or result names none."""
+    if column in r:
+        return r[column].fillna(DEFAULT_MODEL).astype(str)
+    return pd.Series([DEFAULT_MODEL] * len(r), index=r.index)
+
+
+def several_models(df: pd.DataFrame) -> bool:
+    """Whether the model is worth a column and a label: more than one architecture was measured."""
+    return "model" in df and df["model"].nunique() > 1
+
+
+def _label(r: pd.Series, with_model: bool) -> str:
+    return f"{r['model']} {r['framework']} ({r['machine']})" if with_model else f"{r['framework']} ({r['machine']})"
 
 
 def points(ctx: Context) -> tuple[pd.DataFrame, str]:
-    """(machine, framework, data, method, auc, bytes, infer_samples_per_s) from records, else asv."""
+    """(machine, framework, data, model, method, auc, bytes, infer_samples_per_s) from records, else asv."""
     recs = ctx.latest_records()
     if not recs.empty and "compression" in recs and "quality.auc" in recs:
         r = recs[recs["compression"].notna()]
@@ -32,7 +50,7 @@ def points(ctx: Context) -> tuple[pd.DataFrame, str]:
             infer = r.get("throughput.infer_samples_per_s")
             df = pd.DataFrame({
                 "machine": r["machine"], "framework": r["framework"], "data": r.get("data", "?"),
-                "method": r["compression"], "auc": r["quality.auc"], "bytes": nbytes,
+                "model": _models(r, "model.arch"), "method": r["compression"], "auc": r["quality.auc"], "bytes": nbytes,
                 "infer_samples_per_s": infer, "record_gate": r.get("compression.gate"),
                 "infer_n": r.get("infer.batch_ms.n"), "roofline_infer": r.get("roofline.infer"),
                 "flags": r.get("flags"),
@@ -47,7 +65,8 @@ def points(ctx: Context) -> tuple[pd.DataFrame, str]:
             thr = 1 / piv[c]
     df = pd.DataFrame({
         "machine": piv["machine"], "framework": piv.get("framework"), "data": piv.get("data", "?"),
-        "method": piv.get("compression"), "auc": 1 - piv["track_auc_gap"],
+        "model": _models(piv, "model"), "method": piv.get("method", piv.get("compression")),
+        "auc": 1 - piv["track_auc_gap"],
         "bytes": piv.get("track_model_bytes", piv.get("track_embedding_bytes")),
         "infer_samples_per_s": thr, "record_gate": None,
     })
@@ -62,18 +81,21 @@ def _baselines(r: pd.DataFrame, infer: pd.Series | None) -> pd.DataFrame:
     speed = r.get("compression.infer_speed_vs_baseline")
     base_infer = infer / speed if infer is not None and speed is not None else None
     df = pd.DataFrame({
-        "machine": r["machine"], "framework": r["framework"], "data": r.get("data", "?"), "method": "none",
+        "machine": r["machine"], "framework": r["framework"], "data": r.get("data", "?"),
+        "model": _models(r, "model.arch"), "method": "none",
         "auc": r["compression.baseline_auc"], "bytes": r["compression.baseline_model_bytes"],
         "infer_samples_per_s": base_infer, "record_gate": None,
     })
-    # One baseline per (machine, framework, data): every compressed run of a grid shares it.
-    return df.dropna(subset=["auc"]).drop_duplicates(["machine", "framework", "data"])
+    # One baseline per (machine, framework, data, model): every compressed run of a grid shares it.
+    return df.dropna(subset=["auc"]).drop_duplicates(GROUP)
 
 
 def gates(df: pd.DataFrame) -> pd.DataFrame:
-    """Relative AUC vs the same framework's uncompressed run, and which gates pass."""
+    """Relative AUC vs the same framework's and model's uncompressed run, and which gates pass."""
     out = []
-    for (machine, fw, data), g in df.groupby(["machine", "framework", "data"], dropna=False):
+    if "model" not in df:
+        df = df.assign(model=DEFAULT_MODEL)
+    for (machine, fw, data, model), g in df.groupby(GROUP, dropna=False):
         base = g[g["method"] == "none"]
         base_auc = float(base["auc"].iloc[0]) if not base.empty and finite(base["auc"].iloc[0]) else None
         base_bytes = float(base["bytes"].iloc[0]) if not base.empty and finite(base["bytes"].iloc[0]) else None
@@ -81,7 +103,8 @@ def gates(df: pd.DataFrame) -> pd.DataFrame:
             rel = r["auc"] / base_auc if base_auc and finite(r["auc"]) else None
             passed = [f"{int(x * 1000) / 10:g}%" for x in GATES if rel is not None and rel >= x]
             out.append({
-                "machine": machine, "framework": fw, "data": data, "method": r["method"], "auc": r["auc"],
+                "machine": machine, "framework": fw, "data": data, "model": model, "method": r["method"],
+                "auc": r["auc"],
                 "bytes": r["bytes"], "compression_ratio": base_bytes / r["bytes"] if base_bytes and finite(r["bytes"])
                 and r["bytes"] else None,
                 "auc_change": r["auc"] - base_auc if base_auc and finite(r["auc"]) else None,
@@ -101,15 +124,16 @@ def _pareto_plot(df: pd.DataFrame, data: str, xcol: str, xlabel: str, smaller_be
     if d.empty:
         return None
     fig, ax = figure(6.5, 4.2)
-    for (fw, machine), g in d.groupby(["framework", "machine"]):
-        ax.scatter(g[xcol], g["auc"], label=f"{fw} ({machine})", s=30)
+    with_model = several_models(d)
+    for _, g in d.groupby(["framework", "machine", "model"]):
+        ax.scatter(g[xcol], g["auc"], label=_label(g.iloc[0], with_model), s=30)
         for _, r in g.iterrows():
             ax.annotate(str(r["method"]), (r[xcol], r["auc"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
         pts = [((x if smaller_better else -x), y) for x, y in zip(g[xcol], g["auc"], strict=False)]
         front = sorted(pareto_front(pts), key=lambda i: g[xcol].iloc[i])
         ax.plot([g[xcol].iloc[i] for i in front], [g["auc"].iloc[i] for i in front], lw=1, alpha=0.7)
     base = d[d["method"] == "none"]["auc"]
-    if not base.empty:
+    if not base.empty and not with_model:  # gate lines relative to one model's baseline only
         for frac, style in zip((0.99, 0.999), (":", "--"), strict=False):
             ax.axhline(base.max() * frac, color="grey", ls=style, lw=1, label=f"{frac * 100:g}% of fp32 AUC")
     ax.set_xscale("log")
@@ -127,7 +151,7 @@ def _pareto_plot(df: pd.DataFrame, data: str, xcol: str, xlabel: str, smaller_be
     return Plot(f"compression_{safe}_{xcol}", fig, f"AUC versus {xcol} for {data}", caption)
 
 
-GATE_SHOWN = ["machine", "framework", "data", "method", "auc", "relative_auc", "gates_passed", "bytes",
+GATE_SHOWN = ["machine", "framework", "data", "model", "method", "auc", "relative_auc", "gates_passed", "bytes",
               "compression_ratio", "infer_samples_per_s", "infer_n", "flags"]
 
 
@@ -145,7 +169,7 @@ def best_in_gates(g: pd.DataFrame) -> list[Verdict]:
             continue
         best = ok.sort_values(["compression_ratio", "relative_auc"], ascending=False).iloc[0]
         base = g[(g["method"] == "none") & (g["machine"] == best["machine"]) & (g["framework"] == best["framework"])
-                 & (g["data"] == best["data"])]
+                 & (g["data"] == best["data"]) & (g["model"] == best["model"])]
         saved = base["bytes"].iloc[0] - best["bytes"] if not base.empty and finite(base["bytes"].iloc[0]) else None
         speed = ""
         if not base.empty and finite(best["infer_samples_per_s"]) and finite(base["infer_samples_per_s"].iloc[0]):
@@ -154,7 +178,8 @@ def best_in_gates(g: pd.DataFrame) -> list[Verdict]:
         out.append(Verdict(
             f"Best compression within the {label} AUC gate",
             f"{best['method']}: {human(best['compression_ratio'], 'x')} smaller",
-            f"{best['framework']} on {best['data']} ({best['machine']}): saves {human(saved, 'bytes')}, keeps "
+            f"{best['model'] + ' ' if several_models(g) else ''}{best['framework']} on {best['data']} "
+            f"({best['machine']}): saves {human(saved, 'bytes')}, keeps "
             f"{human(best['relative_auc'], 'frac')} of the AUC{speed}", "compression.html", rank=30, tone="good"))
     return out
 
@@ -164,8 +189,9 @@ def _gate_plot(g: pd.DataFrame) -> Plot | None:
     if d.empty:
         return None
     fig, ax = figure(7.5, 3.8)
-    for (fw, machine), s in d.groupby(["framework", "machine"]):
-        ax.scatter(s["compression_ratio"], s["relative_auc"], label=f"{fw} ({machine})", s=30)
+    with_model = several_models(d)
+    for _, s in d.groupby(["framework", "machine", "model"]):
+        ax.scatter(s["compression_ratio"], s["relative_auc"], label=_label(s.iloc[0], with_model), s=30)
         for _, r in s.iterrows():
             ax.annotate(str(r["method"]), (r["compression_ratio"], r["relative_auc"]), fontsize=7, xytext=(3, 3),
                         textcoords="offset points")
@@ -177,7 +203,8 @@ def _gate_plot(g: pd.DataFrame) -> Plot | None:
     ax.legend(fontsize=7)
     fig.tight_layout()
     return Plot("compression_gates", fig, "Relative AUC against compression ratio with the 99% and 99.9% gates",
-                "Each point one compressed run record against its framework's uncompressed model (n=1 training run).")
+                "Each point one compressed run record against its framework's uncompressed model of the same "
+                "architecture (n=1 training run).")
 
 
 def build(ctx: Context) -> Page:
@@ -195,7 +222,8 @@ def build(ctx: Context) -> Page:
         "infer_n: the per-batch samples behind it (schema v2 records; n/a for v1 records and asv figures). "
         "roofline_infer: achieved rate as a fraction of its roofline bound; highlighted rows carry flags "
         "(a fraction above 1.05 is not physically possible).",
-        tables=[Table("compression_gates", g, highlight="flags" if "flags" in g else "", show=GATE_SHOWN)]))
+        tables=[Table("compression_gates", g, highlight="flags" if "flags" in g else "",
+                      show=[c for c in GATE_SHOWN if c != "model" or several_models(g)])]))
     gp = _gate_plot(g)
     if gp:
         page.sections[-1].plots.append(gp)

@@ -34,9 +34,20 @@ def settings_table(ctx: Context) -> pd.DataFrame:
         return pd.DataFrame()
     cols = ["machine", "framework", *[c for c in ("data",) if c in recs], *axes, *metrics]
     df = recs[cols]
+    models = recs["model.arch"].fillna("dlrm").astype(str) if "model.arch" in recs else None
     if "suite" in recs and (recs["suite"] == "gpu").any():
         df = df[recs["suite"] == "gpu"]
+    if models is not None and models[df.index].nunique() > 1:  # shown where more than one model was measured
+        df = df.assign(model=models[df.index])
+        first = ["machine", "framework", "model"]
+        df = df[[*first, *[c for c in df.columns if c not in first]]]
     return df.sort_values(["machine", "framework"]).reset_index(drop=True)
+
+
+def _row_label(r: pd.Series, axes: list[str]) -> str:
+    """framework [model] setting axes (machine), for the bar plots."""
+    parts = ["framework", *(["model"] if "model" in r else []), *axes]
+    return " ".join(str(r[c]) for c in parts if pd.notna(r[c])) + f" ({r['machine']})"
 
 
 def _plot(df: pd.DataFrame) -> Plot | None:
@@ -44,7 +55,7 @@ def _plot(df: pd.DataFrame) -> Plot | None:
         return None
     d = df[df["energy.joules_per_1k_samples"].map(finite)]
     axes = [c for c in DEVICE_AXES if c in d]
-    labels = [" ".join(str(r[c]) for c in ["framework", *axes]) + f" ({r['machine']})" for _, r in d.iterrows()]
+    labels = [_row_label(r, axes) for _, r in d.iterrows()]
     fig, ax = figure(8, max(2.5, 0.35 * len(d) + 1))
     ax.barh(range(len(d)), d["energy.joules_per_1k_samples"], color="#dd8452")
     ax.set_yticks(range(len(d)), labels, fontsize=8)
@@ -76,8 +87,7 @@ def _throughput_plot(df: pd.DataFrame) -> Plot | None:
         return None
     d = df[df[col].map(finite)].head(20)
     axes = [c for c in DEVICE_AXES if c in d]
-    labels = [" ".join(str(r[c]) for c in ["framework", *axes] if pd.notna(r[c])) + f" ({r['machine']})"
-              for _, r in d.iterrows()]
+    labels = [_row_label(r, axes) for _, r in d.iterrows()]
     fig, ax = figure(8, max(2.5, 0.35 * len(d) + 1))
     ax.barh(range(len(d)), d[col] / 1e3, color="#55a868")
     ax.set_yticks(range(len(d)), labels, fontsize=8)
