@@ -33,28 +33,6 @@ def scenario(framework: str, data: str, compression: str = "none") -> Any:
     return build_scenario(layers)
 
 
-def run_model_grid(methods: list[str], frameworks: list[str], datasets: list[str]) -> dict[Any, Any]:
-    """Every (method, framework, data) record with its compression section; failures keep a reason."""
-    from recsys_impls import benchsupport as bs
-    from recsys_impls.registry import framework_available
-
-    out: dict[Any, Any] = {}
-    for framework in frameworks:
-        for data in datasets:
-            for method in methods:
-                params = {"method": method, "framework": framework, "data": data}
-                why = bs.quick_skip_reason(method in QUICK_METHODS)
-                if why:
-                    out[(method, framework, data)] = {"status": "skipped", "error": why}
-                    continue
-                if not framework_available(framework):
-                    out[(method, framework, data)] = {"status": "skipped", "error": f"{framework} not installed"}
-                    continue
-                out[(method, framework, data)] = bs.run_and_record("compression", params,
-                                                                   scenario(framework, data, method))
-    return out
-
-
 def require_section(record: dict[str, Any] | None) -> dict[str, Any]:
     """The record's compression section plus the absolute inference speed, or NotImplementedError."""
     from recsys_impls.benchsupport import require_ok
