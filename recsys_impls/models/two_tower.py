@@ -112,8 +112,11 @@ def reference_loss(u: np.ndarray, v: np.ndarray, items: np.ndarray, log_q: np.nd
 DEFAULT_TOWER_MLP = (128, 64)
 # Axes a retrieval model does not take (yet), with the reason a scenario is skipped for.
 RETRIEVAL_AXES = {
-    "compression": "retrieval models have no compressed embedding stage yet",
-    "parallel": "retrieval models run in one process",
+    "compression": "not wired for retrieval models: their user and item tables are plain parameter tables, not the "
+                   "ranking models' embedding stage that the compression layouts build",
+    "parallel": "not wired for retrieval models: the distributed engines drive the ranking models' step, batches and "
+                "evaluation (and two-tower's in-batch negatives would change meaning across ranks); they run in "
+                "one process",
     "data:tsv": "a Criteo TSV holds no user/item pairs; give interactions as PATH.csv (user_id,item_id[,timestamp])",
 }
 RETRIEVAL_FIELDS = ("embedding_dim", "tower_mlp")
