@@ -70,7 +70,7 @@ def test_unsupported_axes_and_listing(capsys) -> None:
     from recsys_impls.execute import execute_or_record
 
     rec = execute_or_record(build_scenario({"model": {"arch": "two-tower"}, "scenario": {"compression": "int8"}}))
-    assert rec["status"] == "skipped" and "no compressed embedding stage" in rec["error"]
+    assert rec["status"] == "skipped" and "not the ranking models' embedding stage" in rec["error"]
     with pytest.raises(ScenarioUnsupported):
         from recsys_impls.retrieval_runner import run_retrieval
 
