@@ -343,3 +343,14 @@ def test_sparse_adagrad_matches_torch_adagrad_with_repeated_rows() -> None:
     torch.testing.assert_close(ours.detach(), theirs.detach(), rtol=1e-6, atol=1e-7)
     untouched = [r for r in range(50) if r not in (0, 3, 7, 49)]
     assert torch.equal(ours.detach()[untouched], start[untouched])
+
+
+def test_torch_size_report_counts_what_torch_save_writes() -> None:
+    import io
+
+    from recsys_impls.torch_impl.model import serialized_size
+
+    state = {"w": torch.arange(1000, dtype=torch.float32).reshape(100, 10), "b": torch.zeros(3)}
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    assert serialized_size(state) == buf.tell()

@@ -73,6 +73,11 @@ class ModelSpec:
     gemm_layers: Callable[[Any], list[tuple[int, int]]] | None = None
     # (config) -> extra forward FLOPs per sample outside the GEMMs (interaction, elementwise products).
     extra_flops: Callable[[Any], float] | None = None
+    # Streamed form of ``initial_params`` for big tables (both or neither): (config, seed) -> iterator of
+    # (table, first row, float32 [n, D]) chunks, and (config, seed) -> the non-table parameters. A framework
+    # fills its tables from the chunks, so no full copy of the tables' initial values is ever held.
+    initial_table_chunks: Callable[[Any, int], Any] | None = None
+    initial_dense: Callable[[Any, int], dict[str, Any]] | None = None
 
     def axis_reason(self, axis: str) -> str | None:
         """None when the axis is supported, else why it is skipped for this model."""
