@@ -415,13 +415,14 @@ INIT_CHUNK_VALUES = 1 << 22
 
 
 def streams_initial_tables(scenario: Scenario, plan: Any) -> bool:
-    """Whether the model fills its plain tables in place from the seeded chunks (torch_impl.model and
-    tf_impl.model ``_load_initial`` / ``_initial_table_chunks``) instead of loading a full numpy copy."""
+    """Whether the model fills its plain tables in place from the seeded chunks (``_load_initial`` of
+    torch_impl.model and distributed_sharded, ``_initial_table_chunks`` of tf_impl.model) instead of
+    loading a full numpy copy."""
     if scenario.compression not in ("", "none") or scenario.model.spec.initial_table_chunks is None:
         return False
     if scenario.framework == "tf":
         return not plan.distributed  # the plain single-process model only
-    return plan.mode != "sharded"  # TorchRec's sharded tables load the whole arrays
+    return True  # the fused tables, DDP replicas and TorchRec's shards all fill from the chunks
 
 
 def _initial_values_bytes(scenario: Scenario, plan: Any, table_bytes: int) -> int:

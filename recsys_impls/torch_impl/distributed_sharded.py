@@ -116,7 +116,7 @@ class ShardedDLRM:
                 return torch.optim.Adagrad(params, lr=lr, eps=1e-10, initial_accumulator_value=0.0)
         dense_params = dict(in_backward_optimizer_filter(self.dmp.named_parameters()))
         self.opt = CombinedOptimizer([self.dmp.fused_optimizer, KeyedOptimizerWrapper(dense_params, make)])
-        self.set_params(initial_params(cfg, scenario.train.seed))
+        self._load_initial(scenario.train.seed)
 
     # --- planning ------------------------------------------------------------------------------
     def _our_plan(self, sharding: str, sample: Batch | None, table_ranks: list[int] | None = None) -> dict[str, Any]:
@@ -199,6 +199,27 @@ class ShardedDLRM:
             for shard in value.local_shards():
                 out.append((table, list(shard.metadata.shard_offsets), shard.tensor))
         return out
+
+    def _load_initial(self, seed: int) -> None:
+        """The seeded start, streamed: each chunk of the seeded tables (the spec's ``initial_table_chunks``)
+        is copied into the part of it this rank's shards hold, so no rank holds a full copy of the tables."""
+        spec = self.cfg.spec
+        if spec.initial_table_chunks is None or spec.initial_dense is None:
+            self.set_params(initial_params(self.cfg, seed))
+            return
+        shards: dict[int, list[tuple[int, int, torch.Tensor]]] = {}
+        for table, (r0, c0), t in self._local_shards():
+            shards.setdefault(table, []).append((r0, c0, t))
+        with torch.no_grad():
+            for f, start, values in spec.initial_table_chunks(self.cfg, seed):
+                for r0, c0, t in shards.get(f, ()):
+                    lo, hi = max(start, r0), min(start + len(values), r0 + t.shape[0])
+                    if lo < hi:
+                        part = np.ascontiguousarray(values[lo - start:hi - start, c0:c0 + t.shape[1]])
+                        t[lo - r0:hi - r0].copy_(torch.from_numpy(part))
+            dense = spec.initial_dense(self.cfg, seed)
+            for name, t in self._dense().items():
+                t.copy_(torch.from_numpy(np.asarray(dense[name], dtype=np.float32)))
 
     def set_params(self, params: dict[str, np.ndarray]) -> None:
         """Copy the full numpy tables into this rank's shards and the dense weights into the replica."""
