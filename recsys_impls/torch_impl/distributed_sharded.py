@@ -231,15 +231,20 @@ class ShardedDLRM:
                 t.copy_(torch.from_numpy(np.asarray(params[name], dtype=np.float32)))
 
     def get_params(self) -> dict[str, np.ndarray]:
-        """Full parameters on every rank (a collective: all ranks must call it)."""
-        mine = [(table, off, t.detach().cpu().numpy().copy()) for table, off, t in self._local_shards()]
-        parts: list[Any] = [None] * self.world
-        dist.all_gather_object(parts, mine)
-        out = {f"emb.{f}": np.zeros((n, self.cfg.embedding_dim), np.float32)
-               for f, n in enumerate(self.cfg.table_sizes)}
-        for rank_parts in parts:
-            for table, (r0, c0), arr in rank_parts:
-                out[f"emb.{table}"][r0:r0 + arr.shape[0], c0:c0 + arr.shape[1]] = arr
+        """Full parameters on every rank (a collective: all ranks must call it). Gathered table by table, so
+        the pickled shards in flight are one table's, not every table's beside the result."""
+        local = self._local_shards()
+        out: dict[str, np.ndarray] = {}
+        for f, n in enumerate(self.cfg.table_sizes):
+            mine = [(off, t.detach().cpu().numpy()) for table, off, t in local if table == f]  # pickling copies
+            parts: list[Any] = [None] * self.world
+            dist.all_gather_object(parts, mine)
+            full = np.zeros((n, self.cfg.embedding_dim), np.float32)
+            for rank_parts in parts:
+                for (r0, c0), arr in rank_parts:
+                    full[r0:r0 + arr.shape[0], c0:c0 + arr.shape[1]] = arr
+            out[f"emb.{f}"] = full
+            del parts
         for name, t in self._dense().items():
             out[name] = t.detach().cpu().numpy().copy()
         return out
