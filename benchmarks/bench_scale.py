@@ -63,3 +63,78 @@ class Scale:
         return self.r["memory"]["peak_host_rss_bytes"]
 
     track_peak_rss_bytes.unit = "bytes"
+
+
+class ScaleRatios:
+    """criteo-kaggle with hashing and QR at about 10x and 100x fewer rows (PyTorch): AUC cost against fp32 on
+    the same data, the stored embedding ratio and the speed. Nightly only: the quick job skips every cell."""
+
+    params = [sb.RATIO_COMPRESSIONS]
+    param_names = ["compression"]
+    timeout = 7200
+
+    def setup_cache(self):
+        return sb.run_ratio_grid()  # in the quick job every cell is a skipped record
+
+    setup_cache.timeout = 7200
+
+    def setup(self, records, compression):
+        self.r = bs.require_ok(records.get((sb.RATIO_PRESET, compression, "torch")))
+
+    def track_auc_cost_vs_fp32(self, records, compression):
+        cost = sb.auc_cost(self.r)
+        if cost is None:
+            raise bs.skip("no fp32 baseline AUC in this record")
+        return cost
+
+    track_auc_cost_vs_fp32.unit = "AUC"
+
+    def track_embedding_bytes(self, records, compression):
+        return (self.r.get("compression") or {}).get("embedding_bytes") or self.r["size"]["embedding_bytes"]
+
+    track_embedding_bytes.unit = "bytes"
+
+    def track_train_seconds_per_sample(self, records, compression):
+        return 1.0 / self.r["throughput"]["train_samples_per_s"]
+
+    track_train_seconds_per_sample.unit = "seconds"
+
+    def track_infer_seconds_per_sample(self, records, compression):
+        return 1.0 / self.r["throughput"]["infer_samples_per_s"]
+
+    track_infer_seconds_per_sample.unit = "seconds"
+
+
+class LookupBandwidth:
+    """Forward-only pooled lookups (PyTorch EmbeddingBag, fp32) at criteo-kaggle's tables, with the suite's
+    Zipf-skewed ids and with uniform ones, as a fraction of the measured memory bandwidth (STREAM triad).
+    Nightly only. Higher is closer to the bound; needs a quiet machine to mean anything."""
+
+    params = [sb.LOOKUP_IDS]
+    param_names = ["ids"]
+    timeout = 1800
+
+    def setup_cache(self):
+        if bs.quick_mode():
+            return {}
+        return {ids: sb.lookup_bandwidth(ids=ids) for ids in sb.LOOKUP_IDS}
+
+    setup_cache.timeout = 1800
+
+    def setup(self, results, ids):
+        if bs.quick_mode():
+            raise NotImplementedError(bs.quick_skip_reason(False))
+        self.r = results[ids]
+
+    def track_fraction_of_memory_bandwidth(self, results, ids):
+        if self.r.get("fraction_of_memory_bandwidth") is None:
+            raise bs.skip("no memory bandwidth measured on this machine")
+        return self.r["fraction_of_memory_bandwidth"]
+
+    track_fraction_of_memory_bandwidth.unit = "fraction of STREAM triad"
+
+    def track_seconds_per_gb(self, results, ids):
+        return 1e9 / self.r["bytes_per_s"]
+
+    track_seconds_per_gb.unit = "seconds"
+

@@ -409,6 +409,29 @@ def _mlp_params(scenario: Scenario) -> int:
     return sum(prod(shape) for name, shape in m.spec.param_shapes(m).items() if not name.startswith("emb."))
 
 
+# Values of a table drawn at a time by the seeded initialisation (models.ranking.TABLE_CHUNK_VALUES; this
+# module stays numpy-free, a test keeps the two equal).
+INIT_CHUNK_VALUES = 1 << 22
+
+
+def streams_initial_tables(scenario: Scenario, plan: Any) -> bool:
+    """Whether the model fills its plain tables in place from the seeded chunks (``_load_initial`` of
+    torch_impl.model and distributed_sharded, ``_initial_table_chunks`` of tf_impl.model) instead of
+    loading a full numpy copy."""
+    if scenario.compression not in ("", "none") or scenario.model.spec.initial_table_chunks is None:
+        return False
+    if scenario.framework == "tf":
+        return not plan.distributed  # the plain single-process model only
+    return True  # the fused tables, DDP replicas and TorchRec's shards all fill from the chunks
+
+
+def _initial_values_bytes(scenario: Scenario, plan: Any, table_bytes: int) -> int:
+    """Host bytes the seeded initial values take beside the tables while they load: a chunk (float64 as
+    drawn, float32, and the framework's copy) when streamed, else the whole float32 copy and a chunk."""
+    chunk = (8 + 4 + 4) * INIT_CHUNK_VALUES
+    return chunk if streams_initial_tables(scenario, plan) else table_bytes + chunk
+
+
 def estimate_memory(scenario: Scenario) -> dict[str, Any]:
     """Peak host bytes of the run, by part and by process (see the module docstring for the model)."""
     plan = _plan(scenario)
@@ -455,10 +478,7 @@ def estimate_memory(scenario: Scenario) -> dict[str, Any]:
         "train_data": train_data,
         "eval_data": n_eval * sample * 2,
         "staged_batches": 0 if on_device else staged,
-        # seeded numpy initial values (float64 while drawn, for the largest table) copied into the framework;
-        # TensorFlow's concatenated table also stacks them into one array first (measured at criteo-kaggle
-        # capped at 4M rows: 5.5 GiB peak for 1.2 GB of tables)
-        "initial_values": table_bytes * (2 if scenario.framework == "tf" else 1) + 8 * max(rows) * dim,
+        "initial_values": _initial_values_bytes(scenario, plan, table_bytes),
         "tables": 0 if on_device else table_bytes // shard,
         "optimizer_state": 0 if on_device or not adagrad else table_bytes // shard + mlp,
         "mlp": mlp * 2,
@@ -570,33 +590,12 @@ def check_memory(scenario: Scenario, available: dict[str, Any] | None = None,
 # ------------------------------------------------------------------------------------------------
 
 
-# TensorFlow's plain model keeps every table in one concatenated variable, and its size report serializes it
-# (tf.io.serialize_tensor): a tensor over 2 GiB does not fit a protobuf and the process dies (SIGSEGV in
-# memcpy, TensorFlow 2.21).
-TF_MAX_TENSOR_BYTES = 2**31 - 1
-
-
-def _cap_for(rows: list[int], dim: int, limit: int) -> int:
-    """The largest per-table row cap whose concatenated fp32 table stays within ``limit`` bytes."""
-    lo, hi = 1, max(rows)
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        lo, hi = (mid, hi) if sum(min(n, mid) for n in rows) * dim * 4 <= limit else (lo, mid - 1)
-    return lo
-
-
 def check_framework_limits(scenario: Scenario) -> None:
-    """Shapes a framework is known to crash on, refused with the way around them."""
-    if scenario.framework != "tf" or _plan(scenario).mode in ("sharded", "ps"):
-        return
-    _, rows, _ = _data_shape(scenario)
-    dim = scenario.model.embedding_dim
-    nbytes = sum(rows) * dim * 4
-    if nbytes > TF_MAX_TENSOR_BYTES:
-        raise ScenarioUnsupported(
-            f"--framework tf: the tables concatenate into one {nbytes / 1e9:.2f} GB variable, and TensorFlow cannot "
-            f"serialize a tensor over 2 GiB (the size report crashes the process); use --max-rows "
-            f"{_cap_for(rows, dim, TF_MAX_TENSOR_BYTES)} or less, or --framework torch")
+    """Shapes a framework is known to crash on, refused with the way around them. None are known now:
+    TensorFlow's concatenated table over 2 GiB used to crash its size report (``tf.io.serialize_tensor``
+    of the variable); the size is now computed from shape and dtype, and the table trains at full
+    criteo-kaggle size (2.16 GB)."""
+    return None
 
 
 def check(scenario: Scenario, json_path: str | None = None, allow_oversubscribe: bool = False) -> dict[str, Any]:

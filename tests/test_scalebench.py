@@ -48,3 +48,31 @@ def test_embedding_bandwidth_is_scored_against_the_measured_peak():
     assert sec["infer"]["embedding_bytes_per_s"] == work["embedding_bytes_read"] / 0.01
     assert sec["infer"]["embedding_bandwidth_fraction"] == pytest.approx(work["embedding_bytes_read"] / 0.01 / 1e10)
     assert sb.embedding_gb_per_s({"roofline": sec}, "infer") == pytest.approx(work["embedding_bytes_read"] / 0.01 / 1e9)
+
+
+def test_ratio_cells_are_nightly_and_their_auc_cost_reads_the_fp32_baseline(monkeypatch):
+    monkeypatch.setenv(bs.QUICK_ENV, "1")
+    records = sb.run_ratio_grid()
+    assert {k[1] for k in records} == set(sb.RATIO_COMPRESSIONS)
+    assert all(r["status"] == "skipped" for r in records.values())
+    assert sb.auc_cost({"compression": {"auc_delta": -0.004}}) == pytest.approx(0.004)
+    assert sb.auc_cost({}) is None
+
+
+def test_pooled_lookup_bytes_count_rows_ids_offsets_and_output():
+    pytest.importorskip("torch")
+    import numpy as np
+
+    from recsys_impls.data.batch import Batch
+    from recsys_impls.torch_impl.lookup_bandwidth import pooled_lookup_rate
+
+    lengths = np.array([[1, 2], [1, 1]], np.int32)  # 2 tables x 2 samples, 5 ids
+    batch = Batch(dense=np.zeros((2, 1), np.float32), ids=np.array([0, 3, 3, 1, 1]), lengths=lengths,
+                  labels=np.zeros(2, np.float32))
+    out = pooled_lookup_rate((4, 2), 8, [batch], warmup=1, steps=3)
+    assert out["lookups_per_batch"] == 5 and out["row_bytes_per_batch"] == 5 * 8 * 4
+    assert out["bytes_per_batch"] == 5 * 32 + 8 * (5 + 4 + 1) + 4 * 4 * 8
+    assert out["distinct_row_fraction"] == pytest.approx(3 / 5)  # rows 0, 3 of table 0 and row 1 of table 1
+    assert out["timed_steps"] == 3 and out["bytes_per_s"] > 0
+    with pytest.raises(UsageError, match="lookup ids"):
+        sb.lookup_bandwidth(ids="zipf")

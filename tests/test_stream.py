@@ -269,14 +269,18 @@ def test_a_real_end_to_end_run_records_its_input_section(monkeypatch):
     assert record["train"]["timed_steps"] == 5 and record["data"]["train_samples"] == 6 * 64
 
 
-def test_tensorflow_is_refused_a_concatenated_table_over_2_gib_with_a_cap_that_fits():
-    from recsys_impls.errors import ScenarioUnsupported
-
+def test_tensorflow_at_full_criteo_kaggle_size_is_not_refused_and_streams_its_tables():
     tf_kaggle = replace(build_scenario(PRESETS["criteo-kaggle"]), framework="tf")
-    with pytest.raises(ScenarioUnsupported, match="--max-rows") as exc:
-        preflight.check_framework_limits(tf_kaggle)
-    cap = int(str(exc.value).split("--max-rows ")[1].split()[0])
-    capped = replace(tf_kaggle, model=replace(tf_kaggle.model, max_rows=cap))
-    preflight.check_framework_limits(capped)  # fits now
-    assert sum(capped.model.capped_table_sizes()) * 16 * 4 <= preflight.TF_MAX_TENSOR_BYTES
-    preflight.check_framework_limits(replace(tf_kaggle, framework="torch"))
+    preflight.check_framework_limits(tf_kaggle)  # the 2.16 GB concatenated table is no longer refused
+    est = preflight.estimate_memory(tf_kaggle)
+    assert est["components"]["initial_values"] < est["table_bytes"] / 10  # chunks, not a full copy
+    compressed = replace(tf_kaggle, compression="int8")
+    assert preflight.estimate_memory(compressed)["components"]["initial_values"] > est["table_bytes"]
+
+
+def test_the_preflight_chunk_matches_the_initialisation_chunk():
+    from recsys_impls.models.ranking import TABLE_CHUNK_VALUES
+
+    assert preflight.INIT_CHUNK_VALUES == TABLE_CHUNK_VALUES
+
+

@@ -309,3 +309,29 @@ def test_fp16_loss_scaling_skips_non_finite_steps() -> None:
     for name, value in expected.items():  # fp16 math: the update is right to about 1e-2 of its size
         step = np.abs(value - before[name]).max()
         np.testing.assert_allclose(moved[name], value, atol=2e-2 * step + 1e-6, err_msg=name)
+
+
+def test_tf_size_report_equals_serialize_tensor_without_serializing() -> None:
+    from recsys_impls.tf_impl.embeddings import serialized_nbytes, serialized_tensor_nbytes
+
+    for shape, dtype in [((100, 16), tf.float32), ((3,), tf.float32), ((0, 4), tf.float32), ((), tf.float32),
+                         ((7, 5), tf.int64), ((20000, 3), tf.int8)]:
+        t = tf.zeros(shape, dtype)
+        assert serialized_tensor_nbytes(shape, dtype) == len(tf.io.serialize_tensor(t).numpy()), shape
+    v = [tf.Variable(tf.ones([5, 2])), tf.Variable(tf.ones([4], tf.int32))]
+    assert serialized_nbytes(v) == sum(len(tf.io.serialize_tensor(x).numpy()) for x in v)
+
+
+def test_tf_plain_tables_fill_in_place_from_chunks() -> None:
+    from recsys_impls.models.ranking import table_chunks
+    from recsys_impls.tf_impl.embeddings import ConcatTables, PerTableTables
+
+    cfg = ModelConfig(num_dense=3, table_sizes=(50, 9, 20), embedding_dim=4, bottom_mlp=(8, 4), top_mlp=(8, 1))
+    full = initial_params(cfg, 3)
+    for cls in (ConcatTables, PerTableTables):
+        streamed, whole = cls(cfg, {}), cls(cfg, full)
+        for f, start, chunk in table_chunks(cfg, 3, chunk_values=28):
+            streamed.fill_rows(f, start, chunk)
+        for f in range(3):
+            np.testing.assert_array_equal(streamed.get_params()[f"emb.{f}"], full[f"emb.{f}"])
+            np.testing.assert_array_equal(whole.get_params()[f"emb.{f}"], full[f"emb.{f}"])

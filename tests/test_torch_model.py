@@ -362,3 +362,14 @@ def test_dense_adagrad_is_fused_on_cpu_and_gives_the_adagrad_update() -> None:
         acc += g * g
         expect -= 0.1 * g / (acc.sqrt() + 1e-10)
     torch.testing.assert_close(p.detach(), expect, rtol=1e-6, atol=1e-6)
+
+
+def test_torch_size_report_counts_what_torch_save_writes() -> None:
+    import io
+
+    from recsys_impls.torch_impl.model import serialized_size
+
+    state = {"w": torch.arange(1000, dtype=torch.float32).reshape(100, 10), "b": torch.zeros(3)}
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    assert serialized_size(state) == buf.tell()

@@ -62,7 +62,7 @@ def param_shapes(config: ModelConfig, plan: CompressionPlan) -> dict[str, tuple[
 
 def dense_initial_params(config: ModelConfig, seed: int) -> dict[str, np.ndarray]:
     """The baseline's seeded non-embedding parameters, without drawing (or allocating) its tables."""
-    dense = config.spec.initial_dense_params
+    dense = config.spec.initial_dense
     if dense is not None:
         return dense(config, seed)
     return {k: v for k, v in base_initial_params(config, seed).items() if not k.startswith("emb.")}

@@ -28,17 +28,25 @@ def _dense_shapes(config: Any) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def _initial_params(config: Any, seed: int, tables: bool = True) -> dict[str, np.ndarray]:
+def _initial_params(config: Any, seed: int) -> dict[str, np.ndarray]:
     """The seeded DLRM initialisation, with every cross layer starting as the identity (U_l = 0, b_l = 0;
     V_l keeps its Xavier draw, so U_l gets a gradient at the first step). A layer multiplies x_0 into
     x_l, raising the polynomial degree by one; with random U_l (TorchRec's Xavier) three layers over the
     suite's log-normal dense features started at logits in the hundreds (tiny preset: NE 1.82 after 60
     steps)."""
-    params = r.seeded_params(config, _dense_shapes(config), seed, tables)
+    params = r.seeded_params(config, _dense_shapes(config), seed)
+    return _identity_cross(config, params)
+
+
+def _identity_cross(config: Any, params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     for layer in range(config.cross_layers):
         params[f"cross.{layer}.u.weight"][:] = 0.0
         params[f"cross.{layer}.u.bias"][:] = 0.0
     return params
+
+
+def _initial_dense(config: Any, seed: int) -> dict[str, np.ndarray]:
+    return _identity_cross(config, r.dense_params(config, _dense_shapes(config), seed))
 
 
 def _validate(config: Any) -> None:
@@ -72,8 +80,7 @@ DCNV2 = register_model(ModelSpec(
     reference="Wang et al. 2021 (DCN-V2, arXiv:2008.13535); MLPerf Training DLRM-DCNv2",
     config_fields=(*FIELDS, "cross_layers", "cross_rank"), validate=_validate,
     param_shapes=lambda config: {**r.table_shapes(config), **_dense_shapes(config)},
-    initial_params=_initial_params,
-    initial_dense_params=lambda config, seed: _initial_params(config, seed, tables=False),
+    initial_params=_initial_params, initial_table_chunks=r.table_chunks, initial_dense=_initial_dense,
     forward=_forward,
     builders={"torch": "recsys_impls.torch_impl.dcnv2:build", "tf": "recsys_impls.tf_impl.dcnv2:build"},
     top_in_dim=cat_width, gemm_layers=_gemms,

@@ -51,8 +51,8 @@ def _spec(name: str, width: Any, interaction: Any, description: str, validate: A
     def init(config: Any, seed: int) -> dict[str, np.ndarray]:
         return r.seeded_params(config, _dense_shapes(config, width(config)), seed)
 
-    def dense_init(config: Any, seed: int) -> dict[str, np.ndarray]:
-        return r.seeded_params(config, _dense_shapes(config, width(config)), seed, tables=False)
+    def init_dense(config: Any, seed: int) -> dict[str, np.ndarray]:
+        return r.dense_params(config, _dense_shapes(config, width(config)), seed)
 
     def gemms(config: Any) -> list[tuple[int, int]]:
         return r.mlp_gemms(config.num_dense, config.bottom_mlp) + r.mlp_gemms(width(config), config.top_mlp)
@@ -60,7 +60,7 @@ def _spec(name: str, width: Any, interaction: Any, description: str, validate: A
     return register_model(ModelSpec(
         name=name, task="ranking", description=description, reference="Naumov et al. 2019 (arXiv:1906.00091)",
         config_fields=FIELDS, validate=validate, param_shapes=shapes, initial_params=init,
-        initial_dense_params=dense_init,
+        initial_table_chunks=r.table_chunks, initial_dense=init_dense,
         forward=_forward(interaction),
         builders={"torch": f"recsys_impls.torch_impl.dlrm:build_{name.replace('-', '_')}",
                   "tf": f"recsys_impls.tf_impl.dlrm:build_{name.replace('-', '_')}"},

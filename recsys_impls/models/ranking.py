@@ -8,7 +8,7 @@ architecture's and is named and shaped by its spec.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -36,27 +36,49 @@ def table_shapes(config) -> dict[str, tuple[int, ...]]:  # noqa: ANN001
     return {f"emb.{f}": (rows, config.embedding_dim) for f, rows in enumerate(config.table_sizes)}
 
 
-def seeded_params(config, dense_shapes: dict[str, tuple[int, ...]], seed: int,  # noqa: ANN001
-                  tables: bool = True) -> dict[str, np.ndarray]:
-    """DLRM reference initialisation, in one seeded stream: tables U(-1/sqrt(n), 1/sqrt(n)), then each dense
-    parameter in the spec's order: 2-D weights N(0, sqrt(2/(in+out))), 1-D biases N(0, sqrt(1/out)).
-    Float32, PyTorch [out, in] layout. ``tables=False`` skips the tables' draws without making them (the
-    stream advances by one 64-bit draw per uniform double), so the dense values stay the same and a
-    compressed embedding stage never allocates a plain table it would throw away."""
+# Values drawn per chunk of a table's initial rows: 32 MiB of float64 temporaries whatever the table's size.
+TABLE_CHUNK_VALUES = 1 << 22
+
+
+def table_chunks(config, seed: int, chunk_values: int = TABLE_CHUNK_VALUES  # noqa: ANN001
+                 ) -> Iterator[tuple[int, int, np.ndarray]]:
+    """The tables' initial values as (table, first row, float32 [n, D]) chunks, tables in order.
+
+    One seeded stream, tables U(-1/sqrt(n), 1/sqrt(n)): a uniform draw takes one 64-bit output of the
+    generator, so drawing a table in row chunks gives exactly the values of drawing it whole, without a
+    float64 copy of it. Frameworks fill their tables from this so no full numpy copy of the tables exists.
+    """
     rng = np.random.default_rng(seed)
-    params: dict[str, np.ndarray] = {}
+    dim = config.embedding_dim
+    step = max(1, chunk_values // max(1, dim))
     for f, rows in enumerate(config.table_sizes):
-        if not tables:
-            rng.bit_generator.advance(rows * config.embedding_dim)
-            continue
         bound = np.sqrt(1.0 / rows)
-        params[f"emb.{f}"] = rng.uniform(-bound, bound, size=(rows, config.embedding_dim)).astype(np.float32)
+        for start in range(0, rows, step):
+            n = min(step, rows - start)
+            yield f, start, rng.uniform(-bound, bound, size=(n, dim)).astype(np.float32)
+
+
+def dense_params(config, dense_shapes: dict[str, tuple[int, ...]], seed: int) -> dict[str, np.ndarray]:  # noqa: ANN001
+    """Each dense parameter in the spec's order, drawn after the tables in the same seeded stream: 2-D
+    weights N(0, sqrt(2/(in+out))), 1-D biases N(0, sqrt(1/out)). The generator skips the tables' draws
+    (one output each) instead of making them."""
+    rng = np.random.default_rng(seed)
+    rng.bit_generator.advance(sum(int(n) for n in config.table_sizes) * config.embedding_dim)
+    params: dict[str, np.ndarray] = {}
     for name, shape in dense_shapes.items():
-        if len(shape) == 2:
-            std = np.sqrt(2.0 / (shape[0] + shape[1]))
-        else:
-            std = np.sqrt(1.0 / shape[0])
+        std = np.sqrt(2.0 / (shape[0] + shape[1])) if len(shape) == 2 else np.sqrt(1.0 / shape[0])
         params[name] = rng.normal(0.0, std, size=shape).astype(np.float32)
+    return params
+
+
+def seeded_params(config, dense_shapes: dict[str, tuple[int, ...]], seed: int) -> dict[str, np.ndarray]:  # noqa: ANN001
+    """DLRM reference initialisation, in one seeded stream: the tables (``table_chunks``), then the dense
+    parameters (``dense_params``). Float32, PyTorch [out, in] layout."""
+    params: dict[str, np.ndarray] = {f"emb.{f}": np.empty((rows, config.embedding_dim), np.float32)
+                                     for f, rows in enumerate(config.table_sizes)}
+    for f, start, chunk in table_chunks(config, seed):
+        params[f"emb.{f}"][start:start + len(chunk)] = chunk
+    params.update(dense_params(config, dense_shapes, seed))
     return params
 
 

@@ -67,15 +67,19 @@ class ModelSpec:
     train_defaults: Mapping[str, Any] = field(default_factory=dict)
     # axis -> SUPPORTED, or the reason it is skipped for this model.
     axes: Mapping[str, str] = field(default_factory=dict)
-    # (config, seed) -> the non-embedding part of ``initial_params``, the same values, without drawing the
-    # plain tables (a compressed embedding stage draws its own); None: ``initial_params`` minus ``emb.*``.
-    initial_dense_params: Callable[[Any, int], dict[str, Any]] | None = None
     # (config) -> width of the dense vector entering the top MLP (ranking models).
     top_in_dim: Callable[[Any], int] | None = None
     # (config) -> [(in, out)] of every dense GEMM of a training step's forward pass (work model).
     gemm_layers: Callable[[Any], list[tuple[int, int]]] | None = None
     # (config) -> extra forward FLOPs per sample outside the GEMMs (interaction, elementwise products).
     extra_flops: Callable[[Any], float] | None = None
+    # Streamed form of ``initial_params`` for big tables (both or neither): (config, seed) -> iterator of
+    # (table, first row, float32 [n, D]) chunks, and (config, seed) -> the non-table parameters, the same
+    # values, without drawing the tables. A framework fills its tables from the chunks, so no full copy of
+    # the tables' initial values is ever held; a compressed embedding stage takes only the dense part (it
+    # draws its own tables) and never allocates a plain table it would throw away.
+    initial_table_chunks: Callable[[Any, int], Any] | None = None
+    initial_dense: Callable[[Any, int], dict[str, Any]] | None = None
 
     def axis_reason(self, axis: str) -> str | None:
         """None when the axis is supported, else why it is skipped for this model."""

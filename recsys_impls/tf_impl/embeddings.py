@@ -19,11 +19,41 @@ import tensorflow as tf
 
 from recsys_impls.config import ModelConfig
 from recsys_impls.errors import ScenarioUnsupported
+from recsys_impls.models.ranking import TABLE_CHUNK_VALUES
+
+
+def _varint_len(n: int) -> int:
+    return max(1, (n.bit_length() + 6) // 7)
+
+
+def serialized_tensor_nbytes(shape: Any, dtype: tf.DType) -> int:
+    """Bytes ``tf.io.serialize_tensor`` writes for a numeric tensor, computed from its shape and dtype.
+
+    The serialized form is a TensorProto: dtype and shape (serialized here without any data) then the raw
+    values as one length-prefixed bytes field (tag 4, omitted when empty). Serializing a tensor over 2 GiB
+    crashes TensorFlow (a protobuf cannot hold it), and any serialization would copy the values.
+    """
+    from tensorflow.core.framework import tensor_pb2
+
+    shape = tf.TensorShape(shape)
+    header = tensor_pb2.TensorProto(dtype=dtype.as_datatype_enum, tensor_shape=shape.as_proto()).ByteSize()
+    content = shape.num_elements() * dtype.size
+    return header + (1 + _varint_len(content) + content if content else 0)
 
 
 def serialized_nbytes(variables: list[tf.Variable]) -> int:
     """Bytes of the variables as serialized tensors (``tf.io.serialize_tensor``), i.e. as stored."""
-    return int(sum(len(tf.io.serialize_tensor(v).numpy()) for v in variables))
+    return int(sum(serialized_tensor_nbytes(v.shape, v.dtype) for v in variables))
+
+
+def _scatter_rows(variable: tf.Variable, first_row: int, values: np.ndarray) -> None:
+    """Overwrite rows ``first_row ..`` in place, in chunks (a slice assignment copies the whole variable
+    when its buffer is shared; a scatter update writes into it)."""
+    step = max(1, TABLE_CHUNK_VALUES // max(1, values.shape[1]))
+    for start in range(0, len(values), step):
+        part = np.asarray(values[start:start + step], np.float32)
+        rows = tf.range(first_row + start, first_row + start + len(part), dtype=tf.int64)
+        variable.scatter_update(tf.IndexedSlices(part, rows))
 
 
 class EmbeddingComponent(tf.Module):
@@ -45,6 +75,10 @@ class EmbeddingComponent(tf.Module):
 
     def set_params(self, params: dict[str, np.ndarray]) -> None:
         raise NotImplementedError
+
+    def fill_rows(self, table: int, first_row: int, values: np.ndarray) -> None:
+        """Overwrite rows of one table in place (the streamed initialisation); plain tables only."""
+        raise NotImplementedError(f"{type(self).__name__} loads its tables whole (set_params)")
 
     def storage_bytes(self) -> int:
         """Serialized bytes of everything this component stores."""
@@ -70,6 +104,12 @@ def _sorted_bag_sum(rows: tf.Tensor, bag: tf.Tensor, num_bags: tf.Tensor) -> tf.
     return tf.pad(summed, [[0, num_bags - tf.shape(summed)[0]], [0, 0]])
 
 
+def _has_tables(params: dict[str, np.ndarray]) -> bool:
+    """Whether ``params`` carries the tables; without them a plain component starts at zero and is filled
+    with ``fill_rows`` (the streamed initialisation)."""
+    return "emb.0" in params
+
+
 class ConcatTables(EmbeddingComponent):
     """All tables in one variable; feature f's id i lives at row ``offsets[f] + i``."""
 
@@ -80,10 +120,14 @@ class ConcatTables(EmbeddingComponent):
         sizes = np.asarray(config.table_sizes, dtype=np.int64)
         self._row_offsets = np.concatenate([[0], np.cumsum(sizes)])
         self.offsets = tf.constant(self._row_offsets[:-1], dtype=tf.int64)
-        self.table = tf.Variable(self._stack(params), name="tables")
+        shape = [int(self._row_offsets[-1]), config.embedding_dim]
+        # a callable initial value: no tensor outside the variable shares its buffer, so fills write in place
+        self.table = tf.Variable(lambda: tf.zeros(shape, tf.float32), name="tables")
+        if _has_tables(params):
+            self.set_params(params)
 
-    def _stack(self, params: dict[str, np.ndarray]) -> np.ndarray:
-        return np.concatenate([np.asarray(params[f"emb.{f}"], np.float32) for f in range(self.config.num_tables)])
+    def fill_rows(self, table: int, first_row: int, values: np.ndarray) -> None:
+        _scatter_rows(self.table, int(self._row_offsets[table]) + first_row, values)
 
     def pool(self, ids: tf.Tensor, lengths: tf.Tensor) -> tf.Tensor:
         num_f, dim = self.config.num_tables, self.config.embedding_dim
@@ -94,12 +138,12 @@ class ConcatTables(EmbeddingComponent):
         return tf.transpose(tf.reshape(pooled, [num_f, batch, dim]), [1, 0, 2])
 
     def get_params(self) -> dict[str, np.ndarray]:
-        table = self.table.numpy()
-        o = self._row_offsets
-        return {f"emb.{f}": table[o[f]:o[f + 1]].copy() for f in range(self.config.num_tables)}
+        o = self._row_offsets  # table by table: no copy of the whole variable beside the result
+        return {f"emb.{f}": self.table[int(o[f]):int(o[f + 1])].numpy() for f in range(self.config.num_tables)}
 
     def set_params(self, params: dict[str, np.ndarray]) -> None:
-        self.table.assign(self._stack(params))
+        for f in range(self.config.num_tables):
+            self.fill_rows(f, 0, np.asarray(params[f"emb.{f}"], np.float32))
 
 
 class PerTableTables(EmbeddingComponent):
@@ -109,8 +153,15 @@ class PerTableTables(EmbeddingComponent):
 
     def __init__(self, config: ModelConfig, params: dict[str, np.ndarray]) -> None:
         super().__init__(config)
-        self.tables = [tf.Variable(np.asarray(params[f"emb.{f}"], np.float32), name=f"emb_{f}")
-                       for f in range(config.num_tables)]
+        if _has_tables(params):
+            self.tables = [tf.Variable(np.asarray(params[f"emb.{f}"], np.float32), name=f"emb_{f}")
+                           for f in range(config.num_tables)]
+        else:
+            self.tables = [tf.Variable(lambda n=n: tf.zeros([n, config.embedding_dim], tf.float32), name=f"emb_{f}")
+                           for f, n in enumerate(config.table_sizes)]
+
+    def fill_rows(self, table: int, first_row: int, values: np.ndarray) -> None:
+        _scatter_rows(self.tables[table], first_row, values)
 
     def pool(self, ids: tf.Tensor, lengths: tf.Tensor) -> tf.Tensor:
         batch = tf.shape(lengths)[1]

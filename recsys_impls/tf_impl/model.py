@@ -89,9 +89,14 @@ class TFDLRM(Recommender):
         super().__init__(scenario)
         self.runtime = runtime.configure(scenario.device)  # before anything initialises TensorFlow
         cfg = self.model_config
-        params = self._initial_params()
+        chunks = self._initial_table_chunks()
+        # streamed: the builders get the dense parameters only; the plain tables start at zero and are
+        # filled in place from the seeded chunks below
+        params = cfg.spec.initial_dense(cfg, self.train_config.seed) if chunks is not None else self._initial_params()
         with self.variable_scope():
             self.embeddings: EmbeddingComponent = self._make_embeddings(params, embedding_layout)
+            for f, start, values in chunks or ():
+                self.embeddings.fill_rows(f, start, values)
             self.arch = build_dense_arch(cfg, params, self.runtime.compute_dtype)
             self.optimizer = Optimizer(self.train_config.optimizer, self.train_config.learning_rate,
                                        self.trainable_variables)
@@ -112,6 +117,17 @@ class TFDLRM(Recommender):
     # --- structure ------------------------------------------------------------------------------
     def _initial_params(self) -> dict[str, np.ndarray]:
         return initial_params(self.model_config, self.train_config.seed)
+
+    def _initial_table_chunks(self) -> Any:
+        """The seeded tables as row chunks (same values as ``_initial_params``) when this model fills its
+        plain tables in place, so no full numpy copy of them is held; None when it loads them whole. Only
+        the plain single-process model streams: subclasses place (strategies) or transform (compression)
+        their variables."""
+        spec = self.model_config.spec
+        if (type(self) is not TFDLRM or self.scenario.compression not in ("", "none")
+                or spec.initial_table_chunks is None or spec.initial_dense is None):
+            return None
+        return spec.initial_table_chunks(self.model_config, self.train_config.seed)
 
     def _make_embeddings(self, params: dict[str, np.ndarray], layout: str) -> EmbeddingComponent:
         """The scenario's embedding stage (a compressed variant builds its own; nothing is built twice)."""

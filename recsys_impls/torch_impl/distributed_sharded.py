@@ -116,7 +116,7 @@ class ShardedDLRM:
                 return torch.optim.Adagrad(params, lr=lr, eps=1e-10, initial_accumulator_value=0.0)
         dense_params = dict(in_backward_optimizer_filter(self.dmp.named_parameters()))
         self.opt = CombinedOptimizer([self.dmp.fused_optimizer, KeyedOptimizerWrapper(dense_params, make)])
-        self.set_params(initial_params(cfg, scenario.train.seed))
+        self._load_initial(scenario.train.seed)
 
     # --- planning ------------------------------------------------------------------------------
     def _our_plan(self, sharding: str, sample: Batch | None, table_ranks: list[int] | None = None) -> dict[str, Any]:
@@ -200,6 +200,27 @@ class ShardedDLRM:
                 out.append((table, list(shard.metadata.shard_offsets), shard.tensor))
         return out
 
+    def _load_initial(self, seed: int) -> None:
+        """The seeded start, streamed: each chunk of the seeded tables (the spec's ``initial_table_chunks``)
+        is copied into the part of it this rank's shards hold, so no rank holds a full copy of the tables."""
+        spec = self.cfg.spec
+        if spec.initial_table_chunks is None or spec.initial_dense is None:
+            self.set_params(initial_params(self.cfg, seed))
+            return
+        shards: dict[int, list[tuple[int, int, torch.Tensor]]] = {}
+        for table, (r0, c0), t in self._local_shards():
+            shards.setdefault(table, []).append((r0, c0, t))
+        with torch.no_grad():
+            for f, start, values in spec.initial_table_chunks(self.cfg, seed):
+                for r0, c0, t in shards.get(f, ()):
+                    lo, hi = max(start, r0), min(start + len(values), r0 + t.shape[0])
+                    if lo < hi:
+                        part = np.ascontiguousarray(values[lo - start:hi - start, c0:c0 + t.shape[1]])
+                        t[lo - r0:hi - r0].copy_(torch.from_numpy(part))
+            dense = spec.initial_dense(self.cfg, seed)
+            for name, t in self._dense().items():
+                t.copy_(torch.from_numpy(np.asarray(dense[name], dtype=np.float32)))
+
     def set_params(self, params: dict[str, np.ndarray]) -> None:
         """Copy the full numpy tables into this rank's shards and the dense weights into the replica."""
         with torch.no_grad():
@@ -210,15 +231,20 @@ class ShardedDLRM:
                 t.copy_(torch.from_numpy(np.asarray(params[name], dtype=np.float32)))
 
     def get_params(self) -> dict[str, np.ndarray]:
-        """Full parameters on every rank (a collective: all ranks must call it)."""
-        mine = [(table, off, t.detach().cpu().numpy().copy()) for table, off, t in self._local_shards()]
-        parts: list[Any] = [None] * self.world
-        dist.all_gather_object(parts, mine)
-        out = {f"emb.{f}": np.zeros((n, self.cfg.embedding_dim), np.float32)
-               for f, n in enumerate(self.cfg.table_sizes)}
-        for rank_parts in parts:
-            for table, (r0, c0), arr in rank_parts:
-                out[f"emb.{table}"][r0:r0 + arr.shape[0], c0:c0 + arr.shape[1]] = arr
+        """Full parameters on every rank (a collective: all ranks must call it). Gathered table by table, so
+        the pickled shards in flight are one table's, not every table's beside the result."""
+        local = self._local_shards()
+        out: dict[str, np.ndarray] = {}
+        for f, n in enumerate(self.cfg.table_sizes):
+            mine = [(off, t.detach().cpu().numpy()) for table, off, t in local if table == f]  # pickling copies
+            parts: list[Any] = [None] * self.world
+            dist.all_gather_object(parts, mine)
+            full = np.zeros((n, self.cfg.embedding_dim), np.float32)
+            for rank_parts in parts:
+                for (r0, c0), arr in rank_parts:
+                    full[r0:r0 + arr.shape[0], c0:c0 + arr.shape[1]] = arr
+            out[f"emb.{f}"] = full
+            del parts
         for name, t in self._dense().items():
             out[name] = t.detach().cpu().numpy().copy()
         return out

@@ -123,7 +123,9 @@ class FusedEmbeddingBags(EmbeddingBags):
         super().__init__(table_sizes, dim)
         base = np.concatenate([[0], np.cumsum(self.table_sizes, dtype=np.int64)])
         self.table_base = base  # numpy: used on the host during staging and export
-        self.bag = nn.EmbeddingBag(int(base[-1]), self.dim, mode="sum", sparse=True, include_last_offset=True)
+        # skip_init: the model loads the seeded tables at once, so torch's own random fill would be wasted work
+        self.bag = torch.nn.utils.skip_init(nn.EmbeddingBag, int(base[-1]), self.dim, mode="sum", sparse=True,
+                                            include_last_offset=True)
 
     def stage(self, batch: Batch, device: torch.device, pin: bool) -> SparseInput:
         if batch.num_features != self.num_tables:
@@ -143,9 +145,14 @@ class FusedEmbeddingBags(EmbeddingBags):
         return [w[self.table_base[f] : self.table_base[f + 1]].copy() for f in range(self.num_tables)]
 
     def load_tables(self, tables: Sequence[np.ndarray]) -> None:
-        full = np.concatenate([np.asarray(t, dtype=np.float32) for t in tables], axis=0)
+        for f, t in enumerate(tables):  # table by table: no concatenated copy
+            self.fill_rows(f, 0, t)
+
+    def fill_rows(self, table: int, first_row: int, values: np.ndarray) -> None:
+        """Overwrite rows ``first_row ..`` of one table in place (chunked initialisation uses this)."""
+        start = int(self.table_base[table]) + first_row
         with torch.no_grad():
-            self.bag.weight.copy_(torch.from_numpy(full))
+            self.bag.weight[start:start + len(values)].copy_(torch.from_numpy(np.asarray(values, np.float32)))
 
     def sparse_parameters(self) -> list[nn.Parameter]:
         return [self.bag.weight]

@@ -102,11 +102,31 @@ def build_net(scenario: Scenario, embeddings: EmbeddingBags | None = None) -> DL
     return DLRMNet(embeddings, build_dense_arch(cfg, scenario.compression))
 
 
+class _ByteCounter(io.RawIOBase):
+    """A write-only sink that keeps the count of bytes written and nothing else."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        n = memoryview(data).nbytes
+        self.count += n
+        return n
+
+    def tell(self) -> int:
+        return self.count
+
+
 def serialized_size(state: dict[str, Any]) -> int:
-    """Bytes ``torch.save`` writes for a state dict (what a checkpoint of it would take on disk)."""
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    return buf.tell()
+    """Bytes ``torch.save`` writes for a state dict (what a checkpoint of it would take on disk), counted as
+    they are written: a 2 GB state dict needs no 2 GB buffer to be measured."""
+    sink = _ByteCounter()
+    torch.save(state, sink)
+    return sink.count
 
 
 class TorchDLRM(Recommender):
@@ -130,7 +150,7 @@ class TorchDLRM(Recommender):
             from recsys_impls.torch_impl.graphs import GraphedInference
 
             self._graphs = GraphedInference(self)
-        self.set_params(self._initial_params())
+        self._load_initial()
 
     # --- building blocks ----------------------------------------------------------------------
     def _make_embeddings(self) -> EmbeddingBags:
@@ -139,6 +159,20 @@ class TorchDLRM(Recommender):
 
     def _initial_params(self) -> dict[str, np.ndarray]:
         return initial_params(self.model_config, self.train_config.seed)
+
+    def _load_initial(self) -> None:
+        """The seeded start. Plain tables are filled in row chunks straight from the seeded stream (the
+        spec's streamed form, same values as ``_initial_params``), so no full numpy copy of the tables is
+        held beside the weight; other embedding stages load ``_initial_params`` whole."""
+        spec, cfg, seed = self.model_config.spec, self.model_config, self.train_config.seed
+        fill = getattr(self.net.embeddings, "fill_rows", None)
+        if fill is None or spec.initial_table_chunks is None or spec.initial_dense is None:
+            self.set_params(self._initial_params())
+            return
+        for f, start, chunk in spec.initial_table_chunks(cfg, seed):
+            fill(f, start, chunk)
+        self._load_dense(spec.initial_dense(cfg, seed))
+        self._make_optimizers()
 
     def _compile(self, module: nn.Module) -> Any:
         mode = self.settings.compile
