@@ -28,7 +28,7 @@ from recsys_impls.errors import UsageError
 
 MAX_FACTOR = 100.0
 MAX_HOT_BAG = 512  # mean ids per sample of the hot table; more would blow up the data's memory
-DEFAULT_BALANCE_EVERY = 5  # measured: 1.35x static under a 2x straggler on dlrm-ref vs 1.28x at 10 (README)
+DEFAULT_BALANCE_EVERY = 5  # measured better than 10 under a 2x straggler on dlrm-ref (README, balancing)
 MAX_BALANCE_EVERY = 10**6
 BALANCE_MODES = ("static", "adaptive")
 
