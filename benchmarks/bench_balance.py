@@ -11,6 +11,8 @@ static plan, staleness of asynchronous updates, AUC lost against the synchronous
 bytes moved.
 """
 
+import itertools
+
 from recsys_impls import benchsupport as bs
 
 FRAMEWORKS = ["torch", "tf"]
@@ -61,24 +63,15 @@ class Balance:
     timeout = 7200
 
     def setup_cache(self):
-        records = {}
-        for framework in FRAMEWORKS:
-            for mode in MODES:
-                for fault in FAULTS:
-                    for balance in BALANCES:
-                        key = (framework, mode, fault, balance)
-                        why = bs.quick_skip_reason(False) or _unsupported(*key)
-                        if why is None:
-                            try:
-                                bs.framework_or_skip(framework)
-                            except NotImplementedError as exc:
-                                why = str(exc)
-                        if why is not None:
-                            records[key] = {"status": "skipped", "error": why}
-                            continue
-                        params = dict(zip(self.param_names, key, strict=True))
-                        records[key] = bs.run_and_record("balance", params, _scenario(*key))
-        return records
+        def build(framework, mode, fault, balance):
+            why = bs.quick_skip_reason(False) or _unsupported(framework, mode, fault, balance)
+            if why is not None:
+                raise NotImplementedError(why)
+            bs.framework_or_skip(framework)
+            return _scenario(framework, mode, fault, balance)
+
+        combos = itertools.product(FRAMEWORKS, MODES, FAULTS, BALANCES)
+        return bs.record_grid("balance", tuple(self.param_names), combos, build)
 
     setup_cache.timeout = 7200
 

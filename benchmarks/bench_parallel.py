@@ -6,6 +6,8 @@ Unsupported pairs are skipped in setup with the reason. Lower is better everywhe
 efficiency, imbalance (max/mean load, 1.0 is perfect), 1 - AUC.
 """
 
+import itertools
+
 from recsys_impls import benchsupport as bs
 
 FRAMEWORKS = ["torch", "tf"]
@@ -30,22 +32,15 @@ class Parallel:
     timeout = 3600
 
     def setup_cache(self):
-        records = {}
-        for framework in FRAMEWORKS:
-            for mode in MODES:
-                why = bs.quick_skip_reason((framework, mode) in bs.QUICK_PARALLEL) or _supported(framework, mode)
-                if why is None:
-                    try:
-                        bs.framework_or_skip(framework)
-                    except NotImplementedError as exc:
-                        why = str(exc)
-                if why is not None:
-                    records[(framework, mode)] = {"status": "skipped", "error": why}
-                    continue
-                scenario = bs.scenario_for(framework, parallel=mode)
-                records[(framework, mode)] = bs.run_and_record("parallel", {"framework": framework,
-                                                                           "parallel": mode}, scenario)
-        return records
+        def build(framework, mode):
+            why = bs.quick_skip_reason((framework, mode) in bs.QUICK_PARALLEL) or _supported(framework, mode)
+            if why is not None:
+                raise NotImplementedError(why)
+            bs.framework_or_skip(framework)
+            return bs.scenario_for(framework, parallel=mode)
+
+        combos = itertools.product(FRAMEWORKS, MODES)
+        return bs.record_grid("parallel", ("framework", "parallel"), combos, build)
 
     setup_cache.timeout = 3600
 
