@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -155,9 +154,8 @@ def test_ddp_adaptive_shares_under_a_straggler_equal_one_process(tmp_path: Path)
     """One 2-process run: shares move away from the straggler, replicas stay identical, and the weighted
     uneven update equals one process's step on the same global batches."""
     torch = pytest.importorskip("torch")  # noqa: F841
-    from recsys_impls import registry
     from recsys_impls.parallel.run import run_distributed
-    from recsys_impls.parallel.shards import prepare_data
+    from tests.one_process import one_process_params
 
     sc = build_scenario({**TINY, "scenario": {"framework": "torch", "parallel": "ddp:2", "straggler": "1:4",
                                               "balance": "adaptive:2"}})
@@ -172,11 +170,7 @@ def test_ddp_adaptive_shares_under_a_straggler_equal_one_process(tmp_path: Path)
     assert par["faults"]["straggler"]["rank"] == 1 and par["faults"]["straggler"]["steps"] == 8
     assert par["faults"]["straggler"]["slept_s"] > 0
     p0 = dict(np.load(tmp_path / "rank0.params.npz"))
-    single_sc, data = prepare_data(replace(sc, parallel="none"))
-    impl = registry.build(replace(single_sc, parallel="none", straggler="none", balance="static"))
-    for b in data.train.split(sc.train.batch_size):
-        impl.train_step(impl.stage(b))
-    for name, ref in impl.get_params().items():
+    for name, ref in one_process_params(sc).items():
         np.testing.assert_allclose(p0[name], ref, atol=2e-5, err_msg=name)
 
 

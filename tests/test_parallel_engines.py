@@ -17,6 +17,7 @@ from recsys_impls.config import build_scenario  # noqa: E402
 from recsys_impls.init_params import initial_params  # noqa: E402
 from recsys_impls.parallel import launch  # noqa: E402
 from recsys_impls.parallel.run import run_distributed  # noqa: E402
+from tests.one_process import one_process_params  # noqa: E402
 
 pytestmark = pytest.mark.slow
 torch = pytest.importorskip("torch")
@@ -51,14 +52,7 @@ def test_ddp_replicas_identical_and_equal_single_process(tmp_path: Path) -> None
         np.testing.assert_array_equal(p0[name], p1[name], err_msg=name)
     assert out["parallel"]["replicas_identical"] is True
     # Same global batches in one process give the same parameters (gradients averaged over ranks).
-    from recsys_impls import registry
-    from recsys_impls.parallel.shards import prepare_data
-
-    single_sc, data = prepare_data(replace(sc, parallel="none"))
-    impl = registry.build(replace(single_sc, parallel="none"))
-    for b in data.train.split(sc.train.batch_size):
-        impl.train_step(impl.stage(b))
-    ref = impl.get_params()
+    ref = one_process_params(sc)
     init = initial_params(sc.model, sc.train.seed)
     for name in ref:
         np.testing.assert_allclose(p0[name], ref[name], atol=2e-5, err_msg=name)
@@ -150,12 +144,5 @@ def test_tf_mwms_two_workers_agree(tmp_path: Path) -> None:
     assert all(sum(h["shares"]) == sc.train.batch_size for h in bal["shares_history"])
     assert bal["final_shares"][0] > bal["final_shares"][1]  # a 4x straggler gets the smaller share
     # The weighted uneven update is the global batch's: one process on the same global batches.
-    from recsys_impls import registry
-    from recsys_impls.parallel.shards import prepare_data
-
-    single_sc, data = prepare_data(replace(sc, parallel="none"))
-    impl = registry.build(replace(single_sc, parallel="none", straggler="none", balance="static"))
-    for b in data.train.split(sc.train.batch_size):
-        impl.train_step(impl.stage(b))
-    for name, ref in impl.get_params().items():
+    for name, ref in one_process_params(sc).items():
         np.testing.assert_allclose(p0[name], ref, atol=2e-5, err_msg=name)

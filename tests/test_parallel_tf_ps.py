@@ -18,6 +18,7 @@ from recsys_impls.config import build_scenario  # noqa: E402
 from recsys_impls.init_params import initial_params  # noqa: E402
 from recsys_impls.parallel import launch  # noqa: E402
 from recsys_impls.parallel.run import run_distributed  # noqa: E402
+from tests.one_process import one_process_params  # noqa: E402
 
 pytestmark = pytest.mark.slow
 pytest.importorskip("tensorflow")
@@ -101,10 +102,7 @@ def test_one_worker_one_ps_trains_like_one_process(tmp_path: Path) -> None:
     out = run_distributed(sc, timeout_s=150, run_dir=tmp_path, job_extra={"dump_params": True})
     assert out["consistency"]["staleness"]["histogram"] == {"0": sc.train.steps}  # sequential: never stale
     got = dict(np.load(tmp_path / "rank0.params.npz"))
-    impl, data = _single(sc)
-    for b in data.train.split(sc.train.batch_size):
-        impl.train_step(impl.stage(b))
-    ref = impl.get_params()
+    ref = one_process_params(sc)
     for name in ref:
         np.testing.assert_allclose(got[name], ref[name], atol=1e-5, err_msg=name)
 
