@@ -29,23 +29,23 @@ def pytest_unconfigure(config) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
+def _fixture_report(tmp_path_factory: pytest.TempPathFactory, store: str) -> Path:
+    """The report built from tests/fixtures/asv/STORE into a fresh session folder."""
+    from reports.__main__ import main
+
+    out = tmp_path_factory.mktemp(f"{store}_report")
+    results = Path(__file__).parent / "fixtures" / "asv" / store / "results"
+    assert main(["build", "--results", str(results), "--out", str(out)]) == 0
+    return out
+
+
 @pytest.fixture(scope="session")
 def store_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The report built once from tests/fixtures/asv/store (read-only for the tests that share it)."""
-    from reports.__main__ import main
-
-    out = tmp_path_factory.mktemp("store_report")
-    results = Path(__file__).parent / "fixtures" / "asv" / "store" / "results"
-    assert main(["build", "--results", str(results), "--out", str(out)]) == 0
-    return out
+    return _fixture_report(tmp_path_factory, "store")
 
 
 @pytest.fixture(scope="session")
 def quick_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The report built once from tests/fixtures/asv/quick (read-only for the tests that share it)."""
-    from reports.__main__ import main
-
-    out = tmp_path_factory.mktemp("quick_report")
-    results = Path(__file__).parent / "fixtures" / "asv" / "quick" / "results"
-    assert main(["build", "--results", str(results), "--out", str(out)]) == 0
-    return out
+    return _fixture_report(tmp_path_factory, "quick")
