@@ -52,19 +52,27 @@ class StragglerSpec:
                              "the step before"}
 
 
-def parse_straggler(spec: str) -> StragglerSpec | None:
-    """``none`` or ``RANK:FACTOR`` (rank >= 0, 1 <= factor <= 100); a one-line UsageError otherwise."""
-    accepted = f"none, or RANK:FACTOR with RANK an integer >= 0 and FACTOR a number from 1 to {MAX_FACTOR:g}, e.g. 1:2"
+def _index_and_number(flag: str, spec: object, accepted: str,
+                      in_range: Callable[[float], bool]) -> tuple[int, float] | None:
+    """``none`` -> None, ``INDEX:NUMBER`` (INDEX an integer >= 0, NUMBER finite and ``in_range``) -> both;
+    a one-line UsageError naming ``flag`` and what is accepted otherwise."""
     if not isinstance(spec, str):
-        raise UsageError(f"--straggler {spec!r}: accepted: {accepted}")
+        raise UsageError(f"{flag} {spec!r}: accepted: {accepted}")
     s = spec.strip().lower()
     if s == "none":
         return None
-    rank, sep, factor = s.partition(":")
-    f = _number(factor)
-    if not sep or not rank.isdigit() or not math.isfinite(f) or not 1.0 <= f <= MAX_FACTOR:
-        raise UsageError(f"--straggler {spec[:60]}: accepted: {accepted}")
-    return StragglerSpec(int(rank), f)
+    index, sep, number = s.partition(":")
+    v = _number(number)
+    if not sep or not index.isdigit() or not math.isfinite(v) or not in_range(v):
+        raise UsageError(f"{flag} {spec[:60]}: accepted: {accepted}")
+    return int(index), v
+
+
+def parse_straggler(spec: str) -> StragglerSpec | None:
+    """``none`` or ``RANK:FACTOR`` (rank >= 0, 1 <= factor <= 100); a one-line UsageError otherwise."""
+    accepted = f"none, or RANK:FACTOR with RANK an integer >= 0 and FACTOR a number from 1 to {MAX_FACTOR:g}, e.g. 1:2"
+    parsed = _index_and_number("--straggler", spec, accepted, lambda f: 1.0 <= f <= MAX_FACTOR)
+    return None if parsed is None else StragglerSpec(*parsed)
 
 
 @dataclass(frozen=True)
@@ -76,16 +84,8 @@ class HotTableSpec:
 def parse_hot_table(spec: str) -> HotTableSpec | None:
     """``none`` or ``F:SHARE`` (table index >= 0, 0 < SHARE < 1)."""
     accepted = "none, or F:SHARE with F a table index (from 0) and SHARE a number between 0 and 1, e.g. 2:0.5"
-    if not isinstance(spec, str):
-        raise UsageError(f"--hot-table {spec!r}: accepted: {accepted}")
-    s = spec.strip().lower()
-    if s == "none":
-        return None
-    table, sep, share = s.partition(":")
-    v = _number(share)
-    if not sep or not table.isdigit() or not math.isfinite(v) or not 0.0 < v < 1.0:
-        raise UsageError(f"--hot-table {spec[:60]}: accepted: {accepted}")
-    return HotTableSpec(int(table), v)
+    parsed = _index_and_number("--hot-table", spec, accepted, lambda v: 0.0 < v < 1.0)
+    return None if parsed is None else HotTableSpec(*parsed)
 
 
 def hot_bag_mean(spec: HotTableSpec, num_tables: int, ids_per_feature: int) -> float:
