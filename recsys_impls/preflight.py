@@ -587,17 +587,6 @@ def check_memory(scenario: Scenario, available: dict[str, Any] | None = None,
     return est
 
 
-# ------------------------------------------------------------------------------------------------
-
-
-def check_framework_limits(scenario: Scenario) -> None:
-    """Shapes a framework is known to crash on, refused with the way around them. None are known now:
-    TensorFlow's concatenated table over 2 GiB used to crash its size report (``tf.io.serialize_tensor``
-    of the variable); the size is now computed from shape and dtype, and the table trains at full
-    criteo-kaggle size (2.16 GB)."""
-    return None
-
-
 def check(scenario: Scenario, json_path: str | None = None, allow_oversubscribe: bool = False) -> dict[str, Any]:
     """Every limit, before any allocation or process start; returns the estimate for record["preflight"].
 
@@ -608,7 +597,6 @@ def check(scenario: Scenario, json_path: str | None = None, allow_oversubscribe:
     timeout = parallel_timeout_s()
     check_parallel(scenario)
     data = check_data(scenario)
-    check_framework_limits(scenario)
     out_file = check_json_path(json_path) if json_path is not None else None
     cpu = check_cores(scenario, allow_oversubscribe)
     mem = check_memory(scenario)

@@ -18,7 +18,7 @@ from typing import Any
 
 from recsys_impls import benchsupport as bs
 from recsys_impls.config import PRESETS, build_scenario
-from recsys_impls.errors import ScenarioUnsupported, UsageError
+from recsys_impls.errors import UsageError
 
 SCALE_PRESETS = ["criteo-kaggle", "criteo-terabyte", "dlrm-v2"]
 COMPRESSIONS = ["none", "fp16", "int8", "int4"]
@@ -65,10 +65,6 @@ def skip_reason(preset: str, compression: str, framework: str) -> str | None:
     from recsys_impls import preflight
 
     scenario = scenario_for(preset, compression, framework)
-    try:
-        preflight.check_framework_limits(scenario)
-    except ScenarioUnsupported as exc:
-        return str(exc)
     try:
         preflight.check_memory(scenario)
     except UsageError as exc:

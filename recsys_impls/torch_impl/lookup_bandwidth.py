@@ -40,16 +40,15 @@ def pooled_lookup_rate(table_sizes: Sequence[int], dim: int, batches: Sequence[B
     bags = FusedEmbeddingBags(table_sizes, dim)
     with torch.no_grad():
         bags.bag.weight.uniform_(-0.01, 0.01)  # touch every page: an untouched table reads the zero page
-    cpu = torch.device("cpu")
-    staged = [bags.stage(b, cpu, False) for b in batches]
+    staged = [bags.stage(b, torch.device("cpu"), False) for b in batches]
 
     def step(s: Any) -> torch.Tensor:
         with torch.no_grad():
             return bags(s)
 
-    cpu: list[float] = []
+    cpu_s: list[float] = []
     result = timed_loop(step, staged, warmup=warmup, steps=steps if steps is not None else 4 * len(staged),
-                        window=[_cpu_seconds(cpu)])
+                        window=[_cpu_seconds(cpu_s)])
     per_batch = []
     for s in staged:
         nnz, n_bags = int(s.ids.numel()), int(s.offsets.numel()) - 1
@@ -59,7 +58,7 @@ def pooled_lookup_rate(table_sizes: Sequence[int], dim: int, batches: Sequence[B
     nnz, row_bytes, total, distinct = (float(np.mean([p[i] for p in per_batch])) for i in range(4))
     step_s = result.seconds / max(result.timed_steps, 1)
     threads = torch.get_num_threads()
-    busy_step_s = cpu[0] / threads / max(result.timed_steps, 1)  # as if every thread had its core throughout
+    busy_step_s = cpu_s[0] / threads / max(result.timed_steps, 1)  # as if every thread had its core throughout
     return {
         "kernel": "torch.nn.functional.embedding_bag (mode=sum, fp32, all tables fused), forward only",
         "threads": threads, "batches": len(staged), "batch_size": batches[0].batch_size,
@@ -67,6 +66,6 @@ def pooled_lookup_rate(table_sizes: Sequence[int], dim: int, batches: Sequence[B
         "lookups_per_batch": nnz, "bytes_per_batch": total, "row_bytes_per_batch": row_bytes,
         "distinct_row_fraction": distinct, "step_ms": result.stats(), "timed_steps": result.timed_steps,
         "bytes_per_s": total / step_s, "row_bytes_per_s": row_bytes / step_s, "lookups_per_s": nnz / step_s,
-        "cpu_seconds": cpu[0], "busy_bytes_per_s": total / busy_step_s if busy_step_s > 0 else None,
-        "ns_per_lookup_per_thread": 1e9 * cpu[0] / max(result.timed_steps * nnz, 1),
+        "cpu_seconds": cpu_s[0], "busy_bytes_per_s": total / busy_step_s if busy_step_s > 0 else None,
+        "ns_per_lookup_per_thread": 1e9 * cpu_s[0] / max(result.timed_steps * nnz, 1),
     }
