@@ -419,11 +419,6 @@ def fusable(config: Any, plan: Any) -> bool:
     return len(sig) == 1 and all(g.table for g in table_groups(config, plan)[0])
 
 
-def step_args(steps_per_table: Sequence[Sequence[tuple[Step, ...]]], j: int, k: int) -> list[Any]:
-    """The argument of step k of table group j, per table (fused backends index it by feature)."""
-    return [steps[j][k][1] for steps in steps_per_table]
-
-
 def lookup_rows(config: Any, plan: Any, f: int, ids: np.ndarray, table: Callable[[str, int], np.ndarray],
                 arrays: dict[str, np.ndarray]) -> np.ndarray:
     """The numpy lookup of table f in the stored form: float64 [len(ids), D]. ``table(name, width)`` reads a
