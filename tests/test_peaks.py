@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
 
 import pytest
@@ -180,3 +181,22 @@ def test_torch_cuda_without_gpu_is_unsupported() -> None:
 
     with pytest.raises(ScenarioUnsupported, match="no CUDA"):
         measure(device="cuda")
+
+
+def test_gemm_size_search_stops_early_for_a_slow_dtype():
+    """A kernel without native support (bf16 on an AVX2-only CPU) must not be timed at n = 2048 for minutes:
+    the search stops where the next size's call would pass max_call_s; a fast kernel still reaches n_max."""
+    made = []
+
+    def make(seconds_at_256):
+        def build(n):
+            made.append(n)
+            return lambda: time.sleep(seconds_at_256 * (n / 256) ** 3)
+        return build
+
+    slow = peakcore.gemm_rate(make(0.01), lambda: None, (2048, 4096), repeats=1, min_sample_s=0.001,
+                              max_call_s=0.05)
+    assert slow["n"] == 256 and made == [256]
+    made.clear()
+    fast = peakcore.gemm_rate(make(0.0), lambda: None, (2048, 4096), repeats=1, min_sample_s=0.001)
+    assert fast["n"] == 4096 and made == [256, 512, 1024, 2048, 4096]

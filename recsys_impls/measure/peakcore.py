@@ -26,7 +26,8 @@ MIB = 1 << 20
 FALLBACK_TOTAL_BYTES = 256 * MIB  # all three triad arrays together when the LLC size is unknown
 MIN_SAMPLE_S = 0.02
 REPEATS = 5
-CPU_GEMM_N = (2048, 4096)  # square sizes tried: doubling from the first until one call takes MIN_SAMPLE_S
+MAX_CALL_S = 1.0  # longest single matmul call the size search will go on to (see gemm_rate)
+CPU_GEMM_N = (2048, 4096)  # square sizes: at least the first, doubling until one call takes MIN_SAMPLE_S
 CUDA_GEMM_N = (4096, 16384)
 
 # A rougher, seconds-cheaper measurement (small arrays and matmuls, few samples) for test sessions and
@@ -136,11 +137,17 @@ def timed_rate(fn: Callable[[], Any], work_per_call: float, sync: Callable[[], N
 
 
 def gemm_rate(make: Callable[[int], Callable[[], Any]], sync: Callable[[], None], sizes: tuple[int, int],
-              repeats: int = REPEATS, min_sample_s: float = MIN_SAMPLE_S) -> dict[str, float | int]:
-    """FLOP/s of square n x n matmuls, n doubling from sizes[0] (at most sizes[1]) until one call takes
+              repeats: int = REPEATS, min_sample_s: float = MIN_SAMPLE_S,
+              max_call_s: float = MAX_CALL_S) -> dict[str, float | int]:
+    """FLOP/s of square n x n matmuls, n doubling up to sizes[0] and on (at most sizes[1]) until one call takes
     min_sample_s: big enough that blocking overheads no longer hide the peak. ``make(n)`` allocates and
-    returns the call. Adds "n" to ``timed_rate``'s result."""
-    n, n_max = sizes
+    returns the call. Adds "n" to ``timed_rate``'s result.
+
+    The doubling starts at sizes[0] / 8 and stops early where the next size's call would take longer than
+    ``max_call_s``: a dtype without a native kernel (bf16 on a CPU without AVX512-BF16 or AMX runs about
+    300x slower than fp32) would otherwise spend many minutes on one n = 2048 figure."""
+    n_first, n_max = sizes
+    n = max(1, n_first // 8)
     while True:
         fn = make(n)
         fn()
@@ -149,7 +156,8 @@ def gemm_rate(make: Callable[[int], Callable[[], Any]], sync: Callable[[], None]
         fn()
         sync()
         one = time.perf_counter() - t0
-        if one >= min_sample_s or 2 * n > n_max:
+        big_enough = n >= n_first and one >= min_sample_s
+        if big_enough or 2 * n > n_max or 8 * one > max_call_s:
             break
         del fn
         n *= 2
