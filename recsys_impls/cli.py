@@ -212,7 +212,8 @@ def summary_table(record: dict[str, Any]) -> str:
         (f"latency p50/p95/p99 ms (batch {lat.get('batch_size')})",
          " / ".join(_fmt(lat.get(k), "{:.3f}") for k in ("p50", "p95", "p99"))),
         ("model / embedding bytes", f"{_fmt(size.get('model_bytes'), '{:,}')} / {_fmt(size.get('embedding_bytes'))}"),
-        ("peak host RSS (MiB)", _fmt((mem.get("peak_host_rss_bytes") or 0) / 2**20, "{:,.0f}")),
+        ("peak host RSS (MiB), huge pages", f"{_fmt((mem.get('peak_host_rss_bytes') or 0) / 2**20, '{:,.0f}')}, "
+                                            f"{_huge_pages_text(mem.get('huge_pages'))}"),
     ]
     inp = record.get("input")
     if inp:
@@ -365,6 +366,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     return asv_driver.run(quick=args.quick, machine=args.machine, bench=args.bench, report=not args.no_report,
                           verbose=args.verbose)
+
+
+def _huge_pages_text(hp: dict[str, Any] | None) -> str:
+    if not hp:
+        return "n/a"
+    got = hp.get("anon_huge_bytes")
+    return (f"on ({got / 2**30:.2f} GiB)" if hp.get("effective") and got is not None else
+            "on" if hp.get("effective") else f"off ({hp.get('note')})")
 
 
 def _print_startup_note() -> None:

@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from recsys_impls import hugepages
+
 SCHEMA_VERSION = 2
 READABLE_VERSIONS = (1, 2)
 STATUSES = ("ok", "skipped", "failed", "interrupted")
@@ -176,5 +178,6 @@ def rank_result(rank: int, world_size: int, mode: str, loop_summary: dict[str, A
     step = loop_summary.get("step_ms") or {}
     rec["step_ms_p50"] = step.get("median")
     rec["samples_per_s"] = loop_summary.get("samples_per_s")
+    rec["huge_pages"] = hugepages.record_section()
     rec.update(extra)
     return rec

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from recsys_impls import metrics, threads
+from recsys_impls import hugepages, metrics, threads
 from recsys_impls.base import Recommender
 from recsys_impls.config import ROTATION_BYTES, Scenario
 from recsys_impls.data.batch import Batch
@@ -226,6 +226,7 @@ def run_scenario(
               **{k: v for k, v in size.items() if k not in ("model", "embedding")}},
         memory={
             "peak_host_rss_bytes": host.peak_rss_bytes(),
+            "huge_pages": hugepages.record_section(),
             "peak_device_bytes": device_mem,
             **({} if device_mem is not None else {"peak_device_bytes_reason": _device_memory_reason(scenario)}),
         },
