@@ -217,13 +217,14 @@ _TIMING_CACHE: dict[Any, Any] = {}
 
 
 def timing_fixture(framework: str, preset: str, n_batches: int = 8, batch_size: int | None = None,
-                   model: str | None = None, **device: Any) -> tuple[Any, list[Any], list[Any]]:
-    """(model, staged batches) built once per process for time_* benchmarks.
+                   model: str | None = None, compression: str = "none",
+                   **device: Any) -> tuple[Any, list[Any], list[Any]]:
+    """(model, staged batches) built once per process for time_* benchmarks (and ``compare``).
 
     Several distinct batches are rotated: re-using one batch keeps embedding rows in cache and made
     lookups look about 2x faster on the CI machine.
     """
-    key = (framework, preset, n_batches, batch_size, model, tuple(sorted(device.items())))
+    key = (framework, preset, n_batches, batch_size, model, compression, tuple(sorted(device.items())))
     if key not in _TIMING_CACHE:
         framework_or_skip(framework)
         from dataclasses import replace
@@ -236,6 +237,8 @@ def timing_fixture(framework: str, preset: str, n_batches: int = 8, batch_size: 
             scenario = replace(scenario, train=replace(scenario.train, batch_size=batch_size))
         if device:
             scenario = replace(scenario, device=replace(scenario.device, **device)).validate()
+        if compression != "none":
+            scenario = replace(scenario, compression=compression).validate()
         try:
             impl = registry.build(scenario)
         except ScenarioUnsupported as exc:

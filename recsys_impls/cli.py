@@ -84,10 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
     prof.add_argument("--phase", default="train", help="train (default) or infer: the loop to profile")
     prof.add_argument("--rate", type=int, default=100, help="py-spy samples per second (default 100)")
     cmp_ = sub.add_parser("compare", allow_abbrev=False,
-                          help="time two frameworks on the same work side by side (A B A B ...) in one process")
+                          help="time two frameworks, precisions or compressions on the same work side by side "
+                               "(A B A B ...) in one process")
     cmp_.add_argument("--frameworks", default="tf,torch",
-                      help="A,B, each FRAMEWORK[:PRECISION] (e.g. tf,torch or torch:amp-bf16,torch:fp32): "
-                           "the ratio is A's step time over B's")
+                      help="A,B, each FRAMEWORK[:PRECISION][@COMPRESSION] (e.g. tf,torch or torch:amp-bf16,torch:fp32 "
+                           "or torch@int8,torch): the ratio is A's step time over B's")
     cmp_.add_argument("--preset", default="dlrm-ref", choices=sorted(PRESETS))
     cmp_.add_argument("--phase", default="train", help="train (default) or infer")
     cmp_.add_argument("--blocks", type=int, default=10, help="rounds of one block per framework (default 10)")
@@ -292,7 +293,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     pair = tuple(args.frameworks.split(","))
     if len(pair) != 2:
         raise UsageError(f"compare --frameworks {args.frameworks[:60]!r}: two different sides, comma-separated "
-                         "(e.g. tf,torch or torch:amp-bf16,torch:fp32)")
+                         "(e.g. tf,torch or torch:amp-bf16,torch:fp32 or torch@int8,torch)")
     if args.precision is not None and args.precision not in PRECISIONS:
         raise UsageError(f"compare --precision {args.precision[:40]!r}: accepted: {', '.join(PRECISIONS)}")
     if not 0 <= args.threads <= MAX_THREADS:

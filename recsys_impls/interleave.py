@@ -1,5 +1,5 @@
-"""Side-by-side comparison of two frameworks (or two precisions) on the same work, interleaved in one
-process (A B A B ...).
+"""Side-by-side comparison of two frameworks (or two precisions, or a compressed model and its fp32
+baseline) on the same work, interleaved in one process (A B A B ...).
 
 A ratio taken from two runs minutes apart on a shared machine measures the machine's drift as much as
 the code. Here both models are built once, with the same thread settings, and timed in alternating
@@ -25,17 +25,28 @@ def _step(impl: Any, phase: str) -> Any:
     return lambda s: impl.to_numpy(impl.infer(s))
 
 
-def parse_side(text: str, precision: str | None = None) -> tuple[str, str]:
-    """``framework[:precision]`` -> (framework, precision); the precision defaults to ``precision`` or fp32."""
+def parse_side(text: str, precision: str | None = None) -> tuple[str, str, str]:
+    """``framework[:precision][@compression]`` -> (framework, precision, compression); the precision defaults
+    to ``precision`` or fp32, the compression to none. The compression is one method (``int8``, ``hash:0.1``):
+    the comma separates the two sides."""
+    from recsys_impls.compression.spec import parse_compression
     from recsys_impls.config import FRAMEWORKS, PRECISIONS
     from recsys_impls.errors import UsageError
 
-    fw, _, prec = text.partition(":")
+    head, _, comp = text.partition("@")
+    fw, _, prec = head.partition(":")
     prec = prec or precision or "fp32"
     if fw not in FRAMEWORKS or prec not in PRECISIONS:
-        raise UsageError(f"compare: side {text[:60]!r}; accepted: FRAMEWORK[:PRECISION] with FRAMEWORK one of "
-                         f"{', '.join(FRAMEWORKS)} and PRECISION one of {', '.join(PRECISIONS)}")
-    return fw, prec
+        raise UsageError(f"compare: side {text[:60]!r}; accepted: FRAMEWORK[:PRECISION][@COMPRESSION] with FRAMEWORK "
+                         f"one of {', '.join(FRAMEWORKS)} and PRECISION one of {', '.join(PRECISIONS)}")
+    comp = comp.strip() or "none"
+    if comp != "none":
+        comp = parse_compression(comp).spec
+    return fw, prec, comp
+
+
+def side_label(fw: str, prec: str, comp: str) -> str:
+    return f"{fw}:{prec}" + (f"@{comp}" if comp != "none" else "")
 
 
 def compare(sides: tuple[str, str] = ("tf", "torch"), preset: str = "dlrm-ref", phase: str = "train",
@@ -43,8 +54,9 @@ def compare(sides: tuple[str, str] = ("tf", "torch"), preset: str = "dlrm-ref", 
             precision: str | None = None) -> dict[str, Any]:
     """Median per-step time of ``sides[0]`` over ``sides[1]`` (``ratio`` > 1: the first is slower).
 
-    A side is ``framework[:precision]`` ("tf", "torch:amp-bf16"): two frameworks, or one framework at
-    two precisions. Both sides get the same thread settings.
+    A side is ``framework[:precision][@compression]`` ("tf", "torch:amp-bf16", "torch@int8"): two
+    frameworks, one framework at two precisions, or a compressed model against another (or its fp32
+    baseline). Both sides get the same thread settings and the same batches.
     """
     from recsys_impls import benchsupport as bs
     from recsys_impls.errors import UsageError
@@ -56,13 +68,13 @@ def compare(sides: tuple[str, str] = ("tf", "torch"), preset: str = "dlrm-ref", 
     parsed = [parse_side(side, precision) for side in sides]
     if len(parsed) != 2 or parsed[0] == parsed[1]:
         raise UsageError(f"compare: two different sides are needed, got {', '.join(sides)[:80]}")
-    labels = [f"{fw}:{prec}" for fw, prec in parsed]
+    labels = [side_label(*side) for side in parsed]
     fixtures = {}
-    for label, (fw, prec) in zip(labels, parsed, strict=True):
+    for label, (fw, prec, comp) in zip(labels, parsed, strict=True):
         device: dict[str, Any] = {"precision": prec}
         if threads:
             device["threads"] = threads
-        fixtures[label] = bs.timing_fixture(fw, preset, **device)
+        fixtures[label] = bs.timing_fixture(fw, preset, compression=comp, **device)
     per_step: dict[str, list[float]] = {label: [] for label in labels}
     block_medians: dict[str, list[float]] = {label: [] for label in labels}
     for label in labels:  # warm-up both before the first timed block
@@ -91,7 +103,10 @@ def compare(sides: tuple[str, str] = ("tf", "torch"), preset: str = "dlrm-ref", 
         out["ratio_ci_reason"] = f"{ratios.size} block pairs: fewer than {MIN_SAMPLES_FOR_CI}, no interval"
     from recsys_impls.threads import record_section
 
-    out["threads"] = {fw: record_section(fw) for fw in sorted({fw for fw, _ in parsed})}
+    out["threads"] = {fw: record_section(fw) for fw in sorted({fw for fw, _, _ in parsed})}
+    from recsys_impls import hugepages
+
+    out["huge_pages"] = hugepages.record_section()
     return out
 
 

@@ -44,6 +44,9 @@ NDIR=${NIGHTLY_DIR:-.asv/nightly}
 ROUNDS=${NIGHTLY_CONFIRM_ROUNDS:-2}
 MACHINE=${RECSYS_MACHINE:-$($PY -c 'from recsys_impls.benchsupport import machine_name; print(machine_name())')}
 export RECSYS_MACHINE=$MACHINE
+# Huge pages for the tables, as `python -m recsys_impls` gives its own runs (asv is started directly here).
+HUGE_PAGES_ENV=$($PY -m recsys_impls.hugepages) || exit 2
+[ -n "$HUGE_PAGES_ENV" ] && export "${HUGE_PAGES_ENV?}"
 unset RECSYS_CANARY_SLOWDOWN  # only the A/A re-run below may slow the canary
 BENCH_ARGS=()
 [ -n "${NIGHTLY_BENCH:-}" ] && BENCH_ARGS+=(--bench "$NIGHTLY_BENCH")

@@ -51,10 +51,26 @@ def test_too_few_pairs_have_no_interval_and_precisions_compare():
     assert res["ratio_ci_low"] is None and "fewer than 5" in res["ratio_ci_reason"]
 
 
+def test_a_compressed_model_compares_against_its_fp32_baseline():
+    """``torch@int8``: the compressed model (finalized to its int8 tables at the first inference) and the
+    plain one, timed on the same batches in alternating blocks."""
+    res = interleave.compare(("torch@int8", "torch"), "tiny", "infer", blocks=2, steps_per_block=2)
+    assert res["sides"] == ["torch:fp32@int8", "torch:fp32"]
+    assert res["step_ms"]["torch:fp32@int8"]["n"] == res["step_ms"]["torch:fp32"]["n"] == 4
+    from recsys_impls import benchsupport as bs
+
+    int8, _, _ = bs.timing_fixture("torch", "tiny", compression="int8")
+    plain, _, _ = bs.timing_fixture("torch", "tiny")
+    assert int8.storage_bytes()["embedding"] < plain.storage_bytes()["embedding"] / 2  # int8 rows + row scales
+    assert "huge_pages" in res
+
+
 @pytest.mark.parametrize("argv, message", [
     (["compare", "--frameworks", "torch"], "two different"),
     (["compare", "--frameworks", "torch,torch:fp32"], "two different"),
     (["compare", "--frameworks", "torch:fp9,tf"], "FRAMEWORK[:PRECISION]"),
+    (["compare", "--frameworks", "torch@int9,torch"], "unknown method 'int9'"),
+    (["compare", "--frameworks", "torch@int8,torch@int8"], "two different"),
     (["compare", "--threads", "-1"], "--threads -1"),
     (["compare", "--precision", "fp8"], "--precision"),
     (["compare", "--phase", "eval", "--blocks", "1"], "--phase eval"),
