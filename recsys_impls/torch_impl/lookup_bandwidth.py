@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from recsys_impls import hugepages
 from recsys_impls.data.batch import Batch
 from recsys_impls.measure.loop import timed_loop
 from recsys_impls.torch_impl.embeddings import FusedEmbeddingBags
@@ -68,4 +69,5 @@ def pooled_lookup_rate(table_sizes: Sequence[int], dim: int, batches: Sequence[B
         "bytes_per_s": total / step_s, "row_bytes_per_s": row_bytes / step_s, "lookups_per_s": nnz / step_s,
         "cpu_seconds": cpu_s[0], "busy_bytes_per_s": total / busy_step_s if busy_step_s > 0 else None,
         "ns_per_lookup_per_thread": 1e9 * cpu_s[0] / max(result.timed_steps * nnz, 1),
+        "huge_pages": hugepages.record_section(),
     }
