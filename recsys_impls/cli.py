@@ -232,9 +232,15 @@ def summary_table(record: dict[str, Any]) -> str:
         rows += [
             ("embedding / model bytes ratio vs fp32",
              f"{_fmt(comp.get('embedding_ratio'), '{:.2f}x')} / {_fmt(comp.get('model_ratio'), '{:.2f}x')}"),
-            ("AUC change vs fp32 baseline (gate)", f"{_fmt(comp.get('auc_delta'), '{:+.4f}')} ({comp.get('gate')})"),
-            ("inference speed vs fp32", _fmt(comp.get("infer_speed_vs_baseline"), "{:.2f}x")),
         ]
+        if "baseline_reason" in comp:  # a distributed run: no fp32 baseline trained beside it
+            rows.append(("AUC change vs fp32 baseline", f"n/a ({comp['baseline_reason']})"))
+        else:
+            rows += [
+                ("AUC change vs fp32 baseline (gate)",
+                 f"{_fmt(comp.get('auc_delta'), '{:+.4f}')} ({comp.get('gate')})"),
+                ("inference speed vs fp32", _fmt(comp.get("infer_speed_vs_baseline"), "{:.2f}x")),
+            ]
     par = record.get("parallel")
     if par:
         rows += [

@@ -39,7 +39,7 @@ def path_of(scenario: Scenario) -> str:
     """Which execution path ``scenario`` takes: "single", "compressed" or "distributed"."""
     plan = _parallel_plan(scenario)
     compressed = scenario.compression not in ("", "none")
-    if plan.distributed:  # compressed distributed runs are refused by the pre-flight check
+    if plan.distributed:  # compressed data-parallel runs too (sharded ones are refused by the pre-flight)
         return "distributed"
     return "compressed" if compressed else "single"
 

@@ -32,7 +32,7 @@ def model_rows() -> list[tuple[str, str]]:
 
 
 def render() -> str:
-    from recsys_impls.compression.spec import describe_methods
+    from recsys_impls.compression.spec import describe_methods, parallel_rows
     from recsys_impls.models import backends
     from recsys_impls.parallel.spec import describe_modes
 
@@ -64,6 +64,7 @@ def render() -> str:
         _section("compression (--compression, comma-separated to combine)",
                  [(m["spec"], f"{m['description']} [{', '.join(m['frameworks'])}]") for m in describe_methods()]),
         _section("parallel (--parallel)", list(describe_modes())),
+        _section("compression x parallel", parallel_rows()),
         _section("faults and balancing (distributed runs)", [
             ("--straggler RANK:FACTOR",
              "before each step that rank sleeps (FACTOR-1) x its own measured compute of the step before"),

@@ -5,7 +5,8 @@ kill, 66 processes on two cores, a segfault in a thread pool, or a record lost b
 path was a directory. ``check`` raises UsageError (or ScenarioUnsupported for a valid combination a
 mode cannot run), one line, exit code 2, on:
 
-* memory: an estimate of the run's peak host memory (tables at their element size (after ``--max-rows``),
+* memory: an estimate of the run's peak host memory (tables at their element size (after ``--max-rows``;
+  a compressed layout: its trained parameter groups, on every data-parallel rank),
   the seeded initial values copied in, optimizer state, the data splits and their per-step slices (a
   streaming run: one batch and its bounded rotation or prefetch queue), staged batches, activations, the
   data source's working set, each framework's own footprint; per process, times the
@@ -19,7 +20,8 @@ mode cannot run), one line, exit code 2, on:
   caller allows oversubscription (``--oversubscribe``: multi-node or deliberate runs). TensorFlow's
   parameter servers and chief wait on the workers and are not counted as busy.
 * distributed rules the workers would otherwise find after launch: the global batch divisible by the
-  world size, an eval split of at least one sample per rank, no compression in distributed modes,
+  world size, an eval split of at least one sample per rank, only the compressions sharded modes take
+  (``compression.spec.sharding_refusal``; data parallel runs take every one),
   sharded/ps precision and compile limits, the framework/mode pairs of ``spec.check_supported``.
 * paths: ``--json`` must be a writable file (probed: created and removed, or opened for append and a
   zero-byte write, which is what fails on /dev/full); ``--data`` must be a readable regular file or
@@ -27,7 +29,8 @@ mode cannot run), one line, exit code 2, on:
   ranks each read the data.
 * ``RECSYS_PARALLEL_TIMEOUT``: a number of seconds (``config.parallel_timeout_s``).
 
-Pure Python: no numpy, no framework; reading a few /proc and /sys files, well under a second.
+Pure Python: no framework, and no numpy except for a compression layout's group shapes (its registry);
+reading a few /proc and /sys files, well under a second.
 """
 
 from __future__ import annotations
@@ -250,11 +253,15 @@ def check_parallel(scenario: Scenario) -> None:
     if t.eval_samples < n:
         raise UsageError(f"--eval-samples {t.eval_samples} with --parallel {spec}: each of the {n} processes "
                          f"evaluates a slice; give at least {n}")
-    if scenario.compression not in ("", "none"):
-        raise ScenarioUnsupported(
-            f"--compression {clip(scenario.compression)} with --parallel {spec}: compressed models run in one "
-            "process (against their fp32 baseline); use --parallel none or threads:N")
     sharded = plan.mode in ("sharded", "ps")
+    if sharded and scenario.compression not in ("", "none"):
+        from recsys_impls.compression.spec import sharding_refusal
+
+        why = sharding_refusal(scenario.compression, scenario.framework)
+        if why:
+            raise ScenarioUnsupported(f"--compression {clip(scenario.compression)} with --parallel {spec}: {why}; "
+                                      f"use --parallel ddp:N{' or mwms:N' if scenario.framework == 'tf' else ''} "
+                                      "(data parallel)")
     if sharded and scenario.device.precision != "fp32":
         raise ScenarioUnsupported(f"--parallel {spec}: sharded embeddings run in fp32 only (--precision fp32)")
     if sharded and scenario.framework == "tf" and scenario.device.compile != "none":
@@ -425,6 +432,25 @@ def streams_initial_tables(scenario: Scenario, plan: Any) -> bool:
     return True  # the fused tables, DDP replicas and TorchRec's shards all fill from the chunks
 
 
+def stage_fraction(scenario: Scenario) -> float:
+    """Bytes of the embedding stage a compressed run trains (its layout's float32 parameter groups:
+    hashed, QR, mixed-dim, TT-Rec) over those of the plain tables; 1.0 for the plain layout (post-training
+    methods train plain tables). Imports the layout registry (numpy) only for a layout method."""
+    if scenario.compression in ("", "none"):
+        return 1.0
+    from recsys_impls.compression.spec import parse_compression
+
+    plan = parse_compression(scenario.compression)
+    if plan.layout == "plain":
+        return 1.0
+    from recsys_impls.compression.layouts import table_groups
+
+    m = scenario.model
+    plain = sum(m.table_sizes) * m.embedding_dim
+    stage = sum(g.shape[0] * g.shape[1] for groups in table_groups(m, plan) for g in groups)
+    return stage / plain if plain else 1.0
+
+
 def _initial_values_bytes(scenario: Scenario, plan: Any, table_bytes: int) -> int:
     """Host bytes the seeded initial values take beside the tables while they load: a chunk (float64 as
     drawn, float32, and the framework's copy) when streamed, else the whole float32 copy and a chunk."""
@@ -445,6 +471,8 @@ def estimate_memory(scenario: Scenario) -> dict[str, Any]:
     sample = dense * 4 + ids * 8 + f * 4 + 4  # dense f32, ids i64, lengths i32, label f32
     staged_sample = sample + f * 8  # plus the per-bag offsets the frameworks build
     table_bytes = sum(rows) * dim * 4
+    plain_table_bytes = table_bytes
+    table_bytes = int(table_bytes * stage_fraction(scenario))  # a compressed layout's trained groups
     adagrad = t.optimizer == "adagrad"
     mlp = _mlp_params(scenario) * 4
     local_batch = t.batch_size // n if plan.distributed else t.batch_size
@@ -514,7 +542,8 @@ def estimate_memory(scenario: Scenario) -> dict[str, Any]:
         "processes": {kind: {"count": count, "bytes_each": int(sum(parts.values()))}
                       for kind, (count, parts) in per_kind.items()},
         "train_samples": n_train, "eval_samples": n_eval, "streamed_input": streamed,
-        "input_mode": t.input_mode, "table_rows": sum(rows), "table_bytes": table_bytes,
+        "input_mode": t.input_mode, "table_rows": sum(rows), "table_bytes": plain_table_bytes,
+        "embedding_stage_bytes": table_bytes,
         "device": ({"bytes": sum(device_parts.values()), "components": device_parts, "per_process": True}
                    if device_parts else None),
         "device_memory": "estimated per process" if on_device else "cpu run: everything is host memory",

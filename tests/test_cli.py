@@ -41,6 +41,20 @@ def test_bad_input_is_one_line_and_exit_2(args, expect, capsys):
     assert err.count("\n") == 1 and "Traceback" not in err
 
 
+@pytest.mark.parametrize("framework, parallel, compression, expect", [
+    ("torch", "sharded:2:table-wise", "tt:4", "tt contracts one row of each of three cores per id before pooling"),
+    ("torch", "sharded:2:row-wise", "qr:4", "qr:mult combines the quotient and remainder rows"),
+    ("torch", "sharded:2:table-wise", "hash:0.1,int8", "int8 compress(es) the trained model after training"),
+    ("tf", "ps:2", "hash:0.1", "that TensorFlow stage is not built yet"),
+    ("tf", "ps:2", "int8", "int8 compress(es) the trained model after training"),
+])
+def test_compressed_sharded_is_refused_in_one_line(framework, parallel, compression, expect, capsys):
+    assert main(["run", "--framework", framework, "--parallel", parallel, "--compression", compression]) == 2
+    err = capsys.readouterr().err
+    assert expect in err and "use --parallel ddp:N" in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
 def test_bad_config_file_keys(tmp_path, capsys):
     cfg = tmp_path / "c.toml"
     cfg.write_text("embedding_dim = 8\nbottom_mlp = [16, 8]\nwidgets = 3\n")

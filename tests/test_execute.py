@@ -27,18 +27,19 @@ def _sc(**axes):
     ({"compression": "int8"}, "compressed"),
     ({"compression": "int8", "parallel": "threads:1"}, "compressed"),
     ({"parallel": "ddp:2"}, "distributed"),
+    ({"parallel": "ddp:2", "compression": "hash:0.1"}, "distributed"),
     ({"parallel": "sharded:2:table-wise"}, "distributed"),
 ])
 def test_path_of(axes, path):
     assert path_of(_sc(**axes)) == path
 
 
-def test_distributed_with_compression_is_refused_before_launch(monkeypatch):
+def test_sharded_with_compression_is_refused_before_launch(monkeypatch):
     from recsys_impls.parallel import run as parallel_run
 
     monkeypatch.setattr(parallel_run, "run_distributed", lambda *a, **k: pytest.fail("launched workers"))
-    rec = execute_or_record(_sc(parallel="ddp:2", compression="int8"))
-    assert rec["status"] == "skipped" and "compressed models run in one process" in rec["error"]
+    rec = execute_or_record(_sc(parallel="sharded:2:table-wise", compression="int8"))
+    assert rec["status"] == "skipped" and "use --parallel ddp:N" in rec["error"]
 
 
 def test_threads_become_device_threads():

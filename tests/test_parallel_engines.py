@@ -1,6 +1,7 @@
 """Real engines, 2 processes on loopback, tiny models: DDP replicas identical (and equal to one process
-on the global batch), sharded predictions equal unsharded ones, a failing/hanging rank is reported by
-rank with no orphans, TF MultiWorkerMirroredStrategy replicas agree."""
+on the global batch; compressed models too, in both frameworks), sharded predictions equal unsharded
+ones (a hashed stage too), a failing/hanging rank is reported by rank with no orphans, TF
+MultiWorkerMirroredStrategy replicas agree."""
 
 from __future__ import annotations
 
@@ -59,13 +60,63 @@ def test_ddp_replicas_identical_and_equal_single_process(tmp_path: Path) -> None
     assert any(not np.array_equal(p0[n], init[n]) for n in p0 if n.startswith("emb."))
 
 
-@pytest.mark.parametrize("sharding", ["table-wise", "row-wise"])
-def test_sharded_predictions_equal_unsharded(tmp_path: Path, sharding: str) -> None:
+def _compressed(framework: str, parallel: str, compression: str):  # noqa: ANN202
+    """TINY, 2 steps of 64 at a learning rate TT-Rec's cores take without blowing up."""
+    return replace(build_scenario({**TINY, "train": {**TINY["train"], "steps": 2, "learning_rate": 0.05},
+                                   "scenario": {"framework": framework, "parallel": parallel}}),
+                   compression=compression)
+
+
+def _check_compressed(out: dict, run_dir: Path, sc) -> None:  # noqa: ANN001
+    """Replicas identical, in the compressed shapes, equal to one process on the global batches; the
+    record's sizes are the compressed model's stored bytes."""
+    from recsys_impls.compression import model_state as ms
+    from recsys_impls.compression.spec import parse_compression
+
+    plan = parse_compression(sc.compression)
+    p0, p1 = _params(run_dir, 0), _params(run_dir, 1)
+    assert {k: v.shape for k, v in p0.items()} == ms.param_shapes(sc.model, plan)
+    for name in p0:
+        np.testing.assert_array_equal(p0[name], p1[name], err_msg=name)
+    assert out["parallel"]["replicas_identical"] is True
+    ref = one_process_params(sc)
+    for name in ref:
+        np.testing.assert_allclose(p0[name], ref[name], atol=2e-5, err_msg=name)
+    init = ms.initial_params(sc.model, plan, sc.train.seed)
+    assert any(not np.array_equal(p0[n], init[n]) for n in p0 if n.startswith("emb."))
+    stored = ms.split_bytes(ms.finalize(sc.model, plan, p0))
+    assert out["size"] == {"model_bytes": stored["model"], "embedding_bytes": stored["embedding"]}
+    assert 0.0 <= out["quality"]["auc"] <= 1.0
+
+
+@pytest.mark.parametrize("compression", ["hash:0.3", "tt:2"])
+def test_ddp_compressed_equals_single_process(tmp_path: Path, compression: str) -> None:
+    # hash: one fused smaller table; tt: three core tables per feature, combined per id before pooling
+    sc = _compressed("torch", "ddp:2", compression)
+    out = run_distributed(sc, timeout_s=240, run_dir=tmp_path, job_extra={"dump_params": True})
+    _check_compressed(out, tmp_path, sc)
+
+
+def test_tf_mwms_compressed_equals_single_process(tmp_path: Path) -> None:
+    pytest.importorskip("tensorflow")
+    sc = _compressed("tf", "mwms:2", "hash:0.3")
+    out = run_distributed(sc, timeout_s=240, run_dir=tmp_path, job_extra={"dump_params": True})
+    _check_compressed(out, tmp_path, sc)
+
+
+@pytest.mark.parametrize("sharding, compression", [("table-wise", "none"), ("row-wise", "none"),
+                                                   ("row-wise", "hash:0.3")])
+def test_sharded_predictions_equal_unsharded(tmp_path: Path, sharding: str, compression: str) -> None:
+    """hash: TorchRec tables of the bucket counts, ids hashed before the KJT, predict what the one-process
+    compressed model predicts for the same weights."""
     pytest.importorskip("torchrec")
-    sc = _scenario("torch", f"sharded:2:{sharding}")
+    from recsys_impls.compression import model_state as ms
+    from recsys_impls.compression.spec import parse_compression
+
+    sc = replace(_scenario("torch", f"sharded:2:{sharding}"), compression=compression)
     rng = np.random.default_rng(3)
-    params = {k: (v + rng.normal(0, 0.05, v.shape)).astype(np.float32)
-              for k, v in initial_params(sc.model, 7).items()}
+    start = ms.initial_params(sc.model, parse_compression(compression), 7)
+    params = {k: (v + rng.normal(0, 0.05, v.shape)).astype(np.float32) for k, v in start.items()}
     np.savez(tmp_path / "params.npz", **params)
     run_dir = tmp_path / "run"
     run_distributed(sc, timeout_s=240, run_dir=run_dir,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from recsys_impls.config import build_scenario
 from recsys_impls.errors import ScenarioUnsupported, UsageError
 from recsys_impls.parallel import comm, planner
 from recsys_impls.parallel.spec import check_supported, describe_modes, parse_parallel
@@ -99,3 +100,30 @@ def test_comm_model_formulas() -> None:
     assert rw["pooled_fwd_per_rank"] == pytest.approx(8 * 64 * 0.75)
     proj = comm.project({"dense_grad_bytes": 10.0, "sparse_grad_bytes_per_sample": 1.0}, "ddp", 64)
     assert set(proj["bytes_per_step"]) == {"2", "4", "8", "16", "64"}
+
+
+@pytest.mark.parametrize("spec, framework, named", [
+    ("tt:4", "torch", "tt"), ("qr:4", "torch", "qr:mult"), ("qr:4:concat", "tf", "qr:concat"),
+    ("qr:4:add", "torch", "qr:add"), ("mixed-dim:0.3", "torch", "mixed-dim"), ("freq-prune:3", "tf", "freq-prune"),
+    ("int8", "torch", "int8"), ("hash:0.1,int8", "torch", "int8"), ("hash:0.1", "tf", "hash"),
+])
+def test_compressed_sharding_refusal_names_the_method(spec: str, framework: str, named: str) -> None:
+    from recsys_impls.compression.spec import sharding_refusal
+
+    why = sharding_refusal(spec, framework)
+    assert why.startswith(f"{named} ") and "\n" not in why, why
+
+
+def test_hashed_tables_shard_in_torchrec_only() -> None:
+    from recsys_impls.compression.spec import parallel_rows, sharding_refusal
+    from recsys_impls.preflight import check_parallel
+
+    assert sharding_refusal("hash:0.1", "torch") == ""
+    base = {"train": {"batch_size": 64, "eval_samples": 64}}
+    check_parallel(build_scenario({**base, "scenario": {"framework": "torch", "parallel": "sharded:2:row-wise",
+                                                        "compression": "hash:0.1"}}))
+    with pytest.raises(ScenarioUnsupported, match="hash"):
+        check_parallel(build_scenario({**base, "scenario": {"framework": "tf", "parallel": "ps:2",
+                                                            "compression": "hash:0.1"}}))
+    rows = dict(parallel_rows())
+    assert "runs" in rows["hash:0.1 sharded"] and rows["tt:8 sharded"].startswith("refused")

@@ -19,6 +19,10 @@ A layout says, for every table f of a ModelConfig under a CompressionPlan:
 * ``lookup_work``: per table the widths of the stored rows one id reads, the pooled width, and the
   combine FLOPs per lookup, plus notes (the work model, recsys_impls/workmodel.py).
 * ``parse``: the plan fields of ``name:args`` (compression/spec.py asks the registry for every layout).
+* ``sharding_refusal``: why a sharded run (TorchRec ``sharded:N:...``, TensorFlow ``ps:N``) does not take the
+  layout ("" where it does: ``hash`` in TorchRec, one plain table per feature looked up by hashed ids):
+  either its combine does not commute with the shards' sum pooling, or it could (plain tables looked up
+  by transformed ids) but that stage is not built. Data parallel runs take every layout.
 
 ``register_layout`` adds one; ``get_layout(name)`` finds it (an unknown name is a UsageError). A new method
 is one subclass here (or anywhere, registered at import) and both frameworks build it generically.
@@ -89,6 +93,12 @@ class Layout:
     plain_init = False  # starts from the plain model's seeded tables (the same draws as the baseline)
     needs_id_counts = False  # finalize needs the per-id training counts
     trained_as = ""  # the layout the float32 master weights are in ("" = this one)
+    # Why sharded runs refuse it (the plain layout: see compression.spec.sharding_refusal).
+    sharded_reason = ""
+
+    def sharding_refusal(self, plan: Any, framework: str) -> str:
+        """Why ``framework``'s sharded runs do not take this layout under ``plan`` (one clause; "" = they do)."""
+        return self.sharded_reason or f"the {self.name} layout has no sharded stage"
 
     # --- parsing --------------------------------------------------------------------------------
     def parse(self, where: str, part: str, args: list[str]) -> dict[str, object]:
@@ -261,6 +271,12 @@ class Hash(Layout):
 
     name, usage = "hash", "hash:FRACTION, e.g. hash:0.1"
 
+    def sharding_refusal(self, plan: Any, framework: str) -> str:
+        if framework == "torch":
+            return ""  # TorchRec tables of the bucket counts, ids hashed before the KJT (distributed_sharded)
+        return ("hash is one smaller plain table per feature and could be partitioned like one on the parameter "
+                "servers with the hash applied first, but that TensorFlow stage is not built yet")
+
     def parse(self, where: str, part: str, args: list[str]) -> dict[str, object]:
         return {"hash_fraction": _float_arg(where, part, args, self.usage, 0.0, 1.0, "a table fraction")}
 
@@ -278,6 +294,13 @@ class QR(Layout):
     """Quotient-remainder compositional embeddings (compression/qr.py)."""
 
     name, usage = "qr", "qr:COLLISIONS[:mult|add|concat], e.g. qr:4"
+
+    def sharding_refusal(self, plan: Any, framework: str) -> str:
+        if plan.qr_op == "add":
+            return ("qr:add commutes with sum pooling (two plain tables looked up by id // C and id % C), but "
+                    "that two-table sharded stage is not built yet")
+        return (f"qr:{plan.qr_op} combines the quotient and remainder rows of each id before pooling, which "
+                "sum-pooling shards cannot do")
 
     def parse(self, where: str, part: str, args: list[str]) -> dict[str, object]:
         from recsys_impls.compression.spec import QR_OPS
@@ -315,6 +338,8 @@ class MixedDim(Layout):
     """Mixed-dimension tables, projected to D where narrower (compression/mixed_dim.py)."""
 
     name, aliases, usage = "mixed-dim", ("md",), "mixed-dim:ALPHA, e.g. mixed-dim:0.3"
+    sharded_reason = ("mixed-dim tables differ in width per feature and their projection applies after "
+                      "pooling; shardable in principle, but that stage is not built yet")
 
     def parse(self, where: str, part: str, args: list[str]) -> dict[str, object]:
         return {"md_alpha": _float_arg(where, part, args, self.usage, 0.0, 1.0, "an exponent ALPHA")}
@@ -337,6 +362,8 @@ class TT(Layout):
     """TT-Rec tensor-train cores (compression/tt.py): one row of each of three core tables, contracted."""
 
     name, usage = "tt", "tt:RANK, e.g. tt:8"
+    sharded_reason = ("tt contracts one row of each of three cores per id before pooling, which sum-pooling "
+                      "shards cannot do (each id needs all three cores' rows in one place)")
 
     def parse(self, where: str, part: str, args: list[str]) -> dict[str, object]:
         if len(args) != 1:
@@ -378,6 +405,8 @@ class FreqPrune(Layout):
     """Trained plain; stored with only the rows of ids seen >= MIN_COUNT times plus one fallback row."""
 
     name, usage = "freq-prune", "freq-prune:MIN_COUNT, e.g. freq-prune:3"
+    sharded_reason = ("freq-prune trains plain tables and prunes them after training by the global id counts; "
+                      "the pruned store of sharded tables is not built")
     plain_init, needs_id_counts, trained_as = True, True, "plain"
 
     def parse(self, where: str, part: str, args: list[str]) -> dict[str, object]:

@@ -124,3 +124,33 @@ def run_compression(scenario: Scenario, progress: bool = False) -> dict[str, Any
         section["master_note"] = master["note"]
     record["compression"] = section
     return record
+
+
+def distributed_section(scenario: Scenario, size: dict[str, Any], mode: str) -> dict[str, Any]:
+    """The ``compression`` section of a distributed compressed run (``mode``: ddp, mwms or sharded): the
+    bytes its rank 0 measured and their ratio to the uncompressed parameters' float32 bytes. No fp32
+    baseline is trained beside a distributed run (that would double it); the one-process run of the same
+    scenario has the full section."""
+    import math
+
+    plan = parse_compression(scenario.compression)
+    full = ms.param_shapes(scenario.model, CompressionPlan())
+    fp32 = {k: 4 * math.prod(v) for k, v in full.items()}
+    emb32 = sum(v for k, v in fp32.items() if k.startswith("emb."))
+    return {
+        "spec": plan.spec, "methods": list(plan.methods),
+        "model_bytes": size.get("model_bytes"), "embedding_bytes": size.get("embedding_bytes"),
+        "fp32_param_bytes": sum(fp32.values()), "fp32_embedding_param_bytes": emb32,
+        "model_ratio": _ratio(sum(fp32.values()), size.get("model_bytes")),
+        "embedding_ratio": _ratio(emb32, size.get("embedding_bytes")),
+        "bytes_note": ("raw float32 bytes of the sharded (compressed) tables and the dense weights"
+                       if mode == "sharded" else
+                       "stored bytes: serialized .npz of the stored arrays (rank 0, after training)")
+                      + "; ratios against the uncompressed parameters' raw float32 bytes (no container)",
+        "baseline_reason": "no fp32 baseline is trained beside a distributed run; --parallel none (or threads:N) "
+                           "runs the same compression against its baseline",
+        "trained": ("sharded: the compressed stage's tables sharded over the ranks, ids mapped before the lookup"
+                    if mode == "sharded" else
+                    "data parallel: every rank trains the same compressed float32 master weights; post-training "
+                    "methods are applied to them after training"),
+    }

@@ -93,6 +93,53 @@ _METHODS: list[tuple[str, str, str, str]] = [
 ]
 
 
+def sharding_refusal(spec: str, framework: str) -> str:
+    """Why ``framework``'s sharded runs (TorchRec sharded:N:..., TensorFlow ps:N) do not take compression
+    ``spec`` ("" where they do): its layout's reason (compression/layouts.py), else that of its
+    post-training methods."""
+    plan = parse_compression(spec)
+    if plan.layout != "plain":
+        from recsys_impls.compression.layouts import get_layout
+
+        why = get_layout(plan.layout).sharding_refusal(plan, framework)
+        if why:
+            return why
+    post = [m for m in plan.methods if m != plan.layout]
+    if post:
+        return (f"{', '.join(post)} compress(es) the trained model after training and a sharded run's tables "
+                "stay split over the ranks, so the stored model is not built from them")
+    return ""
+
+
+_POST_TRAINING_EXAMPLES = ("fp16", "int8", "prune:0.5", "mlp-int8")
+
+
+def parallel_rows() -> list[tuple[str, str]]:
+    """(method, how it runs with --parallel) rows for ``list``: every method runs data parallel; sharded
+    runs refuse each with its reason (``sharding_refusal``)."""
+    from recsys_impls.compression.layouts import get_layout, layout_names
+
+    rows = [("data parallel", "every method: torch ddp:N, tf mwms:N (ddp:N); each rank builds the compressed "
+                              "model one process builds, post-training methods compress the float32 master "
+                              "weights trained data parallel")]
+    examples = []
+    for name in layout_names():
+        usage = get_layout(name).usage
+        if name != "plain":
+            examples.append(usage.split("e.g. ")[-1] if "e.g. " in usage else name)
+        if name == "qr":
+            examples.append(f"{examples[-1]}:add")
+    for spec in (*examples, *_POST_TRAINING_EXAMPLES):
+        torch_why, tf_why = sharding_refusal(spec, "torch"), sharding_refusal(spec, "tf")
+        if torch_why == tf_why:
+            rows.append((f"{spec} sharded", f"refused (torch sharded:N, tf ps:N): {torch_why}"))
+            continue
+        rows.append((f"{spec} sharded", "torch sharded:N:...: " + (f"refused: {torch_why}" if torch_why else
+                     "runs (TorchRec tables of the mapped sizes, ids mapped before the KeyedJaggedTensor)")
+                     + "; tf ps:N: " + (f"refused: {tf_why}" if tf_why else "runs")))
+    return rows
+
+
 def describe_methods() -> list[dict[str, object]]:
     """Every compression method for `list`: method, parameters, spec (as typed), description, frameworks."""
     out: list[dict[str, object]] = []

@@ -226,6 +226,10 @@ def run_parallel(scenario: Scenario, progress: bool = False, baseline: bool = Tr
         duration_s=time.time() - started,
         timestamp=timestamp(started),
     )
+    if scenario.compression not in ("", "none"):
+        from recsys_impls.compression.section import distributed_section
+
+        record["compression"] = distributed_section(scenario, out["size"], plan.mode)
     if plan.mode == "ps" or (plan.mode == "sharded" and scenario.framework == "tf"):
         record["roofline"] = {"train": None, "infer": None, "reason": "asynchronous parameter-server updates: "
                               "a step's time is the coordinator's dispatch, not one rank's work"}

@@ -62,15 +62,19 @@ class _InferenceMLP(tf.Module):
 
 
 class CompressedTFDLRM(TFDLRM):
-    """TFDLRM whose embeddings and MLPs follow ``scenario.compression``."""
+    """TFDLRM whose embeddings and MLPs follow ``scenario.compression``.
 
-    def __init__(self, scenario: Scenario, embedding_layout: str = "") -> None:
+    A layer over whichever TFDLRM comes next in the class's order: ``base_kwargs`` go to it, so the
+    data-parallel model (distributed_mwms.MWMSCompressedTFDLRM) is this class over MWMSTFDLRM and each
+    worker builds exactly the model one process builds."""
+
+    def __init__(self, scenario: Scenario, embedding_layout: str = "", **base_kwargs: Any) -> None:
         self.plan = parse_compression(scenario.compression)
         self._init = ms.initial_params(scenario.model, self.plan, scenario.train.seed)
         # The base class builds this plan's embedding stage (_make_embeddings) from _initial_params: no
         # plain table is allocated first.
-        super().__init__(replace(scenario, compression="none"), embedding_layout)
-        self.scenario = scenario
+        super().__init__(replace(scenario, compression="none"), embedding_layout, **base_kwargs)
+        self.scenario = replace(self.scenario, compression=scenario.compression)
         cfg = self.model_config
         with self.variable_scope():
             base = np.concatenate([[0], np.cumsum(cfg.table_sizes)])
@@ -121,7 +125,9 @@ class CompressedTFDLRM(TFDLRM):
 
     # --- post-training compression ----------------------------------------------------------------
     def id_counts(self) -> dict[int, np.ndarray]:
-        c = self._counts.numpy()
+        return self._split_counts(self._counts.numpy())
+
+    def _split_counts(self, c: np.ndarray) -> dict[int, np.ndarray]:
         base = np.concatenate([[0], np.cumsum(self.model_config.table_sizes)])
         return {f: c[base[f] : base[f + 1]] for f in range(self.model_config.num_tables)}
 

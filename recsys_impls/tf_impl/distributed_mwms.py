@@ -6,6 +6,12 @@ Uneven shares and stragglers (``timed=True``): the loss is scaled by a local wei
 graph takes two ``tf.timestamp`` readings, one before anything else and one when the gradients are
 ready, before the all-reduce may start (control dependencies): the difference is the worker's own
 compute, without its wait for the others.
+
+Compressed models (``--compression``): ``MWMSCompressedTFDLRM`` is the single-process CompressedTFDLRM
+over this class, so each worker builds the same compressed embedding stage and its variables' gradients
+(IndexedSlices for the gathered stores, dense for projections) are averaged like the plain model's. The
+post-training steps then compress the same float32 master weights on every worker; freq-prune's id
+counts are summed over the workers first (the global batches' counts, as one process has them).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from recsys_impls.config import Scenario
+from recsys_impls.tf_impl.compress_model import CompressedTFDLRM
 from recsys_impls.tf_impl.model import TFDLRM, Staged
 
 
@@ -29,12 +36,12 @@ def load_data(scenario: Scenario) -> tuple[Scenario, Any]:
 class MWMSTFDLRM(TFDLRM):
     """TFDLRM whose training step all-reduces gradients (mean) across MultiWorkerMirroredStrategy workers."""
 
-    def __init__(self, scenario: Scenario, strategy: tf.distribute.Strategy, timed: bool = False,
-                 straggler_factor: float | None = None) -> None:
+    def __init__(self, scenario: Scenario, embedding_layout: str = "", *, strategy: tf.distribute.Strategy,
+                 timed: bool = False, straggler_factor: float | None = None) -> None:
         self.strategy = strategy
         self.timed = timed or straggler_factor is not None
         self._ready: Any = None
-        super().__init__(replace(scenario, parallel="none", straggler="none", balance="static"))
+        super().__init__(replace(scenario, parallel="none", straggler="none", balance="static"), embedding_layout)
         self._weight = tf.Variable(1.0, trainable=False, name="share_weight")  # local to this worker
         self.busy_s: list[float] = []
         self.straggler = None
@@ -141,3 +148,21 @@ class MWMSTFDLRM(TFDLRM):
         b = int(staged[0].shape[0])
         return {"dense_grad_bytes": float(dense), "sparse_grad_bytes_per_sample": sparse / b,
                 "embeddings_replicated": True}
+
+
+class MWMSCompressedTFDLRM(CompressedTFDLRM, MWMSTFDLRM):
+    """The compressed model (CompressedTFDLRM) trained under MultiWorkerMirroredStrategy (MWMSTFDLRM's step)."""
+
+    def id_counts(self) -> dict[int, np.ndarray]:
+        """Every worker's id counts summed (a collective: all workers finalize at evaluation)."""
+        if not self.embeddings.layout.needs_id_counts:
+            return super().id_counts()
+        with tf.device(self.runtime.device):
+            out = self._gather(tf.constant(self._counts.numpy()))
+        return self._split_counts(np.asarray(self.strategy.experimental_local_results(out)[0]))
+
+
+def build(scenario: Scenario, **kwargs: Any) -> MWMSTFDLRM:
+    """The data-parallel model of ``scenario``: compressed when its ``compression`` asks for it."""
+    cls = MWMSCompressedTFDLRM if scenario.compression not in ("", "none") else MWMSTFDLRM
+    return cls(scenario, **kwargs)

@@ -38,7 +38,7 @@ def _run(run_dir: Path, index: int, world: int) -> None:
     strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
     ctx.phase("data")
     from recsys_impls.parallel.shards import local_batches
-    from recsys_impls.tf_impl.distributed_mwms import MWMSTFDLRM, load_data
+    from recsys_impls.tf_impl.distributed_mwms import build, load_data
 
     scenario = replace(ctx.scenario, device=replace(ctx.scenario.device, threads=threads))
     scenario, data = load_data(scenario)
@@ -49,7 +49,8 @@ def _run(run_dir: Path, index: int, world: int) -> None:
     straggler = faults.parse_straggler(scenario.straggler)
     balance = faults.parse_balance(scenario.balance)
     factor = straggler.factor if straggler is not None and straggler.rank == index else None
-    impl = MWMSTFDLRM(scenario, strategy, timed=balance.adaptive or straggler is not None, straggler_factor=factor)
+    impl = build(scenario, strategy=strategy, timed=balance.adaptive or straggler is not None,
+                 straggler_factor=factor)
     staged = [impl.stage(b) for b in batches]
     comm_measured = impl.comm_sizes(staged[0])
     ctx.phase("train")

@@ -26,6 +26,7 @@ Modules (each has one job):
 Nothing here imports torch at package import time; ``import recsys_impls.torch_impl.model`` does.
 Built on these: ``compress_model.CompressedTorchDLRM`` (the registry picks it when compression
 is not "none") and ``distributed_ddp`` / ``distributed_sharded`` (data parallel, sharded tables)
-subclass ``TorchDLRM`` or reuse ``build_net``; they rely on ``TorchDLRM.net``, ``_compile``,
+subclass ``TorchDLRM`` (compressed data parallel: ``CompressedTorchDLRM`` over ``DDPTorchDLRM``) or reuse
+``build_dense_arch``; they rely on ``TorchDLRM.net``, ``_compile``,
 ``_dense_fn``, ``DenseArch.neutral_params`` and ``StagedBatch``: keep those names stable.
 """

@@ -46,15 +46,13 @@ class CompressedInput:
 
 
 class Store(nn.Module):
-    """One fused table in some storage precision: pools bags or returns rows."""
+    """One fused table in some storage precision (a buffer: built from the stored arrays for inference;
+    TrainableStore is the fp32 training form): pools bags or returns rows."""
 
-    def __init__(self, kind: str, data: torch.Tensor, dim: int, trainable: bool = False) -> None:
+    def __init__(self, kind: str, data: torch.Tensor, dim: int) -> None:
         super().__init__()
         self.kind, self.dim = kind, dim
-        if trainable:
-            self.weight = nn.Parameter(data)
-        else:
-            self.register_buffer("weight", data)
+        self.register_buffer("weight", data)
 
     def pool(self, ids: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
         if self.kind in _QOPS:
@@ -72,6 +70,16 @@ class Store(nn.Module):
         if self.kind in _QOPS:
             return self.pool(ids, torch.arange(ids.numel() + 1, dtype=torch.int64, device=ids.device))
         return F.embedding(ids, self.weight, sparse=self.kind == "fp32").float()
+
+
+class TrainableStore(Store, nn.Embedding):
+    """The fp32 training store. Also an ``nn.Embedding`` with sparse=True for one reason: DDP expects a
+    parameter's gradient to be sparse only when it belongs to an nn.Embedding / nn.EmbeddingBag with
+    ``sparse`` set, and this store's rows are gathered with sparse=True (``pool`` / ``rows``)."""
+
+    def __init__(self, data: torch.Tensor, dim: int) -> None:
+        nn.Embedding.__init__(self, data.shape[0], data.shape[1], _weight=data, sparse=True)
+        self.kind, self.dim = "fp32", dim
 
 
 def _store_from_arrays(stored: dict[str, np.ndarray], names: Sequence[str], dim: int) -> Store:
@@ -243,7 +251,7 @@ class CompressedEmbeddings(EmbeddingBags):
         if stored is not None:
             return _store_from_arrays(stored, names, dim)
         data = np.concatenate([np.asarray(params[n], np.float32) for n in names], axis=0)
-        return Store("fp32", torch.from_numpy(data), dim, trainable=True)
+        return TrainableStore(torch.from_numpy(data), dim)
 
     def _table_stores(self) -> list[Store]:
         return list(self.stores) if self.fused else [st for per in self.stores for st in per]  # type: ignore[union-attr]

@@ -70,9 +70,13 @@ def _inference_mlp(stored: dict[str, np.ndarray], prefix: str, widths: tuple[int
 
 
 class CompressedTorchDLRM(TorchDLRM):
-    """TorchDLRM whose embeddings and MLPs follow ``scenario.compression``."""
+    """TorchDLRM whose embeddings and MLPs follow ``scenario.compression``.
 
-    def __init__(self, scenario: Scenario) -> None:
+    A layer over whichever TorchDLRM comes next in the class's order: ``base_kwargs`` go to it, so the
+    data-parallel model (distributed_ddp.DDPCompressedTorchDLRM) is this class over DDPTorchDLRM and
+    each rank builds exactly the model one process builds."""
+
+    def __init__(self, scenario: Scenario, **base_kwargs: Any) -> None:
         self.plan = parse_compression(scenario.compression)
         if scenario.device.compile == "cuda-graphs":
             raise ScenarioUnsupported("compression with cuda-graphs: the compressed inference net is not captured")
@@ -94,8 +98,8 @@ class CompressedTorchDLRM(TorchDLRM):
         self._infer_net: DLRMNet | None = None
         # The base class builds the net around this plan's embedding stage (_make_embeddings) and loads
         # _initial_params: no plain table is allocated first.
-        super().__init__(replace(scenario, compression="none"))
-        self.scenario = scenario
+        super().__init__(replace(scenario, compression="none"), **base_kwargs)
+        self.scenario = replace(self.scenario, compression=scenario.compression)
         self._counts = torch.zeros(sum(cfg.table_sizes), dtype=torch.int64, device=self.device)
 
     def _make_embeddings(self) -> EmbeddingBags:
@@ -128,7 +132,10 @@ class CompressedTorchDLRM(TorchDLRM):
     # --- post-training compression ----------------------------------------------------------------
     def id_counts(self) -> dict[int, np.ndarray]:
         """Per-feature id counts seen in training (freq-prune's statistics)."""
-        c = self._counts.cpu().numpy()
+        return self._split_counts(self._counts)
+
+    def _split_counts(self, counts: torch.Tensor) -> dict[int, np.ndarray]:
+        c = counts.cpu().numpy()
         base = np.concatenate([[0], np.cumsum(self.model_config.table_sizes)])
         return {f: c[base[f] : base[f + 1]] for f in range(self.model_config.num_tables)}
 

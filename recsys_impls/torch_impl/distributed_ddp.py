@@ -11,6 +11,14 @@ mean over the whole global batch, exactly as one process would take it. With ``t
 bucket goes through a hook that notes when it was handed to the all-reduce: the rank's own compute of a
 step is its start to the last bucket's hand-over, plus the optimizer step, without the time it waited
 for the others (what the straggler sleep and the balancer use).
+
+Compressed models (``--compression``): ``DDPCompressedTorchDLRM`` is the single-process
+CompressedTorchDLRM over this class, so each rank builds the same compressed embedding stage (no fp32
+table first) and DDP averages the gradients of its stored groups: the fp32 stores' rows sparsely (hash,
+QR, mixed-dim and TT-Rec cores are all gathered with sparse=True), projections densely. The
+post-training steps (fp16/bf16/int8/int4 tables, freq-prune, MLP pruning and int8) then compress the
+same float32 master weights on every rank; freq-prune's id counts are summed over the ranks first, so
+they are the global batches' counts, as one process would have them.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from recsys_impls.config import Scenario
 from recsys_impls.data.batch import Batch
 from recsys_impls.errors import ScenarioUnsupported
+from recsys_impls.torch_impl.compress_model import CompressedTorchDLRM
 from recsys_impls.torch_impl.model import StagedBatch, TorchDLRM
 
 
@@ -180,11 +189,47 @@ class DDPTorchDLRM(TorchDLRM):
         """Per-step gradient sizes, from the parameters and one local batch (no extra backward pass: a
         backward outside DDP's forward would fire its reducer hooks and corrupt the next step).
 
-        Dense: every non-table parameter. Sparse: one coalesced row (D floats + an int64 index) per
-        distinct id the batch touches in each table, which is what DDP all-gathers."""
+        Dense: every non-table parameter. Sparse: one coalesced row (its width in floats + an int64
+        index) per distinct row the batch touches in each table, which is what DDP all-gathers."""
         sparse_ids = {id(p) for p in self.net.embeddings.sparse_parameters()}
         dense = sum(p.numel() * p.element_size() for p in self.net.parameters() if id(p) not in sparse_ids)
-        rows = sum(np.unique(batch.feature_ids(f)).size for f in range(batch.num_features))
-        sparse = rows * (self.model_config.embedding_dim * 4 + 8)
+        sparse = sum(rows * (width * 4 + 8) for rows, width in self._touched_rows(batch))
         return {"dense_grad_bytes": float(dense), "sparse_grad_bytes_per_sample": sparse / batch.batch_size,
                 "embeddings_replicated": True}
+
+    def _touched_rows(self, batch: Batch) -> list[tuple[int, int]]:
+        """(distinct rows touched, row width) per table of the embedding stage for ``batch``."""
+        d = self.model_config.embedding_dim
+        return [(np.unique(batch.feature_ids(f)).size, d) for f in range(batch.num_features)]
+
+
+class DDPCompressedTorchDLRM(CompressedTorchDLRM, DDPTorchDLRM):
+    """The compressed model (CompressedTorchDLRM) trained data parallel (DDPTorchDLRM's step and DDP wrap)."""
+
+    def id_counts(self) -> dict[int, np.ndarray]:
+        """The id counts of every rank's slices summed (a collective: every rank finalizes at the same
+        points, i.e. at evaluation), so freq-prune keeps the rows one process would keep."""
+        if self.net.embeddings.layout.needs_id_counts:
+            total = self._counts.clone()
+            dist.all_reduce(total)
+            return self._split_counts(total)
+        return super().id_counts()
+
+    def _touched_rows(self, batch: Batch) -> list[tuple[int, int]]:
+        """Rows of every table group (training form), after the layout's id steps."""
+        from recsys_impls.compression.layouts import apply_index
+
+        emb = self.net.embeddings
+        out = []
+        for f in range(batch.num_features):
+            ids = batch.feature_ids(f)
+            tables = [g for g in emb.groups[f] if g.table]
+            for g in tables:
+                out.append((np.unique(apply_index(ids, g.index)).size, g.shape[1]))
+        return out
+
+
+def build(scenario: Scenario, **kwargs: Any) -> DDPTorchDLRM:
+    """The data-parallel model of ``scenario``: compressed when its ``compression`` asks for it."""
+    cls = DDPCompressedTorchDLRM if scenario.compression not in ("", "none") else DDPTorchDLRM
+    return cls(scenario, **kwargs)

@@ -8,6 +8,10 @@ comes from our LPT planner (recsys_impls.parallel.planner) and is handed to Torc
 per-table plan. On CPU the stock sharder offers no row-wise sharding; ``CPUShardingSharder`` adds it.
 Embedding tables train with TorchRec's fused optimizer (applied in backward); the dense arch with a
 keyed PyTorch optimizer.
+
+Compression: a stage whose parameters are one plain table per feature looked up by mapped ids
+(``hash``: ceil(FRACTION x rows) buckets) is sharded as TorchRec tables of those sizes, with the ids
+mapped before the KeyedJaggedTensor is built; other layouts are refused (compression.spec.sharding_refusal).
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from recsys_impls.data.batch import Batch
 from recsys_impls.errors import ScenarioUnsupported
 from recsys_impls.init_params import initial_params
 from recsys_impls.parallel import planner
-from recsys_impls.torch_impl.model import build_net
+from recsys_impls.torch_impl.model import build_dense_arch
 
 
 class CPUShardingSharder(EmbeddingBagCollectionSharder):
@@ -83,12 +87,11 @@ class ShardedDLRM:
     def __init__(self, scenario: Scenario, sharding: str, rank: int, world: int, sample: Batch | None = None,
                  table_ranks: list[int] | None = None) -> None:
         """``table_ranks`` (table-wise): place the tables there instead of where our planner would (a re-plan)."""
-        if scenario.compression != "none":
-            raise ScenarioUnsupported(f"sharded + compression {scenario.compression!r}: TorchRec tables are fp32 here")
         if scenario.device.precision != "fp32":
             raise ScenarioUnsupported("sharded: only fp32 precision is wired for the TorchRec model")
         self.scenario = scenario
         self.cfg = scenario.model
+        self.plan, self.id_steps = self._id_mapping(scenario)
         self.rank, self.world = rank, world
         self.device = torch.device(scenario.device.device)
         cfg = self.cfg
@@ -98,7 +101,7 @@ class ShardedDLRM:
                                        feature_names=[self.keys[f]]) for f, n in enumerate(cfg.table_sizes)],
             device=torch.device("meta"),
         )
-        dense_arch = build_net(replace(scenario, parallel="none")).dense_arch
+        dense_arch = build_dense_arch(scenario.model)  # the tables are TorchRec's: no local embedding stage
         net = TorchRecDLRMNet(ebc, dense_arch, cfg.num_tables, cfg.embedding_dim)
         self.sharder = CPUShardingSharder(fused_params=_fused_params(scenario))
         self.sharding = sharding
@@ -118,11 +121,42 @@ class ShardedDLRM:
         self.opt = CombinedOptimizer([self.dmp.fused_optimizer, KeyedOptimizerWrapper(dense_params, make)])
         self._load_initial(scenario.train.seed)
 
+    def _id_mapping(self, scenario: Scenario) -> tuple[Any, list[Any] | None]:
+        """(compression plan, per-table id steps) of a hashed stage, whose tables are TorchRec tables of
+        the bucket counts looked up by the hashed ids; (None, None) for plain tables. ``self.cfg`` becomes
+        the model with those table sizes, so planning, shards and sizes are the hashed tables'."""
+        if scenario.compression in ("", "none"):
+            return None, None
+        from recsys_impls.compression.layouts import plan_layout
+        from recsys_impls.compression.spec import parse_compression, sharding_refusal
+
+        why = sharding_refusal(scenario.compression, "torch")
+        if why:
+            raise ScenarioUnsupported(f"sharded + compression {scenario.compression}: {why}")
+        plan = parse_compression(scenario.compression)
+        layout = plan_layout(plan)
+        groups = [layout.groups(self.cfg, plan, f) for f in range(self.cfg.num_tables)]
+        assert all(len(g) == 1 and g[0].table for g in groups), "a shardable layout has one table group"
+        self.cfg = replace(self.cfg, table_sizes=tuple(g[0].shape[0] for g in groups))
+        return plan, [g[0].index for g in groups]
+
+    def mapped(self, batch: Batch) -> Batch:
+        """``batch`` with every feature's ids mapped to its table's rows (the hashed stage), else as it is."""
+        if self.id_steps is None:
+            return batch
+        from recsys_impls.compression.layouts import apply_index
+
+        off = batch.feature_offsets()
+        ids = np.concatenate([apply_index(batch.ids[off[f]:off[f + 1]], steps)
+                              for f, steps in enumerate(self.id_steps)]) if batch.ids.size else batch.ids
+        return replace(batch, ids=ids.astype(np.int64))
+
     # --- planning ------------------------------------------------------------------------------
     def _our_plan(self, sharding: str, sample: Batch | None, table_ranks: list[int] | None = None) -> dict[str, Any]:
         """Our plan, from measured id frequencies when a sample of the training data is given."""
         t = self.scenario.train
-        per_sample, counts = (None, None) if sample is None else planner.measured_ids(sample, self.cfg.table_sizes)
+        per_sample, counts = ((None, None) if sample is None
+                              else planner.measured_ids(self.mapped(sample), self.cfg.table_sizes))
         loads = planner.table_loads(self.cfg.table_sizes, self.cfg.embedding_dim, t.batch_size,
                                     self.cfg.ids_per_feature, ids_per_sample=per_sample)
         return planner.plan(loads, self.world, "table-wise" if sharding == "auto" else sharding, id_counts=counts,
@@ -157,6 +191,7 @@ class ShardedDLRM:
 
     # --- Recommender-like surface --------------------------------------------------------------
     def stage(self, batch: Batch) -> tuple[torch.Tensor, KeyedJaggedTensor, torch.Tensor]:
+        batch = self.mapped(batch)  # a hashed stage: the ids are hashed before the KJT is built
         kjt = KeyedJaggedTensor.from_lengths_sync(
             keys=self.keys, values=torch.from_numpy(np.ascontiguousarray(batch.ids, dtype=np.int64)),
             lengths=torch.from_numpy(np.ascontiguousarray(batch.lengths.reshape(-1), dtype=np.int32)),
@@ -204,6 +239,11 @@ class ShardedDLRM:
         """The seeded start, streamed: each chunk of the seeded tables (the spec's ``initial_table_chunks``)
         is copied into the part of it this rank's shards hold, so no rank holds a full copy of the tables."""
         spec = self.cfg.spec
+        if self.plan is not None:  # the compressed stage's own seeded start (its tables are small)
+            from recsys_impls.compression import model_state as ms
+
+            self.set_params(ms.initial_params(self.scenario.model, self.plan, seed))
+            return
         if spec.initial_table_chunks is None or spec.initial_dense is None:
             self.set_params(initial_params(self.cfg, seed))
             return
@@ -271,7 +311,7 @@ class ShardedDLRM:
             opt = (torch.optim.SGD([weight], lr=lr) if self.scenario.train.optimizer == "sgd"
                    else torch.optim.Adagrad([weight], lr=lr, eps=1e-10))
             times = []
-            for b in batches:
+            for b in map(self.mapped, batches):
                 ids = torch.from_numpy(np.ascontiguousarray(b.feature_ids(table), dtype=np.int64))
                 lengths = torch.from_numpy(np.ascontiguousarray(b.lengths[table], dtype=np.int64))
                 offsets = torch.cat([lengths.new_zeros(1), torch.cumsum(lengths, 0)[:-1]])
@@ -330,6 +370,9 @@ class ShardedDLRM:
         report["measured_bytes_per_rank"] = [int(b) for b in measured]
         report["measured_bytes_imbalance"] = float(measured.max() / measured.mean()) if measured.mean() else 1.0
         report["shards_per_rank"] = [[{"table": t, "offsets": o, "shape": s} for t, o, s in m] for _, m in placed]
+        if self.plan is not None:
+            report["id_mapping"] = (f"{self.plan.spec}: tables of {list(self.cfg.table_sizes)} rows; ids mapped on the "
+                                    "host before the KeyedJaggedTensor is built (outside the timed step)")
         return report
 
     def comm_sizes(self, staged: tuple[torch.Tensor, KeyedJaggedTensor, torch.Tensor]) -> dict[str, float]:

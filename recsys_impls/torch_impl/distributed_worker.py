@@ -47,10 +47,10 @@ def _run(run_dir: Path, rank: int, world: int) -> None:
     balance = faults.parse_balance(scenario.balance)
     step_fn: Any = None
     if mode == "ddp":
-        from recsys_impls.torch_impl.distributed_ddp import DDPTorchDLRM
+        from recsys_impls.torch_impl import distributed_ddp
 
-        impl: Any = DDPTorchDLRM(scenario, job["plan"]["comm_hook"], timed=balance.adaptive or straggler is not None,
-                                 straggler_factor=factor)
+        impl: Any = distributed_ddp.build(scenario, hook=job["plan"]["comm_hook"],
+                                          timed=balance.adaptive or straggler is not None, straggler_factor=factor)
         staged = [impl.stage(b) for b in batches]
         extra["comm_measured"] = impl.comm_sizes(batches[0])
         if balance.adaptive:
@@ -176,7 +176,7 @@ def _sharded_phases(impl: Any, staged: list[Any], train: Any, scenario: Any, ran
     t = scenario.train
     cfg = scenario.model
     probe = train.split(t.batch_size)[: 3]  # the owner of a table looks up all ids of the global batch
-    table_bytes = [n * cfg.embedding_dim * 4 for n in cfg.table_sizes]
+    table_bytes = [n * cfg.embedding_dim * 4 for n in impl.cfg.table_sizes]  # the stage's (hashed) tables
     first = impl.our_plan["assignment"]
     warm = min(t.warmup_steps, len(staged) - 1)
     if not adaptive:
