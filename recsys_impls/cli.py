@@ -227,10 +227,12 @@ def summary_table(record: dict[str, Any]) -> str:
         rows.append(("energy", f"n/a ({energy.get('reason')})"))
     comp = record.get("compression")
     if comp:
+        gate = comp.get("gate_metric", "auc")
         rows += [
             ("embedding / model bytes ratio vs fp32",
              f"{_fmt(comp.get('embedding_ratio'), '{:.2f}x')} / {_fmt(comp.get('model_ratio'), '{:.2f}x')}"),
-            ("AUC change vs fp32 baseline (gate)", f"{_fmt(comp.get('auc_delta'), '{:+.4f}')} ({comp.get('gate')})"),
+            (f"{'AUC' if gate == 'auc' else gate} change vs fp32 baseline (gate)",
+             f"{_fmt(comp.get(f'{gate}_delta'), '{:+.4f}')} ({comp.get('gate')})"),
             ("inference speed vs fp32", _fmt(comp.get("infer_speed_vs_baseline"), "{:.2f}x")),
         ]
     par = record.get("parallel")

@@ -120,6 +120,8 @@ class Layout:
     def init_group(self, config: Any, plan: Any, f: int, g: Group, rng: np.random.Generator) -> np.ndarray:
         if not g.table:
             return rng.normal(0.0, np.sqrt(1.0 / g.shape[0]), size=g.shape)
+        if hasattr(config, "init_table"):  # a model whose plain tables start otherwise (the retrieval models)
+            return config.init_table(f, g.shape, rng)
         bound = np.sqrt(1.0 / config.table_sizes[f])
         return rng.uniform(-bound, bound, size=g.shape)
 
