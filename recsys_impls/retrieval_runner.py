@@ -125,9 +125,9 @@ def synthetic_shape(scenario: Scenario) -> SyntheticInteractionsConfig:
     return SyntheticInteractionsConfig()
 
 
-def _model(scenario: Scenario, data: Interactions | None) -> tuple[Any, Interactions, Any]:
-    """Check the scenario's axes, apply its threads, load its interactions and build its model: (config, data,
-    model)."""
+def check_axes(scenario: Scenario) -> Any:
+    """ScenarioUnsupported for an axis value these models do not take (before anything is loaded or
+    trained); returns the compression plan (None: the plain model)."""
     arch = scenario.model.arch
     spec = scenario.model.spec
     if spec.task != "retrieval":
@@ -140,6 +140,14 @@ def _model(scenario: Scenario, data: Interactions | None) -> tuple[Any, Interact
         raise ScenarioUnsupported(f"model {arch}: --precision {d.precision}, --compile {d.compile}, --pinned-memory "
                                   f"{d.pinned_memory}: retrieval models run in fp32 without compile modes or pinned "
                                   "buffers (yet); --device cpu, cuda[:N] or GPU:N is supported")
+    return plan
+
+
+def _model(scenario: Scenario, data: Interactions | None) -> tuple[Any, Interactions, Any]:
+    """Check the scenario's axes, apply its threads, load its interactions and build its model: (config, data,
+    model)."""
+    arch = scenario.model.arch
+    plan = check_axes(scenario)
     t = scenario.train
     cfg = models.config_from(scenario.model)
     _apply_threads(scenario)

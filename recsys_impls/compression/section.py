@@ -110,8 +110,9 @@ def post_training_effect(impl: Any, scenario: Scenario, data: Any, record: dict[
 def _run_retrieval_compression(scenario: Scenario, progress: bool) -> dict[str, Any]:
     """The retrieval models' form of ``run_compression``: the same interactions (loaded once), seed and
     training batches for the baseline and the compressed model; quality is the model's own figures."""
-    from recsys_impls.retrieval_runner import load_data, run_retrieval
+    from recsys_impls.retrieval_runner import check_axes, load_data, run_retrieval
 
+    check_axes(scenario)  # an unsupported method is refused before the baseline trains
     data = load_data(scenario)
     base_sc = replace(scenario, compression="none")
     key = (repr(base_sc), data.name)
