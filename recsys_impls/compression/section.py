@@ -57,7 +57,7 @@ def compression_section(record: dict[str, Any], baseline: dict[str, Any],
     from recsys_impls.models import model_spec
 
     plan = parse_compression(record["scenario"]["compression"])
-    spec = model_spec(record["scenario"]["model"].get("arch", "dlrm"))
+    spec = model_spec((record["scenario"].get("model") or {}).get("arch", "dlrm"))
     gate_metric = spec.higher_is_better[0]
     out: dict[str, Any] = {
         "spec": plan.spec,
