@@ -5,7 +5,9 @@ model, stage the training batches (outside the timed window), train through the 
 the held-out split (beside the popularity baseline and, on synthetic data, the generator's own ranking:
 the achievable figure), then time serving: for two-tower, queries/s of brute-force top-100 over the
 whole item corpus and single-query latency; for NeuMF, scored (user, item) pairs/s and the latency of
-one user's candidate list.
+one user's candidate list. A compressed model (``--compression``) trains in its layout, is finalized into
+its stored form after training, and is scored and served from that (``compression.section`` runs it
+beside its fp32 baseline).
 """
 
 from __future__ import annotations
