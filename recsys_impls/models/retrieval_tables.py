@@ -53,11 +53,6 @@ class TableSet:
         return {g.name(f): self.model_name(g.name(f)) for f, groups in enumerate(table_groups(self, plan))
                 for g in groups}
 
-    def is_table_param(self, plan: CompressionPlan, model_name: str) -> bool:
-        """A gathered table group (row-sparse gradients), not a projection."""
-        return model_name in {self.model_name(g.name(f)) for f, groups in enumerate(table_groups(self, plan))
-                              for g in groups if g.table}
-
 
 def initial_params(ts: TableSet, plan: CompressionPlan, plain: dict[str, np.ndarray],
                    seed: int) -> dict[str, np.ndarray]:
