@@ -1,10 +1,12 @@
-"""Compression suite: compressed ranking models (``model`` parameter, from the model registry) against their
-fp32 baseline, and batch data codecs.
+"""Compression suite: compressed models (``model`` parameter: every registered model, ranking and retrieval)
+against their fp32 baseline, and batch data codecs.
 
 Cheap to import (asv discovery); everything heavy happens in setup_cache, once per class, through
 ``recsys_impls.compression.bench`` (testable library code). Published numbers are lower-is-better:
-bytes, 1/ratio, AUC loss, seconds per sample, seconds per MB. Unsupported or failed combinations
-raise NotImplementedError in setup, so asv shows them as skipped with the reason in the record.
+bytes, 1/ratio, AUC loss, seconds per sample, seconds per MB; ``track_quality_loss`` is the loss in each
+model's gate metric (AUC for ranking, recall@10 for two-tower, HR@10 for NeuMF), the AUC and logloss
+tracks skip for the retrieval models. Unsupported or failed combinations (a retrieval model with an MLP
+method) raise NotImplementedError in setup, so asv shows them as skipped with the reason in the record.
 ``RECSYS_BENCH_QUICK=1`` limits the model methods to cb.QUICK_METHODS on dlrm (a couple of minutes); the
 other models show as skipped with the quick reason.
 """
@@ -15,7 +17,7 @@ from recsys_impls.compression import bench as cb
 METHODS = list(cb.MODEL_METHODS)
 FRAMEWORKS = ["torch", "tf"]
 DATASETS = ["synthetic", "movielens"]
-MODELS = bs.ranking_models()  # from the model registry (numpy-only: no framework imported here)
+MODELS = bs.all_models()  # from the model registry (numpy-only: no framework imported here)
 
 
 class CompressedModel:
@@ -28,6 +30,7 @@ class CompressedModel:
     def setup_cache(self):
         def build(method, framework, data, model):
             bs.model_or_skip(model, "compression")
+            bs.compression_or_skip(model, method)
             why = bs.quick_skip_reason(method in cb.QUICK_METHODS)
             if why:
                 raise NotImplementedError(why)
@@ -57,13 +60,23 @@ class CompressedModel:
 
     track_inverse_embedding_ratio.unit = "stored/fp32"
 
+    def _figure(self, key):
+        if self.c.get(key) is None:
+            raise bs.skip(f"the record has no {key} (gate metric: {self.c.get('gate_metric')})")
+        return self.c[key]
+
     def track_auc_loss(self, records, method, framework, data, model="dlrm"):
-        return -self.c["auc_delta"]
+        return -self._figure("auc_delta")
 
     track_auc_loss.unit = "AUC (baseline - compressed)"
 
+    def track_quality_loss(self, records, method, framework, data, model="dlrm"):
+        return -self._figure(f"{self.c.get('gate_metric', 'auc')}_delta")
+
+    track_quality_loss.unit = "gate metric (baseline - compressed)"
+
     def track_logloss_change(self, records, method, framework, data, model="dlrm"):
-        return self.c["logloss_delta"]
+        return self._figure("logloss_delta")
 
     track_logloss_change.unit = "nats"
 

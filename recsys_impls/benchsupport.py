@@ -45,6 +45,24 @@ def ranking_models() -> list[str]:
     return [m.name for m in models("ranking")]
 
 
+def all_models() -> list[str]:
+    """The asv ``model`` parameter of suites every model takes part in (ranking and retrieval)."""
+    from recsys_impls.models import model_names
+
+    return list(model_names())
+
+
+def compression_or_skip(model: str, method: str) -> None:
+    """NotImplementedError (asv: skipped) with the model's reason for a compression method it does not take
+    (the retrieval models: MLP pruning, int8 MLPs)."""
+    from recsys_impls.compression.spec import parse_compression
+    from recsys_impls.models import model_spec
+
+    why = model_spec(model).compression_reason(parse_compression(method).methods)
+    if why:
+        raise NotImplementedError(f"model {model}: --compression {method}: {why}")
+
+
 # The model the quick subset runs; the full suite runs every registered model.
 QUICK_MODEL = "dlrm"
 

@@ -229,16 +229,17 @@ def summary_table(record: dict[str, Any]) -> str:
         rows.append(("energy", f"n/a ({energy.get('reason')})"))
     comp = record.get("compression")
     if comp:
+        gate = comp.get("gate_metric", "auc")
         rows += [
             ("embedding / model bytes ratio vs fp32",
              f"{_fmt(comp.get('embedding_ratio'), '{:.2f}x')} / {_fmt(comp.get('model_ratio'), '{:.2f}x')}"),
         ]
+        label = f"{'AUC' if gate == 'auc' else gate} change vs fp32 baseline"
         if "baseline_reason" in comp:  # a distributed run: no fp32 baseline trained beside it
-            rows.append(("AUC change vs fp32 baseline", f"n/a ({comp['baseline_reason']})"))
+            rows.append((label, f"n/a ({comp['baseline_reason']})"))
         else:
             rows += [
-                ("AUC change vs fp32 baseline (gate)",
-                 f"{_fmt(comp.get('auc_delta'), '{:+.4f}')} ({comp.get('gate')})"),
+                (f"{label} (gate)", f"{_fmt(comp.get(f'{gate}_delta'), '{:+.4f}')} ({comp.get('gate')})"),
                 ("inference speed vs fp32", _fmt(comp.get("infer_speed_vs_baseline"), "{:.2f}x")),
             ]
     par = record.get("parallel")

@@ -83,8 +83,9 @@ def execute(scenario: Scenario, progress: bool = False, json_path: str | None = 
 
 def _execute_retrieval(scenario: Scenario, progress: bool, json_path: str | None, allow_oversubscribe: bool,
                        verbose: bool) -> Record:
-    """Retrieval models (two-tower, neumf) run in one process through their own runner; the pre-flight
-    checks cores and the --json path (no memory estimate for them yet)."""
+    """Retrieval models (two-tower, neumf) run in one process through their own runner (compressed: beside
+    their fp32 baseline, as the ranking models); the pre-flight checks cores and the --json path (no
+    memory estimate for them yet)."""
     from recsys_impls import preflight, startup
     from recsys_impls.retrieval_runner import run_retrieval
 
@@ -93,7 +94,12 @@ def _execute_retrieval(scenario: Scenario, progress: bool, json_path: str | None
     if json_path is not None:
         estimate["json"] = preflight.check_json_path(json_path)
     startup.prepare(scenario, verbose=verbose)
-    record = run_retrieval(scenario, progress=progress)
+    if scenario.compression not in ("", "none"):
+        from recsys_impls.compression.section import run_compression
+
+        record = run_compression(scenario, progress=progress)
+    else:
+        record = run_retrieval(scenario, progress=progress)
     record["preflight"] = estimate
     return record
 

@@ -5,7 +5,9 @@ model, stage the training batches (outside the timed window), train through the 
 the held-out split (beside the popularity baseline and, on synthetic data, the generator's own ranking:
 the achievable figure), then time serving: for two-tower, queries/s of brute-force top-100 over the
 whole item corpus and single-query latency; for NeuMF, scored (user, item) pairs/s and the latency of
-one user's candidate list.
+one user's candidate list. A compressed model (``--compression``) trains in its layout, is finalized into
+its stored form after training, and is scored and served from that (``compression.section`` runs it
+beside its fp32 baseline).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from recsys_impls.record import Record, timestamp
 
 SERVING_K = 100
 QUERY_BATCH = 256
+TABLES = (".table", "gmf.user", "gmf.item", "mlp.user", "mlp.item")  # embedding parameters of the plain models
 
 
 def _apply_threads(scenario: Scenario) -> None:
@@ -124,29 +127,78 @@ def synthetic_shape(scenario: Scenario) -> SyntheticInteractionsConfig:
     return SyntheticInteractionsConfig()
 
 
-def _model(scenario: Scenario, data: Interactions | None) -> tuple[Any, Interactions, Any]:
-    """Check the scenario's axes, apply its threads, load its interactions and build its model: (config, data,
-    model)."""
+def check_axes(scenario: Scenario) -> Any:
+    """ScenarioUnsupported for an axis value these models do not take (before anything is loaded or
+    trained); returns the compression plan (None: the plain model)."""
     arch = scenario.model.arch
     spec = scenario.model.spec
     if spec.task != "retrieval":
         raise ValueError(f"run_retrieval runs retrieval models; {arch} is a {spec.task} model")
-    for axis, value in (("compression", scenario.compression), ("parallel", scenario.parallel)):
-        if value not in ("", "none"):
-            spec.require_axis(axis, f"--{axis} {value}")
+    if scenario.parallel not in ("", "none"):
+        spec.require_axis("parallel", f"--parallel {scenario.parallel}")
+    plan = compression_plan(scenario)
     d = scenario.device
     if (d.precision, d.compile, d.pinned_memory) != ("fp32", "none", False):
         raise ScenarioUnsupported(f"model {arch}: --precision {d.precision}, --compile {d.compile}, --pinned-memory "
                                   f"{d.pinned_memory}: retrieval models run in fp32 without compile modes or pinned "
                                   "buffers (yet); --device cpu, cuda[:N] or GPU:N is supported")
+    return plan
+
+
+def _model(scenario: Scenario, data: Interactions | None) -> tuple[Any, Interactions, Any]:
+    """Check the scenario's axes, apply its threads, load its interactions and build its model: (config, data,
+    model)."""
+    arch = scenario.model.arch
+    plan = check_axes(scenario)
     t = scenario.train
     cfg = models.config_from(scenario.model)
     _apply_threads(scenario)
-    data = data or load_interactions(scenario.data.source, t.seed, scenario.data.skip_bad_lines,
-                                     synthetic_shape(scenario))
+    data = data or load_data(scenario)
     impl = models.build(arch, scenario.framework, cfg, data, t.optimizer, t.learning_rate, t.seed,
-                        scenario.device.device)
+                        scenario.device.device, plan=plan)
     return cfg, data, impl
+
+
+def load_data(scenario: Scenario) -> Interactions:
+    """The scenario's interactions (a compressed run and its baseline share one load)."""
+    return load_interactions(scenario.data.source, scenario.train.seed, scenario.data.skip_bad_lines,
+                             synthetic_shape(scenario))
+
+
+def compression_plan(scenario: Scenario) -> Any:
+    """The scenario's compression plan, or None for the plain model; ScenarioUnsupported (with the model's
+    reason) for a method these models do not take."""
+    if scenario.compression in ("", "none"):
+        return None
+    from recsys_impls.compression.spec import parse_compression
+
+    plan = parse_compression(scenario.compression)
+    reason = scenario.model.spec.compression_reason(plan.methods)
+    if reason is not None:
+        raise ScenarioUnsupported(f"model {scenario.model.arch}: --compression {scenario.compression}: {reason}")
+    return plan
+
+
+def _to_stored(arch: str, cfg: Any, data: Interactions, impl: Any, plan: Any, seed: int,
+               record_master: bool) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Finalize the trained model into its stored form and serve from it from here on; returns its size
+    section (serialized stored bytes, and the plain fp32 model's through the same container) and, where
+    the plan has post-training steps (a storage precision, freq-prune), the quality of the float32 master
+    weights before them."""
+    from recsys_impls.compression.layouts import plan_layout
+    from recsys_impls.models import retrieval_tables as rt
+
+    ts = models.table_set(arch, cfg, data)
+    layout = plan_layout(plan)
+    counts = rt.id_counts(ts, models.table_counts(arch, data)) if layout.needs_id_counts else None
+    master = models.quality(arch, impl, data, seed) if record_master else None
+    stored = rt.stored_form(ts, plan, impl.get_params(), counts)
+    got = rt.stored_bytes(stored)
+    impl.use_stored(stored)
+    size = {"model_bytes": got["model"], "embedding_bytes": got["embedding"],
+            "how": "serialized .npz of the stored arrays (quality and serving measured from them)",
+            "baseline_container_bytes": rt.baseline_bytes(ts, models.plain_initial(arch, cfg, data, seed))}
+    return size, master
 
 
 def prepared_steps(scenario: Scenario, phase: str = "train", max_steps: int | None = None) -> tuple[Any, list, Any]:
@@ -184,6 +236,13 @@ def run_retrieval(scenario: Scenario, progress: bool = False, data: Interactions
     train = res.summary(t.batch_size) | {"steps": t.warmup_steps + t.steps, "batch_size": t.batch_size,
                                          "epochs": epochs, "distinct_batches": len(staged), "stage_seconds": stage_s,
                                          "final_loss": impl.loss(staged[(t.warmup_steps + t.steps - 1) % len(staged)])}
+    size, master = _bytes(impl.get_params(), TABLES), None
+    plan = compression_plan(scenario)
+    if plan is not None:
+        from recsys_impls.compression.layouts import plan_layout
+
+        post_training = plan.precision != "fp32" or bool(plan_layout(plan).trained_as)
+        size, master = _to_stored(arch, cfg, data, impl, plan, t.seed, post_training)
     quality = models.quality(arch, impl, data, t.seed)
     reach = achievable(arch, data, t.seed)
     if reach is not None:
@@ -200,10 +259,9 @@ def run_retrieval(scenario: Scenario, progress: bool = False, data: Interactions
     sc["model"]["table_sizes"] = [data.user_features.rows, data.item_features.rows]
     sc["model"]["resolved"] = {"arch": arch, **asdict(cfg)}
     info = {k: v for k, v in data.info.items() if not k.startswith("_")}
-    params = impl.get_params()
     record = Record.new(
         sc, quality=quality, train=train, infer=serving, serving=serving, throughput=throughput, latency_ms=latency,
-        size=_bytes(params, (".table", "gmf.user", "gmf.item", "mlp.user", "mlp.item")),
+        size=size,
         memory={"peak_host_rss_bytes": host.peak_rss_bytes(), "peak_device_bytes": None,
                 "peak_device_bytes_reason": "not measured for retrieval models"},
         energy=nvml.null_summary("not sampled for retrieval models"),
@@ -213,6 +271,8 @@ def run_retrieval(scenario: Scenario, progress: bool = False, data: Interactions
         roofline={"reason": "no analytic work model for retrieval models"},
         env=fingerprint.environment_fingerprint(),
     )
+    if master is not None:
+        record["master_quality"] = master
     record["threads"] = threads.record_section(scenario.framework)
     record["duration_s"] = time.time() - started
     record["timestamp"] = timestamp(started)

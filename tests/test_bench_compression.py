@@ -10,7 +10,7 @@ from recsys_impls.compression import bench as cb
 
 
 def test_model_parameter_comes_from_the_registry() -> None:
-    assert bc.MODELS == bs.ranking_models() and {"dlrm", "dcnv2"} <= set(bc.MODELS)
+    assert bc.MODELS == bs.all_models() and {"dlrm", "dcnv2", "two-tower", "neumf"} <= set(bc.MODELS)
     assert bc.CompressedModel.params == [bc.METHODS, bc.FRAMEWORKS, bc.DATASETS, bc.MODELS]
     assert bc.CompressedModel.param_names[-1] == "model"
 
@@ -55,3 +55,26 @@ def test_tracks_read_the_record_of_their_model() -> None:
     assert bench.track_infer_time_vs_baseline(records, *key) == 2.0
     with pytest.raises(NotImplementedError, match="why"):
         bc.CompressedModel().setup(records, *key[:3], "dlrm")
+
+
+def test_retrieval_models_take_the_embedding_methods_and_skip_the_mlp_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(bs.QUICK_ENV, raising=False)
+    monkeypatch.setattr(bc, "METHODS", ["prune:0.8", "mlp-int8", "int8,prune:0.8"])
+    monkeypatch.setattr(bc, "MODELS", ["two-tower", "neumf"])
+    records = bc.CompressedModel().setup_cache()  # every combination skips before any framework work
+    for (method, *_, model), rec in records.items():
+        assert rec["status"] == "skipped" and f"model {model}: --compression {method}" in rec["error"]
+        assert "retrieval models' MLPs are plain weight matrices" in rec["error"]
+    bs.compression_or_skip("two-tower", "qr:10,int8")  # no reason: it runs
+
+
+def test_a_retrieval_record_tracks_its_gate_metric() -> None:
+    section = {"model_bytes": 100, "embedding_bytes": 80, "embedding_ratio": 4.0, "gate_metric": "recall@10",
+               "recall@10_delta": -0.02, "infer_speed_vs_baseline": 0.5, "auc_delta": None}
+    rec = {"status": "ok", "compression": section, "throughput": {"infer_samples_per_s": 1000.0}}
+    key = ("hash:0.1", "torch", "synthetic", "two-tower")
+    bench = bc.CompressedModel()
+    bench.setup({key: rec}, *key)
+    assert bench.track_quality_loss({key: rec}, *key) == pytest.approx(0.02)
+    with pytest.raises(NotImplementedError, match="no auc_delta"):
+        bench.track_auc_loss({key: rec}, *key)

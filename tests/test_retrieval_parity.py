@@ -138,3 +138,94 @@ def test_neumf_parity(optimizer: str) -> None:
             pt.train_step(pt.stage(nm_batch(20 + s)))
             tf.train_step(tf.stage(nm_batch(20 + s)))
         assert_params_close(pt.get_params(), tf.get_params(), start)
+
+
+# --- compressed tables: the ranking models' layout registry and embedding stages, read row by row ----------
+
+def _stored_and_rows(ts, plan, params, counts=None):
+    from recsys_impls.models import retrieval_tables as rt
+
+    stored = rt.stored_form(ts, plan, params, counts)
+    return stored, rt.lookup(ts, plan, stored)
+
+
+@pytest.mark.parametrize("spec", ["hash:0.5", "qr:3", "mixed-dim:0.5", "tt:2,int8", "freq-prune:2,fp16"])
+def test_compressed_two_tower_parity(spec: str) -> None:
+    """Same parameters give the same tower outputs in both frameworks and the numpy oracle (trained form,
+    then the stored form in its precision); 2 optimizer steps give the same parameters."""
+    from recsys_impls.compression.section import master_plan
+    from recsys_impls.compression.spec import parse_compression
+    from recsys_impls.models import retrieval_tables as rt
+
+    plan = parse_compression(spec)
+    ts = two_tower.table_set(TT, SHAPE_U, SHAPE_I)
+    pt, tf = (cls(TT, SHAPE_U, SHAPE_I, "adagrad", 0.1, seed=3, plan=plan)
+              for cls in (torch_tt.TorchTwoTower, tf_tt.TFTwoTower))
+    start = start_params(pt.get_params())
+    assert start.keys() == tf.get_params().keys()
+    pt.set_params(start)
+    tf.set_params(start)
+    b = tt_batch(0)
+    _, rows = _stored_and_rows(ts, master_plan(plan), start)  # the trained form: float32, every row
+    for side, ids, mask, shape in (("user", b["user_ids"], b["user_mask"], SHAPE_U),
+                                   ("item", b["item_ids"], b["item_mask"], SHAPE_I)):
+        ref = two_tower.reference_tower(start, TT, side, shape, ids, mask, rows)
+        np.testing.assert_allclose(pt.encode(side, ids, mask), ref, atol=1e-4)
+        np.testing.assert_allclose(tf.encode(side, ids, mask), ref, atol=1e-4)
+    for s in range(2):
+        pt.train_step(pt.stage(tt_batch(10 + s)))
+        tf.train_step(tf.stage(tt_batch(10 + s)))
+    after = pt.get_params()
+    assert all(np.abs(after[k] - start[k]).max() > 0 for k in after)  # every group trained
+    assert_params_close(after, tf.get_params(), start)
+    counts = rt.id_counts(ts, [(b["user_ids"], b["user_mask"]), (b["item_ids"], b["item_mask"])])
+    stored, rows = _stored_and_rows(ts, plan, after, counts)
+    assert plan.precision == "fp32" or any("@" in k for k in stored)  # the stored tables are in the plan's precision
+    pt.use_stored(stored)
+    tf.use_stored(stored)
+    for side, ids, mask, shape in (("user", b["user_ids"], b["user_mask"], SHAPE_U),
+                                   ("item", b["item_ids"], b["item_mask"], SHAPE_I)):
+        ref = two_tower.reference_tower(after, TT, side, shape, ids, mask, rows)
+        np.testing.assert_allclose(pt.encode(side, ids, mask), ref, atol=1e-4)
+        np.testing.assert_allclose(tf.encode(side, ids, mask), ref, atol=1e-4)
+
+
+@pytest.mark.parametrize("spec", ["hash:0.5", "qr:2:add,int4"])
+def test_compressed_neumf_parity(spec: str) -> None:
+    from recsys_impls.compression.spec import parse_compression
+
+    plan = parse_compression(spec)
+    ts = neumf.table_set(NM, 7, 11)
+    pt, tf = TorchNeuMF(NM, 7, 11, "sgd", 0.1, seed=2, plan=plan), TFNeuMF(NM, 7, 11, "sgd", 0.1, seed=2, plan=plan)
+    start = start_params(pt.get_params())
+    for impl in (pt, tf):
+        impl.set_params(start)
+    for s in range(2):
+        pt.train_step(pt.stage(nm_batch(20 + s)))
+        tf.train_step(tf.stage(nm_batch(20 + s)))
+    after = pt.get_params()
+    assert_params_close(after, tf.get_params(), start)
+    stored, rows = _stored_and_rows(ts, plan, after)
+    b = nm_batch(0)
+    ref = neumf.reference_logits(after, NM, b["users"], b["items"], rows)
+    for impl in (pt, tf):
+        impl.use_stored(stored)
+        np.testing.assert_allclose(impl.to_numpy(impl.infer(impl.stage(b))), ref, atol=1e-4)
+
+
+def test_compressed_tables_start_like_the_plain_ones() -> None:
+    """A layout's stand-in tables (hash buckets) draw from the plain tables' distribution, so the compressed
+    and the plain model differ by the compression, not by their start; under the plain layout (a storage
+    precision) the start is the plain model's own."""
+    from recsys_impls.compression.spec import parse_compression
+    from recsys_impls.models import retrieval_tables as rt
+
+    user, item = two_tower.TowerShape(4000, (0,)), two_tower.TowerShape(3000, (0,))
+    cfg = two_tower.TwoTowerConfig(embedding_dim=8, tower_mlp=(4,))
+    plain = two_tower.initial_params(cfg, user, item, 1)
+    ts = two_tower.table_set(cfg, user, item)
+    hashed = rt.initial_params(ts, parse_compression("hash:0.5"), plain, 1)
+    assert hashed["user.table"].shape == (2000, 8)
+    assert hashed["user.table"].std() == pytest.approx(plain["user.table"].std(), rel=0.05)
+    same = rt.initial_params(ts, parse_compression("int8"), plain, 1)
+    assert all(np.array_equal(same[k], plain[k]) for k in plain)

@@ -69,8 +69,9 @@ def test_neumf_from_the_cli_on_a_csv(tmp_path, capsys, framework: str) -> None:
 def test_unsupported_axes_and_listing(capsys) -> None:
     from recsys_impls.execute import execute_or_record
 
-    rec = execute_or_record(build_scenario({"model": {"arch": "two-tower"}, "scenario": {"compression": "int8"}}))
-    assert rec["status"] == "skipped" and "not the ranking models' embedding stage" in rec["error"]
+    rec = execute_or_record(build_scenario({"model": {"arch": "two-tower"},
+                                            "scenario": {"compression": "int8,prune:0.8"}}))
+    assert rec["status"] == "skipped" and "prune: MLP magnitude pruning is wired for the ranking" in rec["error"]
     with pytest.raises(ScenarioUnsupported):
         from recsys_impls.retrieval_runner import run_retrieval
 
@@ -80,6 +81,27 @@ def test_unsupported_axes_and_listing(capsys) -> None:
     assert main(["list"]) == 0
     listed = capsys.readouterr().out
     assert "two-tower" in listed and "neumf" in listed and "recall@10" in listed
+    two_tower_row = next(line for line in listed.splitlines() if line.strip().startswith("two-tower"))
+    assert "compression:prune:" in two_tower_row and "compression:mlp-int8:" in two_tower_row
+    assert "compression: " not in two_tower_row  # the layouts and storage precisions are taken
+
+
+@pytest.mark.parametrize(("arch", "spec", "metric"), [("two-tower", "qr:4,int8", "recall@10"),
+                                                       ("neumf", "hash:0.25", "hr@10")])
+def test_compressed_retrieval_record(arch: str, spec: str, metric: str) -> None:
+    """A compressed retrieval run beside its fp32 baseline on the same data: stored bytes, ratios and the
+    quality change in the model's own figures (the TF stage: test_retrieval_parity)."""
+    from recsys_impls.execute import execute
+
+    rec = execute(build_scenario({"model": {"arch": arch, "table_sizes": [120, 150]},
+                                  "scenario": {"compression": spec}, **TINY, **ONE_THREAD}))
+    rec.validate()
+    c = rec["compression"]
+    assert c["spec"] == spec and c["gate_metric"] == metric and c["gate"] in ("99.9%", "99%", "none")
+    assert c["embedding_ratio"] > 1.5 and c["model_bytes"] < c["baseline_model_bytes"]
+    assert c[f"{metric}_delta"] == pytest.approx(rec["quality"][metric] - c[f"baseline_{metric}"])
+    assert rec["size"]["embedding_bytes"] == c["embedding_bytes"] and "baseline_container_bytes" not in rec["size"]
+    assert (f"{metric}_fp32_master" in c) == ("int8" in spec)  # a storage precision: its own effect, too
 
 
 @pytest.mark.parametrize(("arch", "phase", "op"), [("two-tower", "train", "train step 2"),

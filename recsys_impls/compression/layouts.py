@@ -14,7 +14,9 @@ A layout says, for every table f of a ModelConfig under a CompressionPlan:
   contraction of three cores, args (d1, d2, d3), rank). Identity and project are linear, so a backend may
   pool the rows of a bag first and combine after.
 * ``init``: the seeded float32 starting values of every group (same draws as before the registry);
-  layouts with ``plain_init`` start from the plain model's own tables.
+  layouts with ``plain_init`` start from the plain model's own tables. A config with
+  ``init_table(f, shape, rng)`` (the retrieval models' ``TableSet``) draws the table groups that stand in
+  for a plain table from it instead of the uniform default.
 * ``stored_table``: the training-form table -> what is stored before precision (freq-prune keeps rows).
 * ``lookup_work``: per table the widths of the stored rows one id reads, the pooled width, and the
   combine FLOPs per lookup, plus notes (the work model, recsys_impls/workmodel.py).
@@ -130,6 +132,8 @@ class Layout:
     def init_group(self, config: Any, plan: Any, f: int, g: Group, rng: np.random.Generator) -> np.ndarray:
         if not g.table:
             return rng.normal(0.0, np.sqrt(1.0 / g.shape[0]), size=g.shape)
+        if hasattr(config, "init_table"):  # a model whose plain tables start otherwise (the retrieval models)
+            return config.init_table(f, g.shape, rng)
         bound = np.sqrt(1.0 / config.table_sizes[f])
         return rng.uniform(-bound, bound, size=g.shape)
 

@@ -18,6 +18,10 @@ import numpy as np
 
 from recsys_impls.errors import UsageError
 from recsys_impls.models.init import seeded_params
+from recsys_impls.models.retrieval_tables import TableSet
+
+TABLES = ("gmf.user", "gmf.item", "mlp.user", "mlp.item")
+TABLE_STD = 0.01
 
 
 @dataclass(frozen=True)
@@ -55,18 +59,27 @@ def param_shapes(cfg: NeuMFConfig, num_users: int, num_items: int) -> dict[str, 
 
 
 def initial_params(cfg: NeuMFConfig, num_users: int, num_items: int, seed: int) -> dict[str, np.ndarray]:
-    """Embeddings N(0, 0.01) as in the paper; weights Glorot-uniform; biases 0."""
+    """Embeddings N(0, TABLE_STD) as in the paper; weights Glorot-uniform; biases 0."""
     rng = np.random.default_rng([seed, 23])
-    tables = ("gmf.", "mlp.user", "mlp.item")
-    return seeded_params(param_shapes(cfg, num_users, num_items), rng, lambda name: name.startswith(tables), 0.01)
+    return seeded_params(param_shapes(cfg, num_users, num_items), rng, TABLES.__contains__, TABLE_STD)
+
+
+def table_set(cfg: NeuMFConfig, num_users: int, num_items: int) -> TableSet:
+    """The four embedding tables as the compression layouts see them (one width: ``gmf_dim == mlp_dim``, as
+    every scenario builds them from ``embedding_dim``)."""
+    if cfg.gmf_dim != cfg.mlp_dim:
+        raise ValueError(f"neumf compression needs gmf_dim == mlp_dim (got {cfg.gmf_dim}, {cfg.mlp_dim})")
+    return TableSet(TABLES, (num_users, num_items, num_users, num_items), cfg.gmf_dim, TABLE_STD)
 
 
 def reference_logits(params: dict[str, np.ndarray], cfg: NeuMFConfig, users: np.ndarray,
-                     items: np.ndarray) -> np.ndarray:
-    """Logits [B] in float64."""
+                     items: np.ndarray, rows: Any = None) -> np.ndarray:
+    """Logits [B] in float64. ``rows(table, ids)`` reads a compressed model's embeddings
+    (``retrieval_tables.lookup``); without it the plain tables."""
     p = {k: v.astype(np.float64) for k, v in params.items()}
-    gmf = p["gmf.user"][users] * p["gmf.item"][items]
-    x = np.concatenate([p["mlp.user"][users], p["mlp.item"][items]], axis=1)
+    look = rows if rows is not None else (lambda name, ids: p[name][ids])
+    gmf = look("gmf.user", users) * look("gmf.item", items)
+    x = np.concatenate([look("mlp.user", users), look("mlp.item", items)], axis=1)
     for i in range(len(cfg.mlp)):
         x = np.maximum(x @ p[f"mlp.w{i}"] + p[f"mlp.b{i}"], 0.0)
     return (np.concatenate([gmf, x], axis=1) @ p["out.w"])[:, 0] + p["out.b"][0]

@@ -69,8 +69,9 @@ def tower_shape(data: Interactions, side: str) -> TowerShape:
 
 
 def build(name: str, framework: str, cfg: Any, data: Interactions, optimizer: str, lr: float, seed: int,
-          device: str = "cpu") -> Any:
-    """The backend's model for ``data`` (initialised from the shared seeded parameters)."""
+          device: str = "cpu", plan: Any = None) -> Any:
+    """The backend's model for ``data`` (initialised from the shared seeded parameters); ``plan``: a
+    compression plan whose layout its tables take (``models.retrieval_tables``)."""
     entry = model_entry(name)
     if framework not in entry.backends:
         raise ScenarioUnsupported(f"model {name}: no {framework} backend (has: {', '.join(entry.backends)})")
@@ -78,8 +79,34 @@ def build(name: str, framework: str, cfg: Any, data: Interactions, optimizer: st
     module, _, cls = entry.backends[framework].partition(":")
     impl_cls = getattr(importlib.import_module(module), cls)
     if name == "two-tower":
-        return impl_cls(cfg, tower_shape(data, "user"), tower_shape(data, "item"), optimizer, lr, seed, device)
-    return impl_cls(cfg, data.num_users, data.num_items, optimizer, lr, seed, device)
+        return impl_cls(cfg, tower_shape(data, "user"), tower_shape(data, "item"), optimizer, lr, seed, device,
+                        plan=plan)
+    return impl_cls(cfg, data.num_users, data.num_items, optimizer, lr, seed, device, plan=plan)
+
+
+def table_set(name: str, cfg: Any, data: Interactions) -> Any:
+    """The model's tables as the compression layouts see them (``retrieval_tables.TableSet``)."""
+    from recsys_impls.models import neumf, two_tower
+
+    if name == "two-tower":
+        return two_tower.table_set(cfg, tower_shape(data, "user"), tower_shape(data, "item"))
+    return neumf.table_set(cfg, data.num_users, data.num_items)
+
+
+def plain_initial(name: str, cfg: Any, data: Interactions, seed: int) -> dict[str, np.ndarray]:
+    """The plain model's seeded start (what the baseline trains from)."""
+    from recsys_impls.models import neumf, two_tower
+
+    if name == "two-tower":
+        return two_tower.initial_params(cfg, tower_shape(data, "user"), tower_shape(data, "item"), seed)
+    return neumf.initial_params(cfg, data.num_users, data.num_items, seed)
+
+
+def table_counts(name: str, data: Interactions) -> list[tuple[np.ndarray, np.ndarray | None]]:
+    """(ids, mask) of every table's rows in the training interactions, per table (freq-prune's counts)."""
+    if name == "two-tower":
+        return [data.user_features.take(data.train_user), data.item_features.take(data.train_item)]
+    return [(data.train_user, None), (data.train_item, None)] * 2
 
 
 def two_tower_batch(data: Interactions, rows: np.ndarray, log_q: np.ndarray) -> dict[str, np.ndarray]:

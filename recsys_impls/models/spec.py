@@ -26,7 +26,9 @@ from typing import Any
 from recsys_impls.errors import ScenarioUnsupported, UsageError
 
 # Scenario axes a model may or may not support (asv suites and `list` read them).
-AXES = ("compression", "parallel", "device", "profiling", "data:synthetic", "data:movielens", "data:tsv")
+# ``compression:METHOD`` names one compression method a model may skip while taking the others.
+AXES = ("compression", "compression:prune", "compression:mlp-int8", "parallel", "device", "profiling",
+        "data:synthetic", "data:movielens", "data:tsv")
 SUPPORTED = "supported"
 
 
@@ -90,6 +92,15 @@ class ModelSpec:
         reason = self.axis_reason(axis)
         if reason is not None:
             raise ScenarioUnsupported(f"model {self.name}: {what}: {reason}")
+
+    def compression_reason(self, methods: tuple[str, ...]) -> str | None:
+        """Why this model cannot take a compression plan's ``methods`` (axis ``compression``, or one method's
+        ``compression:METHOD``), or None."""
+        for axis in ("compression", *(f"compression:{m}" for m in methods)):
+            reason = self.axis_reason(axis)
+            if reason is not None:
+                return reason if axis == "compression" else f"{axis.partition(':')[2]}: {reason}"
+        return None
 
     def builder(self, backend: str) -> Callable[..., Any]:
         """The backend's builder for this architecture (imports the backend module)."""

@@ -21,6 +21,7 @@ import numpy as np
 
 from recsys_impls.errors import UsageError
 from recsys_impls.models.init import seeded_params
+from recsys_impls.models.retrieval_tables import TableSet
 
 MASKED_LOGIT = -1e9  # a same-item entry off the diagonal: exp() is exactly 0 in float32
 NORM_EPS = 1e-12
@@ -41,6 +42,9 @@ class TwoTowerConfig:
         t = self.temperature
         if isinstance(t, bool) or not isinstance(t, (int, float)) or not np.isfinite(t) or not 1e-4 <= t <= 100:
             raise UsageError(f"two-tower temperature = {t!r}; accepted: a number from 0.0001 to 100")
+
+
+TABLE_STD = 0.1  # the towers' tables start N(0, TABLE_STD)
 
 
 @dataclass(frozen=True)
@@ -74,15 +78,22 @@ def param_shapes(cfg: TwoTowerConfig, user: TowerShape, item: TowerShape) -> dic
 
 
 def initial_params(cfg: TwoTowerConfig, user: TowerShape, item: TowerShape, seed: int) -> dict[str, np.ndarray]:
-    """Tables N(0, 0.1); weights Glorot-uniform; biases 0 (float32, from one seed)."""
+    """Tables N(0, TABLE_STD); weights Glorot-uniform; biases 0 (float32, from one seed)."""
     rng = np.random.default_rng([seed, 22])
-    return seeded_params(param_shapes(cfg, user, item), rng, lambda name: name.endswith(".table"), 0.1)
+    return seeded_params(param_shapes(cfg, user, item), rng, lambda name: name.endswith(".table"), TABLE_STD)
+
+
+def table_set(cfg: TwoTowerConfig, user: TowerShape, item: TowerShape) -> TableSet:
+    """The two towers' tables as the compression layouts see them (each tower's fused table is one table)."""
+    return TableSet(("user.table", "item.table"), (user.rows, item.rows), cfg.embedding_dim, TABLE_STD)
 
 
 def reference_tower(params: dict[str, np.ndarray], cfg: TwoTowerConfig, name: str, shape: TowerShape,
-                    ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """One tower's normalised output [B, out] in float64."""
-    emb = params[f"{name}.table"].astype(np.float64)[ids] * mask[..., None]  # [B, L, D]
+                    ids: np.ndarray, mask: np.ndarray, rows: Any = None) -> np.ndarray:
+    """One tower's normalised output [B, out] in float64. ``rows(table, ids)`` reads a compressed model's
+    embeddings (``retrieval_tables.lookup``); without it the plain ``{name}.table``."""
+    table = f"{name}.table"
+    emb = (rows(table, ids) if rows is not None else params[table].astype(np.float64)[ids]) * mask[..., None]
     p = shape.pool_matrix().astype(np.float64)
     pooled = np.einsum("bld,lf->bfd", emb, p) / np.maximum(mask.astype(np.float64) @ p, 1.0)[..., None]
     x = pooled.reshape(ids.shape[0], -1)
@@ -112,8 +123,12 @@ def reference_loss(u: np.ndarray, v: np.ndarray, items: np.ndarray, log_q: np.nd
 DEFAULT_TOWER_MLP = (128, 64)
 # Axes a retrieval model does not take (yet), with the reason a scenario is skipped for.
 RETRIEVAL_AXES = {
-    "compression": "not wired for retrieval models: their user and item tables are plain parameter tables, not the "
-                   "ranking models' embedding stage that the compression layouts build",
+    "compression:prune": "MLP magnitude pruning is wired for the ranking models' MLP modules and their masked "
+                         "fine-tune only; the retrieval models' MLPs are plain weight matrices (the embedding "
+                         "layouts and storage precisions do apply)",
+    "compression:mlp-int8": "int8 MLP layers are built for the ranking models' MLP modules only; the retrieval "
+                            "models' MLPs are plain weight matrices (the embedding layouts and storage precisions "
+                            "do apply)",
     "parallel": "not wired for retrieval models: the distributed engines drive the ranking models' step, batches and "
                 "evaluation (and two-tower's in-batch negatives would change meaning across ranks); they run in "
                 "one process",

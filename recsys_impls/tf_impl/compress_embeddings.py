@@ -161,6 +161,14 @@ class CompressedTables(EmbeddingComponent):
         c = self.combines[f]
         return COMBINE_OPS[c.op](rows, c.args, dense)
 
+    def table_rows(self, f: int, ids: tf.Tensor) -> tf.Tensor:
+        """Rows [len(ids), D] of table f's raw ids, not pooled (models that pool rows themselves)."""
+        return self._vectors(f, ids)
+
+    def variables_by_name(self) -> dict[str, tf.Variable]:
+        """The trainable groups by their layout names (``emb.{f}[.suffix]``)."""
+        return {**{n: s.var for n, s in self.stores.items()}, **self.dense}
+
     def pool(self, ids: tf.Tensor, lengths: tf.Tensor) -> tf.Tensor:
         batch = tf.shape(lengths)[1]
         per_feature = tf.split(ids, tf.reduce_sum(lengths, axis=1), num=self.config.num_tables)

@@ -3,6 +3,8 @@
 The retrieval models share everything but their forward and loss: variables on the scenario's device,
 the optimizer of ``optim`` over all of them (tables' ``IndexedSlices`` gradients touch only their rows),
 parameters to and from numpy by name, and a training step and loss traced once with a fixed signature.
+A compressed model's tables are one embedding stage built from the compression layout registry (the
+ranking models' ``CompressedTables``), read row by row.
 """
 
 from __future__ import annotations
@@ -28,14 +30,44 @@ class ParamDictModel:
     optional_keys: tuple[str, ...] = ()  # keys a batch may lack (e.g. labels at inference)
 
     def __init__(self, initial: dict[str, np.ndarray], optimizer: str, lr: float, device: str,
-                 signature: list[tf.TensorSpec]) -> None:
+                 signature: list[tf.TensorSpec], tables: Any = None, plan: Any = None, seed: int = 0) -> None:
         self.device = tf_device(device)
+        self.tables, self.plan, self.emb = tables, plan, None
         with tf.device(self.device):
+            if tables is not None:
+                from recsys_impls.models import retrieval_tables as rt
+                from recsys_impls.tf_impl.compress_embeddings import CompressedTables
+
+                groups, initial = rt.split_params(tables, plan, rt.initial_params(tables, plan, initial, seed))
+                self.emb = CompressedTables(tables, plan, groups)
+                self._table_index = {n: f for f, n in enumerate(tables.names)}
             self.params = {k: tf.Variable(v, name=k.replace(".", "_")) for k, v in initial.items()}
+            if self.emb is not None:  # the stage's variables by their model names (get/set_params, optimizer)
+                self.params.update({tables.model_name(k): v for k, v in self.emb.variables_by_name().items()})
             self._vars = list(self.params.values())
             self.optimizer = Optimizer(optimizer, lr, self._vars)
         self._train = tf.function(self._train_step, input_signature=signature)
         self._loss_fn = tf.function(self._loss, input_signature=signature)
+        self._trace_inference()
+
+    def _trace_inference(self) -> None:
+        """(Re)make the inference tf.functions (after ``use_stored`` they read the stored stage)."""
+
+    def lookup(self, table: str, ids: tf.Tensor) -> tf.Tensor:
+        """Rows [*ids.shape, D] of a plain table's ids (``tf.gather``), or of its compressed stage."""
+        if self.emb is None:
+            return tf.gather(self.params[table], ids)
+        flat = self.emb.table_rows(self._table_index[table], tf.reshape(ids, [-1]))
+        return tf.reshape(flat, tf.concat([tf.shape(ids), [self.tables.embedding_dim]], 0))
+
+    def use_stored(self, stored: dict[str, np.ndarray]) -> None:
+        """Serve from the stored form (``retrieval_tables.stored_form``): the embedding stage is rebuilt
+        from the stored arrays in their precision (constants, dequantized in the graph); training stops here."""
+        from recsys_impls.tf_impl.compress_embeddings import CompressedTables
+
+        with tf.device(self.device):
+            self.emb = CompressedTables(self.tables, self.plan, {}, stored=stored)
+        self._trace_inference()
 
     def _loss(self, *inputs: tf.Tensor) -> tf.Tensor:
         raise NotImplementedError

@@ -1,39 +1,52 @@
 """Two-tower retrieval in TensorFlow (contract and parameter names: recsys_impls/models/two_tower.py).
 
-Lookups are ``tf.gather`` (gradients as ``IndexedSlices``, applied to the touched rows by ``optim``);
+Lookups are ``tf.gather`` (gradients as ``IndexedSlices``, applied to the touched rows by ``optim``), or
+with a compression plan the layout's stage (``ParamDictModel.lookup``);
 train and encode are ``tf.function``s with fixed signatures, traced once. Serving: the encoded corpus is one
 [items, out] tensor; a query batch is one matmul and ``tf.math.top_k``.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import tensorflow as tf
 
-from recsys_impls.models.two_tower import MASKED_LOGIT, NORM_EPS, TowerShape, TwoTowerConfig, initial_params
-from recsys_impls.tf_impl.param_model import ParamDictModel
+from recsys_impls.models.two_tower import (
+    MASKED_LOGIT,
+    NORM_EPS,
+    TowerShape,
+    TwoTowerConfig,
+    initial_params,
+    table_set,
+)
+from recsys_impls.tf_impl.param_model import ParamDictModel, tf_device
 
 
 class TFTwoTower(ParamDictModel):
     input_keys = ("user_ids", "user_mask", "item_ids", "item_mask", "items", "log_q")
 
     def __init__(self, cfg: TwoTowerConfig, user: TowerShape, item: TowerShape, optimizer: str, lr: float,
-                 seed: int = 0, device: str = "cpu") -> None:
+                 seed: int = 0, device: str = "cpu", plan: Any = None) -> None:
         self.cfg, self.shapes = cfg, {"user": user, "item": item}
-        spec = [tf.TensorSpec([None, None], tf.int64), tf.TensorSpec([None, None], tf.float32)]
-        super().__init__(initial_params(cfg, user, item, seed), optimizer, lr, device,
-                         [*spec, *spec, tf.TensorSpec([None], tf.int64), tf.TensorSpec([None], tf.float32)])
-        with tf.device(self.device):
+        self._spec = [tf.TensorSpec([None, None], tf.int64), tf.TensorSpec([None, None], tf.float32)]
+        with tf.device(tf_device(device)):
             self.pool = {n: tf.constant(s.pool_matrix()) for n, s in self.shapes.items()}
+        super().__init__(initial_params(cfg, user, item, seed), optimizer, lr, device,
+                         [*self._spec, *self._spec, tf.TensorSpec([None], tf.int64), tf.TensorSpec([None], tf.float32)],
+                         tables=table_set(cfg, user, item) if plan is not None else None, plan=plan, seed=seed)
         self.corpus: tf.Tensor | None = None
-        self._encode = {n: tf.function(lambda ids, mask, n=n: self.tower(n, ids, mask), input_signature=spec)
-                        for n in self.shapes}
         self._retrieve = tf.function(
             lambda q, corpus, k: tf.math.top_k(tf.matmul(q, corpus, transpose_b=True), k=k, sorted=True).indices,
             input_signature=[tf.TensorSpec([None, None], tf.float32)] * 2 + [tf.TensorSpec([], tf.int32)])
 
+    def _trace_inference(self) -> None:
+        self._encode = {n: tf.function(lambda ids, mask, n=n: self.tower(n, ids, mask), input_signature=self._spec)
+                        for n in self.shapes}
+
     def tower(self, name: str, ids: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
-        emb = tf.gather(self.params[f"{name}.table"], ids) * mask[..., None]
+        emb = self.lookup(f"{name}.table", ids) * mask[..., None]
         p = self.pool[name]
         pooled = tf.einsum("bld,lf->bfd", emb, p) / tf.maximum(tf.matmul(mask, p), 1.0)[..., None]
         x = tf.reshape(pooled, [tf.shape(ids)[0], -1])

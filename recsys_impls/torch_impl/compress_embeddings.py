@@ -206,6 +206,7 @@ class CompressedEmbeddings(EmbeddingBags):
                                                  for g in tables[f]))
                 self.steps.append([self._register(list(s), [s], [f]) for s in steps[f]])
         del self.stored
+        self.register_buffer("table_ids", torch.arange(nf, dtype=torch.int64))  # table f's feature, for table_rows
         self.unique_ids = self.fused and not self.trainable and ADAPTERS.get(self.layout.name, {}).get("unique_ids")
         if self.unique_ids:
             self._set_base("full_base", list(config.table_sizes))
@@ -314,6 +315,21 @@ class CompressedEmbeddings(EmbeddingBags):
                 outs.append(torch.zeros(b, self.dim, dtype=v.dtype, device=v.device).index_add_(
                     0, s.bag[lo:hi] - f * b, v))
         return torch.stack(outs, dim=1)
+
+    def table_rows(self, f: int, ids: torch.Tensor) -> torch.Tensor:
+        """Rows [*ids.shape, D] of table f's raw ``ids``, not pooled: for models that pool the rows themselves
+        (the retrieval towers mask and average their slots) or use them one by one (NeuMF)."""
+        flat, c = ids.reshape(-1), self.combines[f]
+        if self.fused:
+            feat = self.table_ids[f]
+            rows = [st.rows(self._index(self.steps[0][j], flat, feat) + getattr(self, f"base{j}")[f])
+                    for j, st in enumerate(self.stores)]
+            dense: list[torch.Tensor] = []
+        else:
+            rows = [st.rows(self._index(steps, flat, None)) for st, steps in zip(self.stores[f], self.steps[f],
+                                                                                   strict=True)]
+            dense = [self.dense[i] for i in self.dense_index[f]]
+        return COMBINE_OPS[c.op](rows, c.args, dense).reshape(*ids.shape, self.dim)
 
     def _pool_unique(self, s: CompressedInput, c: Combine) -> torch.Tensor:
         """Combine each distinct (table, id) once, then sum the bags over those rows in one embedding_bag."""

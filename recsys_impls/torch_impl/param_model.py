@@ -2,7 +2,8 @@
 
 The retrieval models share everything but their loss: tables (row-sparse gradients) get the sparse
 optimizers of ``optim`` and the rest the dense ones; parameters move to and from numpy by name; a
-training step is zero-grad, backward, step.
+training step is zero-grad, backward, step. A compressed model's tables are one embedding stage built
+from the compression layout registry (the ranking models' ``CompressedEmbeddings``), read row by row.
 """
 
 from __future__ import annotations
@@ -17,31 +18,65 @@ from recsys_impls.torch_impl.optim import make_optimizers
 
 
 class ParamDictModel:
+    """``tables`` and ``plan`` (a compression plan): the tables ``tables.names`` are the plan's layout, one
+    ``CompressedEmbeddings`` stage (``self.emb``) that the model reads rows from with ``lookup``."""
+
     framework = "torch"
 
     def __init__(self, initial: dict[str, np.ndarray], is_table: Callable[[str], bool], optimizer: str, lr: float,
-                 device: str = "cpu") -> None:
+                 device: str = "cpu", tables: Any = None, plan: Any = None, seed: int = 0) -> None:
         self.device = torch.device(device)
+        self.tables, self.plan, self.emb = tables, plan, None
+        if tables is not None:
+            from recsys_impls.models import retrieval_tables as rt
+            from recsys_impls.torch_impl.compress_embeddings import CompressedEmbeddings
+
+            groups, initial = rt.split_params(tables, plan, rt.initial_params(tables, plan, initial, seed))
+            self.emb = CompressedEmbeddings(tables, plan, groups).to(self.device)
+            self._table_index = {n: f for f, n in enumerate(tables.names)}
         self.params = {k: torch.nn.Parameter(torch.tensor(v, device=self.device)) for k, v in initial.items()}
         self._is_table = is_table
         self._optimizer, self._lr = optimizer, lr
         self._reset_optimizers()
 
+    def lookup(self, table: str, ids: torch.Tensor) -> torch.Tensor:
+        """Rows [*ids.shape, D] of a plain table's ids (row-sparse gradients), or of its compressed stage."""
+        if self.emb is None:
+            return torch.nn.functional.embedding(ids, self.params[table], sparse=True)
+        return self.emb.table_rows(self._table_index[table], ids)
+
+    def use_stored(self, stored: dict[str, np.ndarray]) -> None:
+        """Serve from the stored form (``retrieval_tables.stored_form``): the embedding stage is rebuilt
+        from the stored arrays in their precision; training stops here."""
+        from recsys_impls.torch_impl.compress_embeddings import CompressedEmbeddings
+
+        self.emb = CompressedEmbeddings(self.tables, self.plan, {}, stored=stored).to(self.device)
+
     def _reset_optimizers(self) -> None:
         sparse = [p for k, p in self.params.items() if self._is_table(k)]
         dense = [p for k, p in self.params.items() if not self._is_table(k)]
+        if self.emb is not None and self.emb.trainable:
+            sparse += self.emb.sparse_parameters()
+            dense += list(self.emb.dense)
         self.optimizers = make_optimizers(self._optimizer, self._lr, sparse, dense)
 
     def _loss(self, staged: dict[str, torch.Tensor]) -> torch.Tensor:
         raise NotImplementedError
 
     def get_params(self) -> dict[str, np.ndarray]:
-        return {k: p.detach().cpu().numpy().copy() for k, p in self.params.items()}
+        out = {k: p.detach().cpu().numpy().copy() for k, p in self.params.items()}
+        if self.emb is not None:
+            out.update({self.tables.model_name(k): v for k, v in self.emb.export_named().items()})
+        return out
 
     def set_params(self, params: dict[str, np.ndarray]) -> None:
         with torch.no_grad():
             for k, p in self.params.items():
                 p.copy_(torch.as_tensor(params[k]))
+        if self.emb is not None:
+            from recsys_impls.models import retrieval_tables as rt
+
+            self.emb.load_named(rt.split_params(self.tables, self.plan, params)[0])
         self._reset_optimizers()
 
     def stage(self, batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:

@@ -1,17 +1,27 @@
 """Two-tower retrieval in PyTorch (contract and parameter names: recsys_impls/models/two_tower.py).
 
 Each tower's table is looked up with ``F.embedding(sparse=True)`` so the table gets row-sparse gradients
-and the sparse optimizers of ``optim`` (the MLPs use the dense ones). Serving: the item corpus is
+and the sparse optimizers of ``optim`` (the MLPs use the dense ones); with a compression plan the tables
+are the layout's stage (``ParamDictModel.lookup``). Serving: the item corpus is
 encoded once and kept as one [items, out] tensor; a query batch is one matmul and ``torch.topk``.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from recsys_impls.models.two_tower import MASKED_LOGIT, NORM_EPS, TowerShape, TwoTowerConfig, initial_params
+from recsys_impls.models.two_tower import (
+    MASKED_LOGIT,
+    NORM_EPS,
+    TowerShape,
+    TwoTowerConfig,
+    initial_params,
+    table_set,
+)
 from recsys_impls.torch_impl.param_model import ParamDictModel
 
 
@@ -19,14 +29,15 @@ class TorchTwoTower(ParamDictModel):
     """Two towers as plain parameters: ``x @ w + b`` with the [in, out] weights of the neutral spec."""
 
     def __init__(self, cfg: TwoTowerConfig, user: TowerShape, item: TowerShape, optimizer: str, lr: float,
-                 seed: int = 0, device: str = "cpu") -> None:
+                 seed: int = 0, device: str = "cpu", plan: Any = None) -> None:
         self.cfg, self.shapes = cfg, {"user": user, "item": item}
-        super().__init__(initial_params(cfg, user, item, seed), lambda k: k.endswith(".table"), optimizer, lr, device)
+        super().__init__(initial_params(cfg, user, item, seed), lambda k: k.endswith(".table"), optimizer, lr, device,
+                         tables=table_set(cfg, user, item) if plan is not None else None, plan=plan, seed=seed)
         self.pool = {n: torch.tensor(s.pool_matrix(), device=self.device) for n, s in self.shapes.items()}
         self.corpus: torch.Tensor | None = None
 
     def tower(self, name: str, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        emb = F.embedding(ids, self.params[f"{name}.table"], sparse=True) * mask.unsqueeze(-1)
+        emb = self.lookup(f"{name}.table", ids) * mask.unsqueeze(-1)
         p = self.pool[name]
         pooled = torch.einsum("bld,lf->bfd", emb, p) / torch.clamp(mask @ p, min=1.0).unsqueeze(-1)
         x = pooled.reshape(ids.shape[0], -1)

@@ -39,7 +39,8 @@ def points(ctx: Context) -> tuple[pd.DataFrame, str]:
     """(machine, framework, data, model, method, auc, bytes, infer_samples_per_s) from records, else asv."""
     recs = ctx.latest_records()
     if not recs.empty and "compression" in recs and "quality.auc" in recs:
-        r = recs[recs["compression"].notna()]
+        # the AUC page: a retrieval model's compressed record (recall/HR, no AUC) has no point on it
+        r = recs[recs["compression"].notna() & recs["quality.auc"].notna()]
         if "suite" in r and (r["suite"] == "compression").any():
             r = r[r["suite"] == "compression"]
         if not r.empty:
