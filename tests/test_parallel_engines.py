@@ -1,7 +1,7 @@
 """Real engines, 2 processes on loopback, tiny models: DDP replicas identical (and equal to one process
 on the global batch; compressed models too, in both frameworks), sharded predictions equal unsharded
-ones (a hashed stage too), a failing/hanging rank is reported by rank with no orphans, TF
-MultiWorkerMirroredStrategy replicas agree."""
+ones (hashed, qr:add and mixed-dim stages too, and their training equals one process), a failing/hanging
+rank is reported by rank with no orphans, TF MultiWorkerMirroredStrategy replicas agree."""
 
 from __future__ import annotations
 
@@ -105,10 +105,12 @@ def test_tf_mwms_compressed_equals_single_process(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("sharding, compression", [("table-wise", "none"), ("row-wise", "none"),
-                                                   ("row-wise", "hash:0.3")])
+                                                   ("row-wise", "hash:0.3"), ("row-wise", "qr:4:add"),
+                                                   ("row-wise", "mixed-dim:0.3")])
 def test_sharded_predictions_equal_unsharded(tmp_path: Path, sharding: str, compression: str) -> None:
-    """hash: TorchRec tables of the bucket counts, ids hashed before the KJT, predict what the one-process
-    compressed model predicts for the same weights."""
+    """A compressed stage's TorchRec tables (hash: bucket counts; qr:add: quotient and remainder tables
+    summed after pooling; mixed-dim: per-feature widths, projected after pooling), ids mapped before the
+    KJT, predict what the one-process compressed model predicts for the same weights."""
     pytest.importorskip("torchrec")
     from recsys_impls.compression import model_state as ms
     from recsys_impls.compression.spec import parse_compression
@@ -132,6 +134,20 @@ def test_sharded_predictions_equal_unsharded(tmp_path: Path, sharding: str, comp
     expected = np.concatenate([impl.predict(e) for e in ev])
     assert sharded.shape == expected.shape
     np.testing.assert_allclose(sharded, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("compression", ["qr:4:add", "mixed-dim:0.3"])
+def test_sharded_compressed_training_equals_single_process(tmp_path: Path, compression: str) -> None:
+    """Row-wise TorchRec training of qr:add (two tables per feature) and mixed-dim (narrow tables, the
+    replicated projection averaged like the MLPs) reaches the one-process compressed model's parameters on
+    the same global batches; the record names the tables and the stored bytes are the compressed model's."""
+    pytest.importorskip("torchrec")
+    sc = _compressed("torch", "sharded:2:row-wise", compression)
+    out = run_distributed(sc, timeout_s=240, run_dir=tmp_path, job_extra={"dump_params": True})
+    _check_compressed(out, tmp_path, sc)
+    mapping = out["parallel"]["sharding_plan"]["id_mapping"]
+    names = ["emb.0.q", "emb.0.r"] if compression.startswith("qr") else ["emb.2 [800, 3]"]
+    assert all(n in mapping for n in names), mapping
 
 
 def test_sharded_training_moves_tables_and_reports_plan(tmp_path: Path) -> None:

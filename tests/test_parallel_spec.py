@@ -104,7 +104,7 @@ def test_comm_model_formulas() -> None:
 
 @pytest.mark.parametrize("spec, framework, named", [
     ("tt:4", "torch", "tt"), ("qr:4", "torch", "qr:mult"), ("qr:4:concat", "tf", "qr:concat"),
-    ("qr:4:add", "torch", "qr:add"), ("mixed-dim:0.3", "torch", "mixed-dim"), ("freq-prune:3", "tf", "freq-prune"),
+    ("qr:4:add", "tf", "qr:add"), ("mixed-dim:0.3", "tf", "mixed-dim"), ("freq-prune:3", "tf", "freq-prune"),
     ("int8", "torch", "int8"), ("hash:0.1,int8", "torch", "int8"), ("hash:0.1", "tf", "hash"),
 ])
 def test_compressed_sharding_refusal_names_the_method(spec: str, framework: str, named: str) -> None:
@@ -114,16 +114,20 @@ def test_compressed_sharding_refusal_names_the_method(spec: str, framework: str,
     assert why.startswith(f"{named} ") and "\n" not in why, why
 
 
-def test_hashed_tables_shard_in_torchrec_only() -> None:
+@pytest.mark.parametrize("spec, method", [("hash:0.1", "hash"), ("qr:4:add", "qr:add"),
+                                          ("mixed-dim:0.3", "mixed-dim")])
+def test_pooling_commuting_layouts_shard_in_torchrec_only(spec: str, method: str) -> None:
     from recsys_impls.compression.spec import parallel_rows, sharding_refusal
     from recsys_impls.preflight import check_parallel
 
-    assert sharding_refusal("hash:0.1", "torch") == ""
+    assert sharding_refusal(spec, "torch") == ""
     base = {"train": {"batch_size": 64, "eval_samples": 64}}
     check_parallel(build_scenario({**base, "scenario": {"framework": "torch", "parallel": "sharded:2:row-wise",
-                                                        "compression": "hash:0.1"}}))
-    with pytest.raises(ScenarioUnsupported, match="hash"):
+                                                        "compression": spec}}))
+    with pytest.raises(ScenarioUnsupported, match=method):
         check_parallel(build_scenario({**base, "scenario": {"framework": "tf", "parallel": "ps:2",
-                                                            "compression": "hash:0.1"}}))
+                                                            "compression": spec}}))
     rows = dict(parallel_rows())
-    assert "runs" in rows["hash:0.1 sharded"] and rows["tt:8 sharded"].startswith("refused")
+    assert rows[f"{spec} sharded"].startswith("torch sharded:N:...: runs")
+    for refused in ("tt:8", "qr:4"):  # combined per id before pooling: refused in both frameworks
+        assert rows[f"{refused} sharded"].startswith("refused (torch sharded:N, tf ps:N)")

@@ -22,9 +22,11 @@ A layout says, for every table f of a ModelConfig under a CompressionPlan:
   combine FLOPs per lookup, plus notes (the work model, recsys_impls/workmodel.py).
 * ``parse``: the plan fields of ``name:args`` (compression/spec.py asks the registry for every layout).
 * ``sharding_refusal``: why a sharded run (TorchRec ``sharded:N:...``, TensorFlow ``ps:N``) does not take the
-  layout ("" where it does: ``hash`` in TorchRec, one plain table per feature looked up by hashed ids):
-  either its combine does not commute with the shards' sum pooling, or it could (plain tables looked up
-  by transformed ids) but that stage is not built. Data parallel runs take every layout.
+  layout ("" where it does). TorchRec takes a layout whose table groups are plain tables looked up by
+  mapped ids and whose combine commutes with the shards' sum pooling (identity, add, project): ``hash``,
+  ``qr:add`` and ``mixed-dim``, one TorchRec table per group (torch_impl/distributed_sharded.py). The others
+  combine rows per id before pooling (``qr:mult``, ``qr:concat``, ``tt``), or (TensorFlow's parameter
+  servers) could be partitioned but that stage is not built. Data parallel runs take every layout.
 
 ``register_layout`` adds one; ``get_layout(name)`` finds it (an unknown name is a UsageError). A new method
 is one subclass here (or anywhere, registered at import) and both frameworks build it generically.
@@ -301,8 +303,10 @@ class QR(Layout):
 
     def sharding_refusal(self, plan: Any, framework: str) -> str:
         if plan.qr_op == "add":
+            if framework == "torch":
+                return ""  # two TorchRec tables per feature, looked up by id // C and id % C (distributed_sharded)
             return ("qr:add commutes with sum pooling (two plain tables looked up by id // C and id % C), but "
-                    "that two-table sharded stage is not built yet")
+                    "that TensorFlow two-table stage is not built yet")
         return (f"qr:{plan.qr_op} combines the quotient and remainder rows of each id before pooling, which "
                 "sum-pooling shards cannot do")
 
@@ -342,8 +346,12 @@ class MixedDim(Layout):
     """Mixed-dimension tables, projected to D where narrower (compression/mixed_dim.py)."""
 
     name, aliases, usage = "mixed-dim", ("md",), "mixed-dim:ALPHA, e.g. mixed-dim:0.3"
-    sharded_reason = ("mixed-dim tables differ in width per feature and their projection applies after "
-                      "pooling; shardable in principle, but that stage is not built yet")
+
+    def sharding_refusal(self, plan: Any, framework: str) -> str:
+        if framework == "torch":
+            return ""  # TorchRec tables of the per-feature widths, projected after pooling (distributed_sharded)
+        return ("mixed-dim tables differ in width per feature and their projection applies after pooling; "
+                "shardable in principle, but that TensorFlow stage is not built yet")
 
     def parse(self, where: str, part: str, args: list[str]) -> dict[str, object]:
         return {"md_alpha": _float_arg(where, part, args, self.usage, 0.0, 1.0, "an exponent ALPHA")}

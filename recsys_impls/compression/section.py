@@ -175,10 +175,8 @@ def distributed_section(scenario: Scenario, size: dict[str, Any], mode: str) -> 
         "fp32_param_bytes": sum(fp32.values()), "fp32_embedding_param_bytes": emb32,
         "model_ratio": _ratio(sum(fp32.values()), size.get("model_bytes")),
         "embedding_ratio": _ratio(emb32, size.get("embedding_bytes")),
-        "bytes_note": ("raw float32 bytes of the sharded (compressed) tables and the dense weights"
-                       if mode == "sharded" else
-                       "stored bytes: serialized .npz of the stored arrays (rank 0, after training)")
-                      + "; ratios against the uncompressed parameters' raw float32 bytes (no container)",
+        "bytes_note": ("stored bytes: serialized .npz of the stored arrays (rank 0, after training); ratios "
+                       "against the uncompressed parameters' raw float32 bytes (no container)"),
         "baseline_reason": "no fp32 baseline is trained beside a distributed run; --parallel none (or threads:N) "
                            "runs the same compression against its baseline",
         "trained": ("sharded: the compressed stage's tables sharded over the ranks, ids mapped before the lookup"

@@ -135,7 +135,8 @@ def parallel_rows() -> list[tuple[str, str]]:
             rows.append((f"{spec} sharded", f"refused (torch sharded:N, tf ps:N): {torch_why}"))
             continue
         rows.append((f"{spec} sharded", "torch sharded:N:...: " + (f"refused: {torch_why}" if torch_why else
-                     "runs (TorchRec tables of the mapped sizes, ids mapped before the KeyedJaggedTensor)")
+                     "runs (one TorchRec table per table group, of the mapped rows and widths, ids mapped "
+                     "before the KeyedJaggedTensor, the combine applied to the pooled rows)")
                      + "; tf ps:N: " + (f"refused: {tf_why}" if tf_why else "runs")))
     return rows
 

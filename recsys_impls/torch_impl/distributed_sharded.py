@@ -9,14 +9,19 @@ per-table plan. On CPU the stock sharder offers no row-wise sharding; ``CPUShard
 Embedding tables train with TorchRec's fused optimizer (applied in backward); the dense arch with a
 keyed PyTorch optimizer.
 
-Compression: a stage whose parameters are one plain table per feature looked up by mapped ids
-(``hash``: ceil(FRACTION x rows) buckets) is sharded as TorchRec tables of those sizes, with the ids
-mapped before the KeyedJaggedTensor is built; other layouts are refused (compression.spec.sharding_refusal).
+Compression: a layout whose table groups are plain tables looked up by mapped ids and whose combine
+commutes with sum pooling is sharded as one TorchRec table per table group, with the ids mapped on the
+host before the KeyedJaggedTensor is built (one KJT feature per group), and the combine applied to the
+pooled rows: ``hash`` (one table of ceil(FRACTION x rows) buckets), ``qr:add`` (quotient and remainder
+tables looked up by id // C and id % C; pooled(q) + pooled(r) is the pooled sum of q + r rows) and
+``mixed-dim`` (tables of the per-feature widths; the projection to D, a dense parameter replicated and
+averaged like the MLPs, applies to the pooled row). Other layouts are refused
+(compression.spec.sharding_refusal).
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -40,6 +45,18 @@ from recsys_impls.parallel import planner
 from recsys_impls.torch_impl.model import build_dense_arch
 
 
+@dataclass(frozen=True)
+class ShardedTable:
+    """One TorchRec table: the neutral parameter it holds, the feature whose ids it reads, its shape, and
+    the steps mapping that feature's raw ids to its rows (compression.layouts; () = the ids themselves)."""
+
+    name: str
+    feature: int
+    rows: int
+    dim: int
+    steps: tuple[Any, ...]
+
+
 class CPUShardingSharder(EmbeddingBagCollectionSharder):
     """The stock sharder, plus row-wise and table-row-wise on CPU (TorchRec lists them for CUDA only)."""
 
@@ -52,22 +69,32 @@ class CPUShardingSharder(EmbeddingBagCollectionSharder):
 
 
 class TorchRecDLRMNet(nn.Module):
-    """DLRM with a TorchRec EmbeddingBagCollection in front of our dense arch."""
+    """DLRM with a TorchRec EmbeddingBagCollection in front of our dense arch. ``features[f]`` lists the
+    KJT keys of feature f's table groups and ``combines[f]`` how their pooled rows become one D-wide row
+    ("identity", "add", or "project" by the dense parameter ``proj[str(f)]``)."""
 
-    def __init__(self, ebc: EmbeddingBagCollection, dense_arch: nn.Module, num_tables: int, dim: int) -> None:
+    def __init__(self, ebc: EmbeddingBagCollection, dense_arch: nn.Module, features: list[list[str]],
+                 combines: list[str], projections: dict[int, np.ndarray]) -> None:
         super().__init__()
-        self.keys = [f"f{f}" for f in range(num_tables)]
+        self.features, self.combines = features, combines
         self.ebc = ebc
         self.dense_arch = dense_arch
-        self.num_tables = num_tables
-        self.dim = dim
+        self.proj = nn.ParameterDict({str(f): nn.Parameter(torch.from_numpy(np.asarray(w, np.float32)))
+                                      for f, w in projections.items()})
 
     def forward(self, dense: torch.Tensor, kjt: KeyedJaggedTensor) -> torch.Tensor:
         kt = self.ebc(kjt)
         # A sharded collection returns keys grouped by shard, not in table order: regroup by name.
         per_key = kt.to_dict()
-        pooled = torch.stack([per_key[k] for k in self.keys], dim=1)
-        return self.dense_arch(dense, pooled)
+        rows = []
+        for f, (keys, op) in enumerate(zip(self.features, self.combines, strict=True)):
+            if op == "identity":
+                rows.append(per_key[keys[0]])
+            elif op == "add":  # sum pooling commutes with the row-wise sum of the groups
+                rows.append(per_key[keys[0]] + per_key[keys[1]])
+            else:  # "project": linear, so the pooled row is projected
+                rows.append(per_key[keys[0]] @ self.proj[str(f)])
+        return self.dense_arch(dense, torch.stack(rows, dim=1))
 
 
 def _fused_params(scenario: Scenario) -> dict[str, Any]:
@@ -91,18 +118,23 @@ class ShardedDLRM:
             raise ScenarioUnsupported("sharded: only fp32 precision is wired for the TorchRec model")
         self.scenario = scenario
         self.cfg = scenario.model
-        self.plan, self.id_steps = self._id_mapping(scenario)
+        self.plan, self.tables, combines = self._id_mapping(scenario)
         self.rank, self.world = rank, world
         self.device = torch.device(scenario.device.device)
-        cfg = self.cfg
-        self.keys = [f"f{f}" for f in range(cfg.num_tables)]
+        self.keys = [f"f{k}" for k in range(len(self.tables))]
         ebc = EmbeddingBagCollection(
-            tables=[EmbeddingBagConfig(name=f"t{f}", embedding_dim=cfg.embedding_dim, num_embeddings=n,
-                                       feature_names=[self.keys[f]]) for f, n in enumerate(cfg.table_sizes)],
+            tables=[EmbeddingBagConfig(name=f"t{k}", embedding_dim=t.dim, num_embeddings=t.rows,
+                                       feature_names=[self.keys[k]]) for k, t in enumerate(self.tables)],
             device=torch.device("meta"),
         )
         dense_arch = build_dense_arch(scenario.model)  # the tables are TorchRec's: no local embedding stage
-        net = TorchRecDLRMNet(ebc, dense_arch, cfg.num_tables, cfg.embedding_dim)
+        features = [[self.keys[k] for k, t in enumerate(self.tables) if t.feature == f]
+                    for f in range(self.cfg.num_tables)]
+        self.proj_shapes = {f: shape for f, shape in combines.items() if shape is not None}
+        net = TorchRecDLRMNet(ebc, dense_arch, features,
+                              [("project" if combines.get(f) else "add" if len(features[f]) == 2 else "identity")
+                               for f in range(self.cfg.num_tables)],
+                              {f: np.zeros(shape, np.float32) for f, shape in self.proj_shapes.items()})
         self.sharder = CPUShardingSharder(fused_params=_fused_params(scenario))
         self.sharding = sharding
         self.our_plan = self._our_plan(sharding, sample, table_ranks)
@@ -121,12 +153,15 @@ class ShardedDLRM:
         self.opt = CombinedOptimizer([self.dmp.fused_optimizer, KeyedOptimizerWrapper(dense_params, make)])
         self._load_initial(scenario.train.seed)
 
-    def _id_mapping(self, scenario: Scenario) -> tuple[Any, list[Any] | None]:
-        """(compression plan, per-table id steps) of a hashed stage, whose tables are TorchRec tables of
-        the bucket counts looked up by the hashed ids; (None, None) for plain tables. ``self.cfg`` becomes
-        the model with those table sizes, so planning, shards and sizes are the hashed tables'."""
+    def _id_mapping(self, scenario: Scenario) -> tuple[Any, list[ShardedTable], dict[int, tuple[int, int] | None]]:
+        """(compression plan or None, the TorchRec tables, feature -> its projection's shape where it has
+        one). Plain: one table per feature, named ``emb.{f}``. A compressed stage: one table per table group
+        of its layout (the one-process model's parameter names, rows and widths), looked up by the group's
+        mapped ids; planning, shards and sizes are those tables'."""
+        cfg = self.cfg
         if scenario.compression in ("", "none"):
-            return None, None
+            return None, [ShardedTable(f"emb.{f}", f, n, cfg.embedding_dim, ())
+                          for f, n in enumerate(cfg.table_sizes)], {}
         from recsys_impls.compression.layouts import plan_layout
         from recsys_impls.compression.spec import parse_compression, sharding_refusal
 
@@ -135,30 +170,39 @@ class ShardedDLRM:
             raise ScenarioUnsupported(f"sharded + compression {scenario.compression}: {why}")
         plan = parse_compression(scenario.compression)
         layout = plan_layout(plan)
-        groups = [layout.groups(self.cfg, plan, f) for f in range(self.cfg.num_tables)]
-        assert all(len(g) == 1 and g[0].table for g in groups), "a shardable layout has one table group"
-        self.cfg = replace(self.cfg, table_sizes=tuple(g[0].shape[0] for g in groups))
-        return plan, [g[0].index for g in groups]
+        tables, combines = [], {}
+        for f in range(cfg.num_tables):
+            groups = layout.groups(cfg, plan, f)
+            op = layout.combine(cfg, plan, f).op
+            assert op in ("identity", "add", "project"), f"{plan.spec}: combine {op} does not commute with pooling"
+            steps = layout.index(cfg, plan, f, stored=False)
+            tables += [ShardedTable(g.name(f), f, g.shape[0], g.shape[1], s)
+                       for g, s in zip([g for g in groups if g.table], steps, strict=True)]
+            dense = [g for g in groups if not g.table]
+            combines[f] = dense[0].shape if op == "project" else None
+        return plan, tables, combines
 
     def mapped(self, batch: Batch) -> Batch:
-        """``batch`` with every feature's ids mapped to its table's rows (the hashed stage), else as it is."""
-        if self.id_steps is None:
+        """``batch`` as the TorchRec tables read it: one feature per table, the ids of its source feature
+        mapped to the table's rows (a compressed stage); a plain stage's batch as it is."""
+        if self.plan is None:
             return batch
         from recsys_impls.compression.layouts import apply_index
 
         off = batch.feature_offsets()
-        ids = np.concatenate([apply_index(batch.ids[off[f]:off[f + 1]], steps)
-                              for f, steps in enumerate(self.id_steps)]) if batch.ids.size else batch.ids
-        return replace(batch, ids=ids.astype(np.int64))
+        ids = [apply_index(batch.ids[off[t.feature]:off[t.feature + 1]], t.steps) for t in self.tables]
+        return replace(batch, ids=np.concatenate(ids).astype(np.int64) if ids else batch.ids,
+                       lengths=np.ascontiguousarray(batch.lengths[[t.feature for t in self.tables]]))
 
     # --- planning ------------------------------------------------------------------------------
     def _our_plan(self, sharding: str, sample: Batch | None, table_ranks: list[int] | None = None) -> dict[str, Any]:
         """Our plan, from measured id frequencies when a sample of the training data is given."""
         t = self.scenario.train
-        per_sample, counts = ((None, None) if sample is None
-                              else planner.measured_ids(self.mapped(sample), self.cfg.table_sizes))
-        loads = planner.table_loads(self.cfg.table_sizes, self.cfg.embedding_dim, t.batch_size,
-                                    self.cfg.ids_per_feature, ids_per_sample=per_sample)
+        rows = [tb.rows for tb in self.tables]
+        per_sample, counts = ((None, None) if sample is None else planner.measured_ids(self.mapped(sample), rows))
+        loads = [planner.table_loads([tb.rows], tb.dim, t.batch_size, self.cfg.ids_per_feature,
+                                     ids_per_sample=None if per_sample is None else per_sample[k:k + 1])[0]
+                 for k, tb in enumerate(self.tables)]
         return planner.plan(loads, self.world, "table-wise" if sharding == "auto" else sharding, id_counts=counts,
                             assignment=table_ranks if sharding == "table-wise" else None)
 
@@ -168,13 +212,14 @@ class ShardedDLRM:
         if sharding == "table-wise":
             gens = {f"t{f}": table_wise(rank=r) for f, r in enumerate(self.our_plan["assignment"])}
         elif sharding == "row-wise":
-            gens = {f"t{f}": row_wise() for f in range(self.cfg.num_tables)}
+            gens = {f"t{k}": row_wise() for k in range(len(self.tables))}
         else:
-            if self.cfg.embedding_dim % self.world:
+            bad = sorted({t.dim for t in self.tables if t.dim % self.world})
+            if bad:
                 raise ScenarioUnsupported(
-                    f"column-wise over {self.world} ranks needs embedding_dim ({self.cfg.embedding_dim}) divisible "
-                    "by the world size")
-            gens = {f"t{f}": column_wise(ranks=list(range(self.world))) for f in range(self.cfg.num_tables)}
+                    f"column-wise over {self.world} ranks needs every table width ({', '.join(map(str, bad))}) "
+                    "divisible by the world size")
+            gens = {f"t{k}": column_wise(ranks=list(range(self.world))) for k in range(len(self.tables))}
         mp = construct_module_sharding_plan(ebc, gens, sharder=self.sharder, local_size=self.world,
                                             world_size=self.world, device_type=self.device.type)
         return ShardingPlan({"ebc": mp})
@@ -191,7 +236,7 @@ class ShardedDLRM:
 
     # --- Recommender-like surface --------------------------------------------------------------
     def stage(self, batch: Batch) -> tuple[torch.Tensor, KeyedJaggedTensor, torch.Tensor]:
-        batch = self.mapped(batch)  # a hashed stage: the ids are hashed before the KJT is built
+        batch = self.mapped(batch)  # a compressed stage: the ids are mapped before the KJT is built
         kjt = KeyedJaggedTensor.from_lengths_sync(
             keys=self.keys, values=torch.from_numpy(np.ascontiguousarray(batch.ids, dtype=np.int64)),
             lengths=torch.from_numpy(np.ascontiguousarray(batch.lengths.reshape(-1), dtype=np.int32)),
@@ -222,7 +267,10 @@ class ShardedDLRM:
 
     # --- parameters ----------------------------------------------------------------------------
     def _dense(self) -> dict[str, torch.Tensor]:
-        return self.net.dense_arch.neutral_params()
+        """The replicated parameters by neutral name: the MLPs and any mixed-dim projections."""
+        out = self.net.dense_arch.neutral_params()
+        out.update({f"emb.{f}.proj": p for f, p in self.net.proj.items()})
+        return out
 
     def _local_shards(self) -> list[tuple[int, list[int], torch.Tensor]]:
         """(table, [row offset, col offset], local tensor view) for every shard this rank holds."""
@@ -266,7 +314,8 @@ class ShardedDLRM:
         with torch.no_grad():
             for table, (r0, c0), t in self._local_shards():
                 rows, cols = t.shape
-                t.copy_(torch.from_numpy(np.ascontiguousarray(params[f"emb.{table}"][r0:r0 + rows, c0:c0 + cols])))
+                full = params[self.tables[table].name]
+                t.copy_(torch.from_numpy(np.ascontiguousarray(full[r0:r0 + rows, c0:c0 + cols])))
             for name, t in self._dense().items():
                 t.copy_(torch.from_numpy(np.asarray(params[name], dtype=np.float32)))
 
@@ -275,22 +324,30 @@ class ShardedDLRM:
         the pickled shards in flight are one table's, not every table's beside the result."""
         local = self._local_shards()
         out: dict[str, np.ndarray] = {}
-        for f, n in enumerate(self.cfg.table_sizes):
-            mine = [(off, t.detach().cpu().numpy()) for table, off, t in local if table == f]  # pickling copies
+        for k, tb in enumerate(self.tables):
+            mine = [(off, t.detach().cpu().numpy()) for table, off, t in local if table == k]  # pickling copies
             parts: list[Any] = [None] * self.world
             dist.all_gather_object(parts, mine)
-            full = np.zeros((n, self.cfg.embedding_dim), np.float32)
+            full = np.zeros((tb.rows, tb.dim), np.float32)
             for rank_parts in parts:
                 for (r0, c0), arr in rank_parts:
                     full[r0:r0 + arr.shape[0], c0:c0 + arr.shape[1]] = arr
-            out[f"emb.{f}"] = full
+            out[tb.name] = full
             del parts
         for name, t in self._dense().items():
             out[name] = t.detach().cpu().numpy().copy()
         return out
 
     def storage_bytes(self) -> dict[str, int]:
-        emb = sum(n * self.cfg.embedding_dim * 4 for n in self.cfg.table_sizes)
+        """Plain: the fp32 tables and MLPs. A compressed stage: the serialized bytes of its stored form, as
+        the one-process and data parallel runs of the same plan record them (they depend on shapes only)."""
+        if self.plan is not None:
+            from recsys_impls.compression import model_state as ms
+
+            shapes = ms.param_shapes(self.scenario.model, self.plan)
+            zeros = {k: np.zeros(s, np.float32) for k, s in shapes.items()}
+            return ms.split_bytes(ms.finalize(self.scenario.model, self.plan, zeros))
+        emb = sum(t.rows * t.dim * 4 for t in self.tables)
         dense = sum(p.numel() * p.element_size() for p in self.net.dense_arch.parameters())
         return {"model": emb + dense, "embedding": emb}
 
@@ -305,7 +362,7 @@ class ShardedDLRM:
         out: dict[int, float] = {}
         lr = self.scenario.train.learning_rate
         for table, (r0, c0), t in self._local_shards():
-            if r0 or c0 or t.shape[0] != self.cfg.table_sizes[table]:
+            if r0 or c0 or t.shape[0] != self.tables[table].rows:
                 continue  # a part of a table: not a table-wise placement
             weight = t.detach().clone().requires_grad_(True)
             opt = (torch.optim.SGD([weight], lr=lr) if self.scenario.train.optimizer == "sgd"
@@ -371,8 +428,9 @@ class ShardedDLRM:
         report["measured_bytes_imbalance"] = float(measured.max() / measured.mean()) if measured.mean() else 1.0
         report["shards_per_rank"] = [[{"table": t, "offsets": o, "shape": s} for t, o, s in m] for _, m in placed]
         if self.plan is not None:
-            report["id_mapping"] = (f"{self.plan.spec}: tables of {list(self.cfg.table_sizes)} rows; ids mapped on the "
-                                    "host before the KeyedJaggedTensor is built (outside the timed step)")
+            shapes = ", ".join(f"{t.name} [{t.rows}, {t.dim}]" for t in self.tables)
+            report["id_mapping"] = (f"{self.plan.spec}: TorchRec tables {shapes}; ids mapped on the host before the "
+                                    "KeyedJaggedTensor is built (outside the timed step)")
         return report
 
     def comm_sizes(self, staged: tuple[torch.Tensor, KeyedJaggedTensor, torch.Tensor]) -> dict[str, float]:
@@ -380,7 +438,7 @@ class ShardedDLRM:
         dense, kjt, _ = staged
         b = dense.shape[0]
         dense_bytes = sum(p.numel() * p.element_size() for p in self.net.dense_arch.parameters())
-        pooled = self.cfg.num_tables * self.cfg.embedding_dim * 4  # fp32 pooled vector per table per sample
+        pooled = sum(t.dim for t in self.tables) * 4  # fp32 pooled vector per table per sample
         ids = (kjt.values().numel() * kjt.values().element_size() + kjt.lengths().numel() * 4) / b
         return {"dense_grad_bytes": float(dense_bytes), "pooled_bytes_per_sample": float(pooled),
                 "id_bytes_per_sample": float(ids), "embeddings_replicated": False}

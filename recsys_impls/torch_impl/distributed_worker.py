@@ -174,15 +174,14 @@ def _sharded_phases(impl: Any, staged: list[Any], train: Any, scenario: Any, ran
     from recsys_impls.torch_impl.distributed_sharded import ShardedDLRM
 
     t = scenario.train
-    cfg = scenario.model
     probe = train.split(t.batch_size)[: 3]  # the owner of a table looks up all ids of the global batch
-    table_bytes = [n * cfg.embedding_dim * 4 for n in impl.cfg.table_sizes]  # the stage's (hashed) tables
+    table_bytes = [tb.rows * tb.dim * 4 for tb in impl.tables]  # the stage's TorchRec tables (compressed ones too)
     first = impl.our_plan["assignment"]
     warm = min(t.warmup_steps, len(staged) - 1)
     if not adaptive:
         loop = timed_loop(_straggling(impl, "sharded", factor), staged, warmup=warm, sync=impl.synchronize,
                           barrier=dist.barrier)
-        secs = _gather_tables(impl.probe_table_seconds(probe), world, cfg.num_tables)
+        secs = _gather_tables(impl.probe_table_seconds(probe), world, len(impl.tables))
         per = _per_rank(secs, first, world)
         return impl, loop, {"mode": "static", "assignment": first, "table_seconds": secs,
                             "measured_seconds_per_rank": per, "imbalance": balance.imbalance(per),
@@ -191,7 +190,7 @@ def _sharded_phases(impl: Any, staged: list[Any], train: Any, scenario: Any, ran
     a = timed_loop(_straggling(impl, "sharded", factor), staged, warmup=warm, steps=half, sync=impl.synchronize,
                    barrier=dist.barrier)
     t0 = time.perf_counter()
-    secs = _gather_tables(impl.probe_table_seconds(probe), world, cfg.num_tables)
+    secs = _gather_tables(impl.probe_table_seconds(probe), world, len(impl.tables))
     t_probe = time.perf_counter() - t0
     replan = planner.replan_by_time(secs, table_bytes, world, first)
     if forced is not None:
@@ -209,7 +208,7 @@ def _sharded_phases(impl: Any, staged: list[Any], train: Any, scenario: Any, ran
     rest = len(staged) - warm - half
     b = timed_loop(_resumed(new, factor), staged, warmup=0, steps=rest, start=warm + half, sync=new.synchronize,
                    barrier=dist.barrier)
-    after = _gather_tables(new.probe_table_seconds(probe), world, cfg.num_tables)
+    after = _gather_tables(new.probe_table_seconds(probe), world, len(impl.tables))
     before_rank, after_rank = _per_rank(secs, first, world), _per_rank(after, replan["assignment"], world)
     loop = LoopResult(step_seconds=a.step_seconds + b.step_seconds, seconds=a.seconds + replan_s + b.seconds,
                       warmup_steps=warm)
