@@ -235,13 +235,10 @@ def summary_table(record: dict[str, Any]) -> str:
              f"{_fmt(comp.get('embedding_ratio'), '{:.2f}x')} / {_fmt(comp.get('model_ratio'), '{:.2f}x')}"),
         ]
         label = f"{'AUC' if gate == 'auc' else gate} change vs fp32 baseline"
-        if "baseline_reason" in comp:  # a distributed run: no fp32 baseline trained beside it
-            rows.append((label, f"n/a ({comp['baseline_reason']})"))
-        else:
-            rows += [
-                (f"{label} (gate)", f"{_fmt(comp.get(f'{gate}_delta'), '{:+.4f}')} ({comp.get('gate')})"),
-                ("inference speed vs fp32", _fmt(comp.get("infer_speed_vs_baseline"), "{:.2f}x")),
-            ]
+        rows += [
+            (f"{label} (gate)", f"{_fmt(comp.get(f'{gate}_delta'), '{:+.4f}')} ({comp.get('gate')})"),
+            ("inference speed vs fp32", _fmt(comp.get("infer_speed_vs_baseline"), "{:.2f}x")),
+        ]
     par = record.get("parallel")
     if par:
         rows += [

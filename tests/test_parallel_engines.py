@@ -213,3 +213,32 @@ def test_tf_mwms_two_workers_agree(tmp_path: Path) -> None:
     # The weighted uneven update is the global batch's: one process on the same global batches.
     for name, ref in one_process_params(sc).items():
         np.testing.assert_allclose(p0[name], ref, atol=2e-5, err_msg=name)
+
+
+def test_distributed_compressed_run_has_its_fp32_baseline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A data parallel compressed run trains its fp32 baseline with the same launcher, plan and data: the
+    section's baseline AUC is the plain model's on the global batches (one process, same eval set), and the
+    quality changes are the record's figures minus the baseline's, as in the one-process section."""
+    from recsys_impls import registry
+    from recsys_impls.compression import section
+    from recsys_impls.metrics import all_metrics
+    from recsys_impls.parallel.run import run_parallel
+    from recsys_impls.parallel.shards import prepare_data
+
+    monkeypatch.setattr(section, "_BASELINES", {})
+    sc = _compressed("torch", "ddp:2", "hash:0.3")
+    rec = run_parallel(sc, baseline=False, timeout_s=240)
+    comp = rec["compression"]
+    assert "baseline_reason" not in comp
+    for key in ("auc", "logloss"):
+        assert comp[f"{key}_delta"] == pytest.approx(rec["quality"][key] - comp[f"baseline_{key}"], abs=1e-12)
+    assert comp["gate"] == section.quality_gate(rec["quality"]["auc"], comp["baseline_auc"])
+    base_bytes = section.baseline_stored_bytes(sc.model, sc.train.seed)
+    assert comp["model_ratio"] == pytest.approx(base_bytes["model"] / rec["size"]["model_bytes"])
+    plain = replace(sc, compression="none")
+    single, data = prepare_data(replace(plain, parallel="none"))
+    impl = registry.build(replace(single, parallel="none"))
+    impl.set_params(one_process_params(plain))
+    expected = all_metrics(data.eval.labels, impl.predict(data.eval))
+    assert comp["baseline_auc"] == pytest.approx(expected["auc"], abs=1e-5)
+    assert comp["baseline_logloss"] == pytest.approx(expected["logloss"], abs=1e-5)

@@ -158,29 +158,25 @@ def run_compression(scenario: Scenario, progress: bool = False) -> dict[str, Any
     return record
 
 
-def distributed_section(scenario: Scenario, size: dict[str, Any], mode: str) -> dict[str, Any]:
-    """The ``compression`` section of a distributed compressed run (``mode``: ddp, mwms or sharded): the
-    bytes its rank 0 measured and their ratio to the uncompressed parameters' float32 bytes. No fp32
-    baseline is trained beside a distributed run (that would double it); the one-process run of the same
-    scenario has the full section."""
-    import math
+def distributed_section(record: dict[str, Any], scenario: Scenario, mode: str,
+                        timeout_s: float | None = None) -> dict[str, Any]:
+    """The ``compression`` section of a distributed compressed run (``mode``: ddp, mwms or sharded): its fp32
+    baseline is the same scenario with compression none, run by the same launcher with the same parallel
+    plan, data and seed (cached per process like the one-process baselines), and the section is built by
+    ``compression_section`` as the one-process run builds it. The one-process run's master-weight figures
+    (``auc_delta_vs_master``) are not produced here: they need the trained weights in the parent process."""
+    from recsys_impls.parallel.run import run_distributed
 
-    plan = parse_compression(scenario.compression)
-    full = ms.param_shapes(scenario.model, CompressionPlan())
-    fp32 = {k: 4 * math.prod(v) for k, v in full.items()}
-    emb32 = sum(v for k, v in fp32.items() if k.startswith("emb."))
-    return {
-        "spec": plan.spec, "methods": list(plan.methods),
-        "model_bytes": size.get("model_bytes"), "embedding_bytes": size.get("embedding_bytes"),
-        "fp32_param_bytes": sum(fp32.values()), "fp32_embedding_param_bytes": emb32,
-        "model_ratio": _ratio(sum(fp32.values()), size.get("model_bytes")),
-        "embedding_ratio": _ratio(emb32, size.get("embedding_bytes")),
-        "bytes_note": ("stored bytes: serialized .npz of the stored arrays (rank 0, after training); ratios "
-                       "against the uncompressed parameters' raw float32 bytes (no container)"),
-        "baseline_reason": "no fp32 baseline is trained beside a distributed run; --parallel none (or threads:N) "
-                           "runs the same compression against its baseline",
-        "trained": ("sharded: the compressed stage's tables sharded over the ranks, ids mapped before the lookup"
-                    if mode == "sharded" else
-                    "data parallel: every rank trains the same compressed float32 master weights; post-training "
-                    "methods are applied to them after training"),
-    }
+    base_sc = replace(scenario, compression="none")
+    key = ("distributed", repr(base_sc))
+    if key not in _BASELINES:
+        out = run_distributed(base_sc, timeout_s)
+        _BASELINES[key] = {"quality": out["quality"], "size": out["size"],
+                           "throughput": {"train_samples_per_s": out["parallel"]["train_samples_per_s"]}}
+    section = compression_section(record, _BASELINES[key], baseline_stored_bytes(scenario.model, scenario.train.seed))
+    section["baseline_run"] = f"{base_sc.parallel} with compression none: same launcher, data and seed"
+    section["trained"] = ("sharded: the compressed stage's tables sharded over the ranks, ids mapped before the "
+                          "lookup" if mode == "sharded" else
+                          "data parallel: every rank trains the same compressed float32 master weights; "
+                          "post-training methods are applied to them after training")
+    return section

@@ -229,7 +229,7 @@ def run_parallel(scenario: Scenario, progress: bool = False, baseline: bool = Tr
     if scenario.compression not in ("", "none"):
         from recsys_impls.compression.section import distributed_section
 
-        record["compression"] = distributed_section(scenario, out["size"], plan.mode)
+        record["compression"] = distributed_section(record, scenario, plan.mode, timeout_s)
     if plan.mode == "ps" or (plan.mode == "sharded" and scenario.framework == "tf"):
         record["roofline"] = {"train": None, "infer": None, "reason": "asynchronous parameter-server updates: "
                               "a step's time is the coordinator's dispatch, not one rank's work"}
