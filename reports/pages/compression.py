@@ -2,6 +2,11 @@
 
 Gates follow MLPerf DLRM: a compressed model keeps >= 99% (strict: 99.9%) of the uncompressed AUC.
 The gate is recomputed here from the AUCs so it is checked, not just copied from the record.
+
+Models whose gate metric is not AUC (the retrieval models: recall@10 for two-tower, HR@10 for NeuMF) have
+no AUC: each gets its own panel and table of the embedding bytes ratio against the change in its gate
+metric, the metric named on the axis (``retrieval_points``: records' compression sections, else asv's
+``track_quality_loss`` and ``track_inverse_embedding_ratio``).
 """
 
 from __future__ import annotations
@@ -72,6 +77,92 @@ def points(ctx: Context) -> tuple[pd.DataFrame, str]:
         "infer_samples_per_s": thr, "record_gate": None,
     })
     return df, "asv track_ benchmarks"
+
+
+def gate_metric(model: str) -> str:
+    """The model's gate metric (its first higher-is-better figure, as the record's compression section
+    chooses it); "auc" for a name the registry does not know (records from before the registry)."""
+    from recsys_impls.models import model_names, model_spec
+
+    return model_spec(model).higher_is_better[0] if model in model_names() else "auc"
+
+
+RETRIEVAL_SHOWN = ["machine", "framework", "data", "model", "method", "gate_metric", "quality_change",
+                   "embedding_ratio"]
+
+
+def retrieval_points(ctx: Context) -> tuple[pd.DataFrame, str]:
+    """(machine, framework, data, model, method, gate_metric, quality_change, embedding_ratio) of the
+    compressed runs of models gated on a metric other than AUC: quality_change is compressed minus fp32
+    baseline in that metric, embedding_ratio the fp32 embedding bytes over the compressed ones (same
+    container). From the latest run records where they have such points, else from asv."""
+    recs = ctx.latest_records()
+    if not recs.empty and "compression.gate_metric" in recs:
+        r = recs[recs["compression.gate_metric"].notna() & (recs["compression.gate_metric"] != "auc")]
+        if not r.empty:
+            change = [row.get(f"compression.{row['compression.gate_metric']}_delta") for _, row in r.iterrows()]
+            return pd.DataFrame({
+                "machine": r["machine"], "framework": r["framework"], "data": r.get("data", "?"),
+                "model": _models(r, "model.arch"), "method": r["compression"],
+                "gate_metric": r["compression.gate_metric"], "quality_change": change,
+                "embedding_ratio": r.get("compression.embedding_ratio"),
+            }).reset_index(drop=True), "run records"
+    piv = asv_pivot(ctx.rows, "bench_compression")
+    if piv.empty or "track_quality_loss" not in piv or "model" not in piv:
+        return pd.DataFrame(), ""
+    piv = piv[piv["track_quality_loss"].map(finite)]
+    metric = piv["model"].astype(str).map(gate_metric)
+    piv, metric = piv[metric != "auc"], metric[metric != "auc"]
+    if piv.empty:
+        return pd.DataFrame(), ""
+    inv = piv.get("track_inverse_embedding_ratio")
+    return pd.DataFrame({
+        "machine": piv["machine"], "framework": piv.get("framework"), "data": piv.get("data", "?"),
+        "model": piv["model"].astype(str), "method": piv.get("method"), "gate_metric": metric,
+        "quality_change": -piv["track_quality_loss"],
+        "embedding_ratio": None if inv is None else inv.map(lambda v: 1 / v if finite(v) and v else None),
+    }).reset_index(drop=True), "asv track_ benchmarks"
+
+
+def _retrieval_plot(d: pd.DataFrame, model: str, metric: str) -> Plot | None:
+    d = d[d["quality_change"].map(finite) & d["embedding_ratio"].map(finite)]
+    if d.empty:
+        return None
+    fig, ax = figure(6.5, 4.0)
+    for (fw, machine, data), g in d.groupby(["framework", "machine", "data"], dropna=False):
+        ax.scatter(g["embedding_ratio"], g["quality_change"], label=f"{fw} on {data} ({machine})", s=30)
+        for _, r in g.iterrows():
+            ax.annotate(str(r["method"]), (r["embedding_ratio"], r["quality_change"]), fontsize=7, xytext=(3, 3),
+                        textcoords="offset points")
+    ax.axhline(0.0, color="grey", lw=1)
+    ax.set_xscale("log")
+    ax.set_xlabel("embedding bytes ratio (fp32 / compressed, log)")
+    ax.set_ylabel(f"{metric} change (compressed - fp32)")
+    ax.set_title(f"{model}: {metric} change vs embedding bytes ratio")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    safe = "".join(ch if ch.isalnum() else "_" for ch in model)
+    return Plot(f"compression_retrieval_{safe}", fig, f"{model}: {metric} change against embedding bytes ratio",
+                f"{model}: change in {metric} (its gate metric) against the embedding bytes ratio; each point one "
+                "compressed model against its fp32 baseline (one training run each, n=1).")
+
+
+def retrieval_sections(df: pd.DataFrame, source: str) -> list[Section]:
+    """One section per model gated on a metric other than AUC: its points' table and plot."""
+    out = []
+    for (model, metric), d in df.groupby(["model", "gate_metric"], dropna=False):
+        safe = "".join(ch if ch.isalnum() else "_" for ch in str(model))
+        sec = Section(f"{model}: {metric} change vs embedding bytes ratio",
+                      f"Source: {source}. {model} is gated on {metric}, not AUC: quality_change is the compressed "
+                      f"model's {metric} minus its fp32 baseline's (same data, seed); embedding_ratio the fp32 "
+                      "embedding bytes over the compressed ones in the same container.",
+                      tables=[Table(f"compression_retrieval_{safe}", d.reset_index(drop=True),
+                                    show=RETRIEVAL_SHOWN)])
+        plot = _retrieval_plot(d, str(model), str(metric))
+        if plot:
+            sec.plots.append(plot)
+        out.append(sec)
+    return out
 
 
 def _baselines(r: pd.DataFrame, infer: pd.Series | None) -> pd.DataFrame:
@@ -211,11 +302,17 @@ def _gate_plot(g: pd.DataFrame) -> Plot | None:
 def build(ctx: Context) -> Page:
     page = Page("compression", "Compression",
                 "Embedding compression variants: quality against stored bytes and against inference throughput, "
-                "with the 99% and 99.9% AUC gates relative to the same framework's uncompressed model.")
+                "with the 99% and 99.9% AUC gates relative to the same framework's uncompressed model; models gated "
+                "on another metric (retrieval: recall@10, HR@10) against that metric's change.")
     df, source = points(ctx)
-    if df.empty:
+    ret, ret_source = retrieval_points(ctx)
+    if df.empty and ret.empty:
         page.empty_reason = "no compression results yet (no records with a compression section and no asv " \
                             "bench_compression results)."
+        return page
+    if df.empty:
+        page.sections.extend(retrieval_sections(ret, ret_source))
+        page.sections[0].left_out = left_out_line(not_ok_reasons(ctx, "compression"), "run")
         return page
     g = gates(df)
     page.sections.append(Section(
@@ -239,6 +336,8 @@ def build(ctx: Context) -> Page:
             elif xcol == "infer_samples_per_s":
                 sec.text = "No inference throughput recorded for these variants."
         page.sections.append(sec)
+    if not ret.empty:
+        page.sections.extend(retrieval_sections(ret, ret_source))
     if page.sections:
         page.sections[0].left_out = left_out_line(not_ok_reasons(ctx, "compression"), "run")
     return page

@@ -162,6 +162,8 @@ def _one_machine_plot(ctx: Context, machine: str) -> Plot | None:
     the next machine will be compared on."""
     latest = latest_per_machine(ctx.rows)
     t = latest[(latest["machine"] == machine) & (latest["status"] == "ok") & (latest["type"] == "time")]
+    if t.empty:  # only track_ figures (an empty mask would select no columns, not no rows)
+        return None
     t = t[t["n"].map(enough_samples)].sort_values("value").head(24)
     if t.empty:
         return None
