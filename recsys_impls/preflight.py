@@ -269,6 +269,16 @@ def check_parallel(scenario: Scenario) -> None:
     if plan.mode == "sharded" and plan.sharding == "column-wise" and scenario.model.embedding_dim % n:
         raise ScenarioUnsupported(f"--parallel {spec}: column-wise sharding needs embedding_dim "
                                   f"({scenario.model.embedding_dim}) divisible by the {n} processes")
+    if plan.mode == "sharded" and plan.sharding == "column-wise" and scenario.compression not in ("", "none"):
+        from recsys_impls.compression.layouts import table_groups
+        from recsys_impls.compression.spec import parse_compression
+
+        groups = table_groups(scenario.model, parse_compression(scenario.compression))
+        odd = sorted({g.shape[1] for gs in groups for g in gs if g.table and g.shape[1] % n})
+        if odd:  # a sharded compressed stage's TorchRec tables have the layout's widths (mixed-dim: per feature)
+            raise ScenarioUnsupported(f"--parallel {spec} with --compression {scenario.compression}: column-wise "
+                                      f"sharding needs every table width divisible by the {n} processes; "
+                                      f"{', '.join(map(str, odd))} are not")
 
 
 # ------------------------------------------------------------------------------------------------

@@ -369,6 +369,8 @@ def test_movielens_with_a_preset_is_fine_and_the_record_says_what_was_replaced()
     (["--parallel", "sharded:2:row-wise", "--precision", "amp-bf16"], "fp32 only"),
     (["--framework", "tf", "--parallel", "ps:2", "--compile", "xla"], "without XLA"),
     (["--parallel", "sharded:3:column-wise", "--batch-size", "513"], "embedding_dim (16) divisible by the 3 processes"),
+    (["--parallel", "sharded:2:column-wise", "--compression", "mixed-dim:0.3"],
+     "needs every table width divisible by the 2 processes; 1, 3, 9, 11, 15 are not"),
     (["--parallel", "ddp:0"], "count '0' is not a positive integer"),
 ])
 def test_distributed_mistakes_are_found_before_launch(monkeypatch, capsys, args, expect):
