@@ -36,6 +36,13 @@ def _run(run_dir: Path, index: int, world: int) -> None:
         implementation=tf.distribute.experimental.CommunicationImplementation.RING,
         timeout_seconds=float(job.get("collective_timeout_s", 120)))
     strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+    if ctx.scenario.model.spec.task == "retrieval":  # two-tower, NeuMF: their own rank procedure
+        from recsys_impls.retrieval_runner import run_rank
+        from recsys_impls.tf_impl.distributed_retrieval import MWMSComm
+
+        ctx.scenario = replace(ctx.scenario, device=replace(ctx.scenario.device, threads=threads))
+        run_rank(ctx, MWMSComm(strategy, ctx.scenario.device.device))
+        return
     ctx.phase("data")
     from recsys_impls.parallel.shards import local_batches
     from recsys_impls.tf_impl.distributed_mwms import build, load_data
