@@ -158,27 +158,36 @@ def run_compression(scenario: Scenario, progress: bool = False) -> dict[str, Any
     return record
 
 
-def distributed_section(scenario: Scenario, size: dict[str, Any], mode: str) -> dict[str, Any]:
+def distributed_section(scenario: Scenario, size: dict[str, Any], mode: str,
+                         master: dict[str, Any] | None = None) -> dict[str, Any]:
     """The ``compression`` section of a distributed compressed run (``mode``: ddp, mwms or sharded): the
     bytes its rank 0 measured and their ratio to the uncompressed parameters' float32 bytes. No fp32
     baseline is trained beside a distributed run (that would double it); the one-process run of the same
-    scenario has the full section."""
+    scenario has the full section. A retrieval model's rank 0 measures the fp32 model in the same container
+    (``size["baseline_container_bytes"]``, taken out of ``size``) and the float32 master weights' quality
+    (``master``), as its one-process run does."""
     import math
 
     plan = parse_compression(scenario.compression)
-    full = ms.param_shapes(scenario.model, CompressionPlan())
-    fp32 = {k: 4 * math.prod(v) for k, v in full.items()}
-    emb32 = sum(v for k, v in fp32.items() if k.startswith("emb."))
-    return {
+    container = size.pop("baseline_container_bytes", None)
+    if container is not None:
+        full_bytes, emb32 = container["model"], container["embedding"]
+        against = "the fp32 model's stored bytes in the same container (rank 0)"
+    else:
+        full = ms.param_shapes(scenario.model, CompressionPlan())
+        fp32 = {k: 4 * math.prod(v) for k, v in full.items()}
+        full_bytes, emb32 = sum(fp32.values()), sum(v for k, v in fp32.items() if k.startswith("emb."))
+        against = "the uncompressed parameters' raw float32 bytes (no container)"
+    out = {
         "spec": plan.spec, "methods": list(plan.methods),
         "model_bytes": size.get("model_bytes"), "embedding_bytes": size.get("embedding_bytes"),
-        "fp32_param_bytes": sum(fp32.values()), "fp32_embedding_param_bytes": emb32,
-        "model_ratio": _ratio(sum(fp32.values()), size.get("model_bytes")),
+        "fp32_param_bytes": full_bytes, "fp32_embedding_param_bytes": emb32,
+        "model_ratio": _ratio(full_bytes, size.get("model_bytes")),
         "embedding_ratio": _ratio(emb32, size.get("embedding_bytes")),
         "bytes_note": ("raw float32 bytes of the sharded (compressed) tables and the dense weights"
                        if mode == "sharded" else
                        "stored bytes: serialized .npz of the stored arrays (rank 0, after training)")
-                      + "; ratios against the uncompressed parameters' raw float32 bytes (no container)",
+                      + f"; ratios against {against}",
         "baseline_reason": "no fp32 baseline is trained beside a distributed run; --parallel none (or threads:N) "
                            "runs the same compression against its baseline",
         "trained": ("sharded: the compressed stage's tables sharded over the ranks, ids mapped before the lookup"
@@ -186,3 +195,10 @@ def distributed_section(scenario: Scenario, size: dict[str, Any], mode: str) -> 
                     "data parallel: every rank trains the same compressed float32 master weights; post-training "
                     "methods are applied to them after training"),
     }
+    if master is not None:
+        from recsys_impls.models import model_spec
+
+        m = model_spec(scenario.model.arch).higher_is_better[0]
+        out[f"{m}_fp32_master"] = master.get(m)
+        out["master_note"] = "same trained weights before post-training compression"
+    return out

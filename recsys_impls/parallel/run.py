@@ -239,16 +239,14 @@ def run_parallel(scenario: Scenario, progress: bool = False, baseline: bool = Tr
     if "serving" in out:
         record["serving"] = record["infer"] = out["serving"]
         record["scenario"]["model"].update(out.get("resolved_model") or {})
-        if out.get("master_quality") is not None:
-            record["master_quality"] = out["master_quality"]
+    if scenario.compression not in ("", "none"):
+        from recsys_impls.compression.section import distributed_section
+
+        record["compression"] = distributed_section(scenario, record["size"], plan.mode, out.get("master_quality"))
     if scenario.model.spec.task == "retrieval":
         par["semantics"] = _RETRIEVAL_SEMANTICS[scenario.model.arch]
         record["roofline"] = {"reason": "no analytic work model for retrieval models"}
         return record.cleaned()
-    if scenario.compression not in ("", "none"):
-        from recsys_impls.compression.section import distributed_section
-
-        record["compression"] = distributed_section(scenario, out["size"], plan.mode)
     if plan.mode == "ps" or (plan.mode == "sharded" and scenario.framework == "tf"):
         record["roofline"] = {"train": None, "infer": None, "reason": "asynchronous parameter-server updates: "
                               "a step's time is the coordinator's dispatch, not one rank's work"}
