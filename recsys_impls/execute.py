@@ -96,6 +96,7 @@ def _execute_retrieval(scenario: Scenario, progress: bool, json_path: str | None
     if json_path is not None:
         estimate["json"] = preflight.check_json_path(json_path)
     check_axes(scenario)
+    preflight.check_parallel(scenario)  # the global batch divisible by the ranks, the engine's own rules
     startup.prepare(scenario, verbose=verbose)
     single = in_one_process(scenario)
     if path_of(scenario) == "distributed":

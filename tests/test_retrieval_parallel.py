@@ -133,3 +133,14 @@ def test_refused_modes_one_line(capsys, framework: str, parallel: str, mode: str
     assert len(err.splitlines()) == 1 and f"--parallel {parallel}: the retrieval models run data parallel" in err
     assert main(["list"]) == 0
     assert f"parallel:{mode}: the retrieval models run data parallel" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["--parallel", "ddp:2:fp16"], "gradient-communication hooks are wired for the ranking models' DDP only"),
+    (["--parallel", "ddp:2", "--straggler", "1:2"], "--straggler 1:2: fault injection and adaptive shares"),
+    (["--parallel", "ddp:2", "--batch-size", "63"], "the global batch must be divisible by the 2 processes"),
+])
+def test_refused_before_launch(capsys, args: list[str], says: str) -> None:
+    assert main(["run", "--model", "neumf", *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and says in err
