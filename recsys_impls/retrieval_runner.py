@@ -7,7 +7,8 @@ the achievable figure), then time serving: for two-tower, queries/s of brute-for
 whole item corpus and single-query latency; for NeuMF, scored (user, item) pairs/s and the latency of
 one user's candidate list. A compressed model (``--compression``) trains in its layout, is finalized into
 its stored form after training, and is scored and served from that (``compression.section`` runs it
-beside its fp32 baseline).
+beside its fp32 baseline). Data parallel (``ddp:N``, ``mwms:N``): each rank runs ``run_rank`` (launched
+by ``parallel.run``); rank 0 evaluates and serves through the same ``evaluate``.
 """
 
 from __future__ import annotations

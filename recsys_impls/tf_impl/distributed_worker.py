@@ -6,7 +6,8 @@ provides the cluster and the RING collectives; the TFDLRM's own tf.function step
 all-reduced, embedding IndexedSlices all-gathered) before the model's optimizer applies them. Every
 worker holds a full replica, starts from the same seeded weights and applies the same averaged
 gradients, so replicas stay identical (the worker fingerprints its parameters to prove it). A custom
-loop, because Keras 3 ``fit`` fails under this strategy in TensorFlow 2.21.
+loop, because Keras 3 ``fit`` fails under this strategy in TensorFlow 2.21. Retrieval models (two-tower,
+NeuMF) run ``retrieval_runner.run_rank`` instead, with the model of ``distributed_retrieval``.
 """
 
 from __future__ import annotations

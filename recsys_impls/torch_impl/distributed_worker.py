@@ -3,6 +3,8 @@
 Reads ``RUN_DIR/job.json`` (scenario + plan), trains in the plan's mode (``ddp`` or ``sharded``) on this
 rank's slice of every global batch, evaluates on its slice of the eval split (gathered on rank 0) and
 writes ``RUN_DIR/rank{R}.json``. Any exception lands in ``rank{R}.error`` so the launcher can name the rank.
+Retrieval models (two-tower, NeuMF) run ``retrieval_runner.run_rank`` instead, with the DDP model of
+``distributed_retrieval``.
 """
 
 from __future__ import annotations
