@@ -142,14 +142,11 @@ def check_axes(scenario: Scenario) -> Any:
         if par.mode != "threads":
             spec.require_axis(f"parallel:{par.mode}", f"--parallel {scenario.parallel}")
         if par.comm_hook != "none":
-            raise ScenarioUnsupported(f"model {arch}: --parallel {scenario.parallel}: gradient-communication hooks "
-                                      f"are wired for the ranking models' DDP only; use ddp:{par.world_size}")
+            spec.require_axis("parallel:comm-hooks", f"--parallel {scenario.parallel}")
         faulted = [f"--{k} {v}" for k, v, off in (("straggler", scenario.straggler, "none"),
                                                   ("balance", scenario.balance, "static")) if v not in ("", off)]
         if par.distributed and faulted:
-            raise ScenarioUnsupported(f"model {arch}: {' '.join(faulted)}: fault injection and adaptive shares are "
-                                      "wired for the ranking models' engines only; retrieval models split every "
-                                      "global batch evenly")
+            spec.require_axis("parallel:faults", " ".join(faulted))
     plan = compression_plan(scenario)
     d = scenario.device
     if (d.precision, d.compile, d.pinned_memory) != ("fp32", "none", False):

@@ -137,7 +137,7 @@ def test_refused_modes_one_line(capsys, framework: str, parallel: str, mode: str
 
 @pytest.mark.parametrize(("args", "says"), [
     (["--parallel", "ddp:2:fp16"], "gradient-communication hooks are wired for the ranking models' DDP only"),
-    (["--parallel", "ddp:2", "--straggler", "1:2"], "--straggler 1:2: fault injection and adaptive shares"),
+    (["--parallel", "ddp:2", "--straggler", "1:2"], "--straggler 1:2: fault injection (--straggler) and adaptive"),
     (["--parallel", "ddp:2", "--batch-size", "63"], "the global batch must be divisible by the 2 processes"),
 ])
 def test_refused_before_launch(capsys, args: list[str], says: str) -> None:

@@ -133,6 +133,9 @@ RETRIEVAL_AXES = {
                         "(TorchRec's and ParameterServerStrategy's engines drive the ranking models' tables)",
     "parallel:ps": "the retrieval models run data parallel (ddp:N, mwms:N); ParameterServerStrategy drives the "
                    "ranking models' tables only",
+    "parallel:comm-hooks": "gradient-communication hooks are wired for the ranking models' DDP only; use ddp:N",
+    "parallel:faults": "fault injection (--straggler) and adaptive shares (--balance adaptive) are wired for the "
+                       "ranking models' engines only; retrieval models split every global batch evenly",
     "data:tsv": "a Criteo TSV holds no user/item pairs; give interactions as PATH.csv (user_id,item_id[,timestamp])",
 }
 RETRIEVAL_FIELDS = ("embedding_dim", "tower_mlp")
