@@ -84,22 +84,33 @@ def execute(scenario: Scenario, progress: bool = False, json_path: str | None = 
 def _execute_retrieval(scenario: Scenario, progress: bool, json_path: str | None, allow_oversubscribe: bool,
                        verbose: bool) -> Record:
     """Retrieval models (two-tower, neumf) run in one process through their own runner (compressed: beside
-    their fp32 baseline, as the ranking models); the pre-flight checks cores and the --json path (no
-    memory estimate for them yet)."""
+    their fp32 baseline, as the ranking models; ``threads:N``: one process with N threads), or data parallel
+    (``ddp:N``, ``mwms:N``) through the launcher, their ranks running ``retrieval_runner.run_rank``. The
+    pre-flight checks cores and the --json path (no memory estimate for them yet); the axes are checked
+    before anything starts."""
     from recsys_impls import preflight, startup
-    from recsys_impls.retrieval_runner import run_retrieval
+    from recsys_impls.retrieval_runner import check_axes, run_retrieval
 
     estimate = {"cores": preflight.check_cores(scenario, allow_oversubscribe),
                 "memory": {"reason": "no memory estimate for retrieval models yet"}}
     if json_path is not None:
         estimate["json"] = preflight.check_json_path(json_path)
+    check_axes(scenario)
+    preflight.check_parallel(scenario)  # the global batch divisible by the ranks, the engine's own rules
     startup.prepare(scenario, verbose=verbose)
-    if scenario.compression not in ("", "none"):
+    single = in_one_process(scenario)
+    if path_of(scenario) == "distributed":
+        from recsys_impls.parallel.run import run_parallel
+
+        record = run_parallel(scenario, progress=progress)
+    elif scenario.compression not in ("", "none"):
         from recsys_impls.compression.section import run_compression
 
-        record = run_compression(scenario, progress=progress)
+        record = run_compression(single, progress=progress)
     else:
-        record = run_retrieval(scenario, progress=progress)
+        record = run_retrieval(single, progress=progress)
+    if single is not scenario:
+        record = _as_threads_record(record, scenario)
     record["preflight"] = estimate
     return record
 

@@ -7,7 +7,8 @@ the achievable figure), then time serving: for two-tower, queries/s of brute-for
 whole item corpus and single-query latency; for NeuMF, scored (user, item) pairs/s and the latency of
 one user's candidate list. A compressed model (``--compression``) trains in its layout, is finalized into
 its stored form after training, and is scored and served from that (``compression.section`` runs it
-beside its fp32 baseline).
+beside its fp32 baseline). Data parallel (``ddp:N``, ``mwms:N``): each rank runs ``run_rank`` (launched
+by ``parallel.run``); rank 0 evaluates and serves through the same ``evaluate``.
 """
 
 from __future__ import annotations
@@ -135,7 +136,17 @@ def check_axes(scenario: Scenario) -> Any:
     if spec.task != "retrieval":
         raise ValueError(f"run_retrieval runs retrieval models; {arch} is a {spec.task} model")
     if scenario.parallel not in ("", "none"):
-        spec.require_axis("parallel", f"--parallel {scenario.parallel}")
+        from recsys_impls.parallel.spec import parse_parallel
+
+        par = parse_parallel(scenario.parallel)
+        if par.mode != "threads":
+            spec.require_axis(f"parallel:{par.mode}", f"--parallel {scenario.parallel}")
+        if par.comm_hook != "none":
+            spec.require_axis("parallel:comm-hooks", f"--parallel {scenario.parallel}")
+        faulted = [f"--{k} {v}" for k, v, off in (("straggler", scenario.straggler, "none"),
+                                                  ("balance", scenario.balance, "static")) if v not in ("", off)]
+        if par.distributed and faulted:
+            spec.require_axis("parallel:faults", " ".join(faulted))
     plan = compression_plan(scenario)
     d = scenario.device
     if (d.precision, d.compile, d.pinned_memory) != ("fp32", "none", False):
@@ -218,24 +229,11 @@ def prepared_steps(scenario: Scenario, phase: str = "train", max_steps: int | No
     return impl, staged[:max_steps] if max_steps is not None else staged, step
 
 
-def run_retrieval(scenario: Scenario, progress: bool = False, data: Interactions | None = None) -> Record:
-    """Train, evaluate and measure the scenario's retrieval model (``model.arch``: two-tower or neumf)."""
-    started = time.time()
-    arch = scenario.model.arch
-    cfg, data, impl = _model(scenario, data)
-    t = scenario.train
-    device = scenario.device.device
-    batches, epochs = models.training_batches(arch, cfg, data, t.batch_size, t.warmup_steps + t.steps, t.seed)
-    t0 = time.perf_counter()
-    staged = [impl.stage(b) for b in batches]
-    impl.synchronize()
-    stage_s = time.perf_counter() - t0
-    host_w = host.host_window()
-    res = timed_loop(impl.train_step, staged, warmup=t.warmup_steps, steps=t.steps, sync=impl.synchronize,
-                     sync_each_step=sync_each_step_on(device), window=[host_w], progress=progress, desc="train")
-    train = res.summary(t.batch_size) | {"steps": t.warmup_steps + t.steps, "batch_size": t.batch_size,
-                                         "epochs": epochs, "distinct_batches": len(staged), "stage_seconds": stage_s,
-                                         "final_loss": impl.loss(staged[(t.warmup_steps + t.steps - 1) % len(staged)])}
+def evaluate(scenario: Scenario, cfg: Any, data: Interactions, impl: Any) -> dict[str, Any]:
+    """After training: the size section (a compressed model finalized into its stored form first), the
+    held-out quality beside the popularity baseline and the achievable figure, and serving (throughput and
+    single-query latency). What one process records, and what rank 0 of a data-parallel run records."""
+    arch, t, device = scenario.model.arch, scenario.train, scenario.device.device
     size, master = _bytes(impl.get_params(), TABLES), None
     plan = compression_plan(scenario)
     if plan is not None:
@@ -253,26 +251,119 @@ def run_retrieval(scenario: Scenario, progress: bool = False, data: Interactions
     else:
         serving, latency = _serving_neumf(impl, data, t, device)
         throughput = {"infer_samples_per_s": serving["pairs_per_s"]}
-    throughput = {"train_samples_per_s": res.summary(t.batch_size)["samples_per_s"], **throughput,
+    return {"size": size, "master_quality": master, "quality": quality, "serving": serving, "latency_ms": latency,
+            "throughput": throughput}
+
+
+def resolved_model(arch: str, cfg: Any, data: Interactions) -> dict[str, Any]:
+    """The record's model fields the data decides: table sizes (users, items) and the resolved config."""
+    return {"table_sizes": [data.user_features.rows, data.item_features.rows],
+            "resolved": {"arch": arch, **asdict(cfg)}}
+
+
+def data_section(data: Interactions) -> dict[str, Any]:
+    info = {k: v for k, v in data.info.items() if not k.startswith("_")}
+    return {"name": data.name, "users": data.num_users, "items": data.num_items,
+            "train_interactions": data.num_train, "eval_users": int(data.test_user.size), **info}
+
+
+def run_rank(ctx: Any, comm: Any) -> None:
+    """One rank of a data-parallel retrieval run (``ddp:N`` torch, ``mwms:N`` TensorFlow), through the workers'
+    protocol (phases, result file) and the one timed loop.
+
+    Every rank loads the same interactions and draws the same global batches (``training_batches``, one
+    seeded draw, NeuMF's sampled negatives included), and keeps its contiguous B/N rows of each, as the
+    ranking models' data-parallel path does: the union of the ranks' rows is the one-process batch. The
+    model is the one-process model made data parallel (``comm.build``). After training, rank 0 evaluates
+    and serves (``evaluate``: the replicas are identical, so any rank gives the same figures) while the
+    others wait at the barrier. ``comm``: ``build(arch, cfg, data, scenario, plan)``, ``barrier()``,
+    ``gather_strings(text)`` (every rank's string, in rank order), ``backend``, ``framework``."""
+    from recsys_impls.measure.host import peak_rss_bytes
+    from recsys_impls.parallel.shards import fingerprint, local_rows
+    from recsys_impls.record import rank_result
+
+    rank, world = ctx.rank, ctx.world_size
+    scenario = ctx.scenario
+    arch, t = scenario.model.arch, scenario.train
+    plan = check_axes(scenario)
+    ctx.phase("data")
+    cfg = models.config_from(scenario.model)
+    data = load_data(scenario)
+    batches, epochs = models.training_batches(arch, cfg, data, t.batch_size, t.warmup_steps + t.steps, t.seed)
+    local = [local_rows(b, t.batch_size, rank, world) for b in batches]
+    ctx.phase("build")
+    impl = comm.build(arch, cfg, data, scenario, plan)
+    staged = [impl.stage(b) for b in local]
+    impl.synchronize()
+    ctx.phase("train")
+    loop = timed_loop(impl.train_step, staged, warmup=t.warmup_steps, steps=t.steps, sync=impl.synchronize,
+                      sync_each_step=sync_each_step_on(scenario.device.device), barrier=comm.barrier)
+    # a collective for two-tower (the global batch's items): every rank takes part
+    final_loss = impl.loss(staged[(t.warmup_steps + t.steps - 1) % len(staged)])
+    ctx.phase("evaluate")
+    params = impl.get_params()
+    prints = comm.gather_strings(fingerprint(params))
+    if ctx.job.get("dump_params"):
+        np.savez(ctx.run_dir / f"rank{rank}.params.npz", **params)
+    result = rank_result(rank, world, ctx.job["plan"]["mode"], loop.summary(t.batch_size // world),
+                         t.batch_size // world, threads=ctx.job.get("threads_per_process", 1),
+                         threads_section=threads.record_section(comm.framework), backend=comm.backend,
+                         final_loss=final_loss, replica_fingerprints=prints, peak_rss_bytes=peak_rss_bytes(),
+                         epochs=epochs, distinct_batches=len(staged))
+    if rank == 0:
+        ev = evaluate(scenario, cfg, data, impl)
+        result.update(quality=ev["quality"], size=ev["size"], serving=ev["serving"], latency_ms=ev["latency_ms"],
+                      serving_throughput=ev["throughput"], data_name=data.name, data_section=data_section(data),
+                      resolved_model=resolved_model(arch, cfg, data))
+        if ev["master_quality"] is not None:
+            result["master_quality"] = ev["master_quality"]
+    ctx.write_result(result)
+    comm.barrier()
+    ctx.phase("done")
+
+
+def run_retrieval(scenario: Scenario, progress: bool = False, data: Interactions | None = None) -> Record:
+    """Train, evaluate and measure the scenario's retrieval model (``model.arch``: two-tower or neumf) in this
+    process (``execute`` launches the data-parallel ones, whose ranks run ``run_rank``)."""
+    from recsys_impls.parallel.spec import parse_parallel
+
+    if parse_parallel(scenario.parallel or "none").distributed:
+        check_axes(scenario)  # an unsupported mode is refused for what it is
+        raise ValueError(f"run_retrieval runs one process; --parallel {scenario.parallel} goes through execute()")
+    started = time.time()
+    arch = scenario.model.arch
+    cfg, data, impl = _model(scenario, data)
+    t = scenario.train
+    device = scenario.device.device
+    batches, epochs = models.training_batches(arch, cfg, data, t.batch_size, t.warmup_steps + t.steps, t.seed)
+    t0 = time.perf_counter()
+    staged = [impl.stage(b) for b in batches]
+    impl.synchronize()
+    stage_s = time.perf_counter() - t0
+    host_w = host.host_window()
+    res = timed_loop(impl.train_step, staged, warmup=t.warmup_steps, steps=t.steps, sync=impl.synchronize,
+                     sync_each_step=sync_each_step_on(device), window=[host_w], progress=progress, desc="train")
+    train = res.summary(t.batch_size) | {"steps": t.warmup_steps + t.steps, "batch_size": t.batch_size,
+                                         "epochs": epochs, "distinct_batches": len(staged), "stage_seconds": stage_s,
+                                         "final_loss": impl.loss(staged[(t.warmup_steps + t.steps - 1) % len(staged)])}
+    ev = evaluate(scenario, cfg, data, impl)
+    throughput = {"train_samples_per_s": res.summary(t.batch_size)["samples_per_s"], **ev["throughput"],
                   "input_conversion_in_timed_window": False}
     sc = scenario.to_dict()
-    sc["model"]["table_sizes"] = [data.user_features.rows, data.item_features.rows]
-    sc["model"]["resolved"] = {"arch": arch, **asdict(cfg)}
-    info = {k: v for k, v in data.info.items() if not k.startswith("_")}
+    sc["model"].update(resolved_model(arch, cfg, data))
     record = Record.new(
-        sc, quality=quality, train=train, infer=serving, serving=serving, throughput=throughput, latency_ms=latency,
-        size=size,
+        sc, quality=ev["quality"], train=train, infer=ev["serving"], serving=ev["serving"], throughput=throughput,
+        latency_ms=ev["latency_ms"], size=ev["size"],
         memory={"peak_host_rss_bytes": host.peak_rss_bytes(), "peak_device_bytes": None,
                 "peak_device_bytes_reason": "not measured for retrieval models"},
         energy=nvml.null_summary("not sampled for retrieval models"),
         cpu={"train": res.windows[0].summary(), **host.cpu_energy_status()},
-        data={"name": data.name, "users": data.num_users, "items": data.num_items,
-              "train_interactions": data.num_train, "eval_users": int(data.test_user.size), **info},
+        data=data_section(data),
         roofline={"reason": "no analytic work model for retrieval models"},
         env=fingerprint.environment_fingerprint(),
     )
-    if master is not None:
-        record["master_quality"] = master
+    if ev["master_quality"] is not None:
+        record["master_quality"] = ev["master_quality"]
     record["threads"] = threads.record_section(scenario.framework)
     record["duration_s"] = time.time() - started
     record["timestamp"] = timestamp(started)

@@ -72,10 +72,10 @@ def test_unsupported_axes_and_listing(capsys) -> None:
     rec = execute_or_record(build_scenario({"model": {"arch": "two-tower"},
                                             "scenario": {"compression": "int8,prune:0.8"}}))
     assert rec["status"] == "skipped" and "prune: MLP magnitude pruning is wired for the ranking" in rec["error"]
-    with pytest.raises(ScenarioUnsupported):
+    with pytest.raises(ScenarioUnsupported, match="parallel sharded:2:table-wise: the retrieval models run data"):
         from recsys_impls.retrieval_runner import run_retrieval
 
-        run_retrieval(build_scenario({"model": {"arch": "neumf"}, "scenario": {"parallel": "ddp:2"}}))
+        run_retrieval(build_scenario({"model": {"arch": "neumf"}, "scenario": {"parallel": "sharded:2:table-wise"}}))
     rec = execute_or_record(build_scenario({"model": {"arch": "neumf"}, "device": {"precision": "amp-bf16"}}))
     assert rec["status"] == "skipped" and "fp32" in rec["error"]
     assert main(["list"]) == 0

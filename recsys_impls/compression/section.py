@@ -158,13 +158,15 @@ def run_compression(scenario: Scenario, progress: bool = False) -> dict[str, Any
     return record
 
 
-def distributed_section(record: dict[str, Any], scenario: Scenario, mode: str,
-                        timeout_s: float | None = None) -> dict[str, Any]:
+def distributed_section(record: dict[str, Any], scenario: Scenario, mode: str, timeout_s: float | None = None,
+                        master: dict[str, Any] | None = None) -> dict[str, Any]:
     """The ``compression`` section of a distributed compressed run (``mode``: ddp, mwms or sharded): its fp32
     baseline is the same scenario with compression none, run by the same launcher with the same parallel
     plan, data and seed (cached per process like the one-process baselines), and the section is built by
-    ``compression_section`` as the one-process run builds it. The one-process run's master-weight figures
-    (``auc_delta_vs_master``) are not produced here: they need the trained weights in the parent process."""
+    ``compression_section`` as the one-process run builds it. A retrieval model's rank 0 measures the fp32
+    model in the same container (``size["baseline_container_bytes"]``) and its float32 master weights'
+    quality (``master``); the ranking models' master-weight figures need the trained weights in the parent
+    process and are not produced here."""
     from recsys_impls.parallel.run import run_distributed
 
     base_sc = replace(scenario, compression="none")
@@ -173,10 +175,18 @@ def distributed_section(record: dict[str, Any], scenario: Scenario, mode: str,
         out = run_distributed(base_sc, timeout_s)
         _BASELINES[key] = {"quality": out["quality"], "size": out["size"],
                            "throughput": {"train_samples_per_s": out["parallel"]["train_samples_per_s"]}}
-    section = compression_section(record, _BASELINES[key], baseline_stored_bytes(scenario.model, scenario.train.seed))
+    container = record["size"].pop("baseline_container_bytes", None)
+    section = compression_section(record, _BASELINES[key],
+                                  container or baseline_stored_bytes(scenario.model, scenario.train.seed))
     section["baseline_run"] = f"{base_sc.parallel} with compression none: same launcher, data and seed"
     section["trained"] = ("sharded: the compressed stage's tables sharded over the ranks, ids mapped before the "
                           "lookup" if mode == "sharded" else
                           "data parallel: every rank trains the same compressed float32 master weights; "
                           "post-training methods are applied to them after training")
+    if master is not None:
+        m = section["gate_metric"]
+        section[f"{m}_fp32_master"] = master.get(m)
+        if master.get(m) is not None and record["quality"].get(m) is not None:
+            section[f"{m}_delta_vs_master"] = record["quality"][m] - master[m]
+        section["master_note"] = "same trained weights before post-training compression"
     return section

@@ -27,7 +27,10 @@ from recsys_impls.errors import ScenarioUnsupported, UsageError
 
 # Scenario axes a model may or may not support (asv suites and `list` read them).
 # ``compression:METHOD`` names one compression method a model may skip while taking the others.
-AXES = ("compression", "compression:prune", "compression:mlp-int8", "parallel", "device", "profiling",
+# ``parallel:MODE`` names one --parallel mode a model may skip while taking the others; ``parallel:comm-hooks``
+# the ddp:N:HOOK forms, ``parallel:faults`` --straggler and --balance adaptive.
+AXES = ("compression", "compression:prune", "compression:mlp-int8", "parallel", "parallel:ddp", "parallel:mwms",
+        "parallel:sharded", "parallel:ps", "parallel:comm-hooks", "parallel:faults", "device", "profiling",
         "data:synthetic", "data:movielens", "data:tsv")
 SUPPORTED = "supported"
 

@@ -129,9 +129,13 @@ RETRIEVAL_AXES = {
     "compression:mlp-int8": "int8 MLP layers are built for the ranking models' MLP modules only; the retrieval "
                             "models' MLPs are plain weight matrices (the embedding layouts and storage precisions "
                             "do apply)",
-    "parallel": "not wired for retrieval models: the distributed engines drive the ranking models' step, batches and "
-                "evaluation (and two-tower's in-batch negatives would change meaning across ranks); they run in "
-                "one process",
+    "parallel:sharded": "the retrieval models run data parallel (ddp:N, mwms:N); their tables are not sharded "
+                        "(TorchRec's and ParameterServerStrategy's engines drive the ranking models' tables)",
+    "parallel:ps": "the retrieval models run data parallel (ddp:N, mwms:N); ParameterServerStrategy drives the "
+                   "ranking models' tables only",
+    "parallel:comm-hooks": "gradient-communication hooks are wired for the ranking models' DDP only; use ddp:N",
+    "parallel:faults": "fault injection (--straggler) and adaptive shares (--balance adaptive) are wired for the "
+                       "ranking models' engines only; retrieval models split every global batch evenly",
     "data:tsv": "a Criteo TSV holds no user/item pairs; give interactions as PATH.csv (user_id,item_id[,timestamp])",
 }
 RETRIEVAL_FIELDS = ("embedding_dim", "tower_mlp")

@@ -100,10 +100,16 @@ def summarize(scenario: Scenario, plan: ParallelPlan, results: list[dict[str, An
         section["imbalance"] = r0["sharding_plan"].get("imbalance")
     peaks = [r["peak_rss_bytes"] for r in section["per_rank"] if r.get("peak_rss_bytes")]
     section["peak_rss_bytes_max"] = max(peaks) if peaks else None
-    return {"parallel": section, "train": train, "threads": r0.get("threads_section"),
-            "quality": r0["quality"], "size": r0.get("size", {}),
-            "data": {"name": r0.get("data_name"), **r0.get("data_info", {})}, "final_loss": r0.get("final_loss"),
-            "consistency": r0.get("consistency")}
+    out = {"parallel": section, "train": train, "threads": r0.get("threads_section"),
+           "quality": r0["quality"], "size": r0.get("size", {}),
+           "data": r0.get("data_section") or {"name": r0.get("data_name"), **r0.get("data_info", {})},
+           "final_loss": r0.get("final_loss"), "consistency": r0.get("consistency")}
+    # retrieval models: rank 0 evaluated and served the trained replica as one process does
+    out.update({k: r0[k] for k in _SERVED if k in r0})
+    return out
+
+
+_SERVED = ("serving", "latency_ms", "serving_throughput", "master_quality", "resolved_model")
 
 
 def _consistency(scenario: Scenario, plan: ParallelPlan, results: list[dict[str, Any]],
@@ -198,6 +204,7 @@ def run_parallel(scenario: Scenario, progress: bool = False, baseline: bool = Tr
         b = base["parallel"]["train_samples_per_s"]
         par["baseline_1_process"] = {"spec": one.parallel, "train_samples_per_s": b,
                                      "auc": base["quality"].get("auc"),
+                                     **{m: base["quality"].get(m) for m in _headline(scenario)},
                                      "step_ms_mean": base["parallel"]["step_ms_mean"],
                                      "step_ms": base["train"].get("step_ms")}
         if b and par["train_samples_per_s"]:
@@ -212,12 +219,15 @@ def run_parallel(scenario: Scenario, progress: bool = False, baseline: bool = Tr
         par["balance_effect"] = balance_effect(scenario, out, timeout_s)
     if _asynchronous(scenario, plan):
         par["consistency"] = _async_consistency(out, par)
+    served = out.get("serving_throughput")
+    throughput = ({"infer_samples_per_s": None,
+                   "infer_samples_per_s_reason": "distributed scenarios time training; inference is single-process"}
+                  if served is None else dict(served, serving_scope="rank 0 alone, after training, as one process"))
     record = Record.new(
         scenario, quality=out["quality"], parallel=par, train=out["train"],
-        throughput={"train_samples_per_s": par["train_samples_per_s"], "infer_samples_per_s": None,
-                    "infer_samples_per_s_reason": "distributed scenarios time training; inference is single-process",
+        throughput={"train_samples_per_s": par["train_samples_per_s"], **throughput,
                     "input_conversion_in_timed_window": False},
-        latency_ms={"p50": None, "reason": "not measured for distributed scenarios"},
+        latency_ms=out.get("latency_ms") or {"p50": None, "reason": "not measured for distributed scenarios"},
         size=out["size"], data=out["data"],
         memory=_memory(par),
         energy={"joules": None, "reason": "not sampled for distributed scenarios"},
@@ -226,16 +236,43 @@ def run_parallel(scenario: Scenario, progress: bool = False, baseline: bool = Tr
         duration_s=time.time() - started,
         timestamp=timestamp(started),
     )
+    if "serving" in out:
+        record["serving"] = record["infer"] = out["serving"]
+        record["scenario"]["model"].update(out.get("resolved_model") or {})
     if scenario.compression not in ("", "none"):
         from recsys_impls.compression.section import distributed_section
 
-        record["compression"] = distributed_section(record, scenario, plan.mode, timeout_s)
+        record["compression"] = distributed_section(record, scenario, plan.mode, timeout_s,
+                                                    master=out.get("master_quality"))
+    if scenario.model.spec.task == "retrieval":
+        par["semantics"] = _RETRIEVAL_SEMANTICS[scenario.model.arch]
+        record["roofline"] = {"reason": "no analytic work model for retrieval models"}
+        return record.cleaned()
     if plan.mode == "ps" or (plan.mode == "sharded" and scenario.framework == "tf"):
         record["roofline"] = {"train": None, "infer": None, "reason": "asynchronous parameter-server updates: "
                               "a step's time is the coordinator's dispatch, not one rank's work"}
     else:  # each rank's step on its local batch, against one process's peaks at its thread count
         roofline.attach(record, scenario, threads=par.get("threads_per_process"), batch_size=par.get("local_batch"))
     return record.cleaned()
+
+
+_RETRIEVAL_SEMANTICS = {
+    "two-tower": "data parallel: the global batch of --batch-size split over the ranks (B/N contiguous rows "
+                 "each); each rank's in-batch sampled softmax scores its B/N queries against the item vectors "
+                 "(and logQ terms) of the whole global batch, all-gathered with a differentiable all-gather, so "
+                 "the averaged gradient is the one-process gradient on the same B-sample batch; evaluation and "
+                 "serving on rank 0 after training",
+    "neumf": "data parallel: the global batch of --batch-size (positives and their sampled negatives, drawn once "
+             "from the seed as one process draws them) split over the ranks (B/N contiguous rows each); gradients "
+             "averaged over the ranks, so each step is the one-process step on the same batch; evaluation and "
+             "serving on rank 0 after training",
+}
+
+
+def _headline(scenario: Scenario) -> tuple[str, ...]:
+    """The quality figures a 1-process baseline is compared on (the ranking models': auc, kept as it was)."""
+    spec = scenario.model.spec
+    return () if spec.task != "retrieval" else spec.quality_metrics[:1]
 
 
 def hook_effect(scenario: Scenario, plan: ParallelPlan, out: dict[str, Any],

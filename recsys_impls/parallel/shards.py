@@ -30,6 +30,15 @@ def local_batches(train: Batch, global_batch: int, rank: int, world: int) -> lis
     return [g.slice(rank * local, (rank + 1) * local) for g in train.split(global_batch)]
 
 
+def local_rows(batch: dict[str, np.ndarray], global_batch: int, rank: int, world: int) -> dict[str, np.ndarray]:
+    """This rank's contiguous 1/world of a global host batch of named arrays (the retrieval models'), as
+    ``local_batches`` slices the ranking models' batches."""
+    if global_batch % world:
+        raise UsageError(f"--batch-size {global_batch}: must be divisible by the world size {world}")
+    local = global_batch // world
+    return {k: v[rank * local : (rank + 1) * local] for k, v in batch.items()}
+
+
 def eval_slice(eval_batch: Batch, rank: int, world: int) -> Batch:
     per = eval_batch.batch_size // world
     return eval_batch.slice(rank * per, (rank + 1) * per)

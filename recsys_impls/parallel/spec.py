@@ -137,7 +137,8 @@ def describe_modes() -> list[tuple[str, str]]:
         ("none", "one process, framework default threads"),
         ("threads:N", "one process, N intra-op threads (torch.set_num_threads / tf.config.threading)"),
         ("ddp:N", "data parallel over N processes, same global batch (PyTorch DDP via torchrun; "
-                  "TensorFlow MultiWorkerMirroredStrategy)"),
+                  "TensorFlow MultiWorkerMirroredStrategy); ranking and retrieval models (two-tower: global "
+                  "in-batch negatives)"),
         ("ddp:N:fp16|bf16|powersgd", "PyTorch DDP with a gradient-communication compression hook "
                                      "(bf16 needs NCCL/GPU)"),
         ("mwms:N", "TensorFlow MultiWorkerMirroredStrategy, N workers (alias of ddp:N for tf)"),

@@ -33,6 +33,42 @@ def load_data(scenario: Scenario) -> tuple[Scenario, Any]:
     return prepare_data(scenario)
 
 
+class Collectives:
+    """Host-side collectives over the strategy's workers: the result gathers, the fingerprints, the barrier."""
+
+    def __init__(self, strategy: tf.distribute.Strategy, device: str) -> None:
+        self.strategy, self.device = strategy, device
+        self.sum = tf.function(self._sum)
+
+    def _sum(self, x: tf.Tensor) -> Any:
+        def fn(t: tf.Tensor) -> tf.Tensor:
+            return tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, tf.identity(t))
+
+        return self.strategy.run(fn, args=(x,))
+
+    def gather_numpy(self, array: np.ndarray) -> np.ndarray:
+        """Concatenate every worker's rows in worker order (a collective; equal shapes on every worker).
+
+        Each worker places its rows in its own slot of a zero array and the slots are summed."""
+        world = self.strategy.num_replicas_in_sync
+        index = self.strategy.cluster_resolver.task_id if self.strategy.cluster_resolver else 0
+        slots = np.zeros((world, *array.shape), dtype=np.float32)
+        slots[index] = array
+        with tf.device(self.device):
+            out = self.sum(tf.constant(slots))
+        summed = np.asarray(self.strategy.experimental_local_results(out)[0])
+        return summed.reshape(world * array.shape[0], *array.shape[1:]).astype(array.dtype)
+
+    def gather_strings(self, text: str) -> list[str]:
+        """Every worker's string, via a byte all-gather (fixed width hex digests)."""
+        codes = np.frombuffer(text.encode(), dtype=np.uint8).astype(np.int32)[None, :]
+        rows = self.gather_numpy(codes)
+        return [bytes(r.astype(np.uint8)).decode() for r in rows]
+
+    def barrier(self) -> None:
+        self.gather_numpy(np.zeros((1,), np.float32))
+
+
 class MWMSTFDLRM(TFDLRM):
     """TFDLRM whose training step all-reduces gradients (mean) across MultiWorkerMirroredStrategy workers."""
 
@@ -55,7 +91,7 @@ class MWMSTFDLRM(TFDLRM):
             tf.TensorSpec([cfg.num_tables, None], tf.int32), tf.TensorSpec([None], tf.float32),
         )
         self._dist_train = tf.function(self._distributed_step, input_signature=spec)
-        self._gather = tf.function(self._all_gather_rows)
+        self.collectives = Collectives(strategy, self.runtime.device)
 
     @property
     def loss_weight(self) -> float:
@@ -105,33 +141,14 @@ class MWMSTFDLRM(TFDLRM):
         self.busy_s.append(compute + slept)
         return loss
 
-    def _all_gather_rows(self, x: tf.Tensor) -> Any:
-        def fn(t: tf.Tensor) -> tf.Tensor:
-            return tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, tf.identity(t))
-
-        return self.strategy.run(fn, args=(x,))
-
     def gather_numpy(self, array: np.ndarray) -> np.ndarray:
-        """Concatenate every worker's rows in worker order (a collective; equal shapes on every worker).
-
-        Each worker places its rows in its own slot of a zero array and the slots are summed."""
-        world = self.strategy.num_replicas_in_sync
-        index = self.strategy.cluster_resolver.task_id if self.strategy.cluster_resolver else 0
-        slots = np.zeros((world, *array.shape), dtype=np.float32)
-        slots[index] = array
-        with tf.device(self.runtime.device):
-            out = self._gather(tf.constant(slots))
-        summed = np.asarray(self.strategy.experimental_local_results(out)[0])
-        return summed.reshape(world * array.shape[0], *array.shape[1:]).astype(array.dtype)
+        return self.collectives.gather_numpy(array)
 
     def gather_strings(self, text: str, world: int) -> list[str]:
-        """Every worker's string, via a byte all-gather (fixed width hex digests)."""
-        codes = np.frombuffer(text.encode(), dtype=np.uint8).astype(np.int32)[None, :]
-        rows = self.gather_numpy(codes)
-        return [bytes(r.astype(np.uint8)).decode() for r in rows]
+        return self.collectives.gather_strings(text)
 
     def barrier(self) -> None:
-        self.gather_numpy(np.zeros((1,), np.float32))
+        self.collectives.barrier()
 
     def comm_sizes(self, staged: Staged) -> dict[str, float]:
         """Measured gradient sizes of one step: dense bytes; IndexedSlices values+indices per sample."""
@@ -158,7 +175,7 @@ class MWMSCompressedTFDLRM(CompressedTFDLRM, MWMSTFDLRM):
         if not self.embeddings.layout.needs_id_counts:
             return super().id_counts()
         with tf.device(self.runtime.device):
-            out = self._gather(tf.constant(self._counts.numpy()))
+            out = self.collectives.sum(tf.constant(self._counts.numpy()))
         return self._split_counts(np.asarray(self.strategy.experimental_local_results(out)[0]))
 
 

@@ -6,7 +6,8 @@ provides the cluster and the RING collectives; the TFDLRM's own tf.function step
 all-reduced, embedding IndexedSlices all-gathered) before the model's optimizer applies them. Every
 worker holds a full replica, starts from the same seeded weights and applies the same averaged
 gradients, so replicas stay identical (the worker fingerprints its parameters to prove it). A custom
-loop, because Keras 3 ``fit`` fails under this strategy in TensorFlow 2.21.
+loop, because Keras 3 ``fit`` fails under this strategy in TensorFlow 2.21. Retrieval models (two-tower,
+NeuMF) run ``retrieval_runner.run_rank`` instead, with the model of ``distributed_retrieval``.
 """
 
 from __future__ import annotations
@@ -36,6 +37,13 @@ def _run(run_dir: Path, index: int, world: int) -> None:
         implementation=tf.distribute.experimental.CommunicationImplementation.RING,
         timeout_seconds=float(job.get("collective_timeout_s", 120)))
     strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+    if ctx.scenario.model.spec.task == "retrieval":  # two-tower, NeuMF: their own rank procedure
+        from recsys_impls.retrieval_runner import run_rank
+        from recsys_impls.tf_impl.distributed_retrieval import MWMSComm
+
+        ctx.scenario = replace(ctx.scenario, device=replace(ctx.scenario.device, threads=threads))
+        run_rank(ctx, MWMSComm(strategy, ctx.scenario.device.device))
+        return
     ctx.phase("data")
     from recsys_impls.parallel.shards import local_batches
     from recsys_impls.tf_impl.distributed_mwms import build, load_data

@@ -24,6 +24,12 @@ def tf_device(device: str) -> str:
     return f"/GPU:{device.partition(':')[2] or 0}"
 
 
+def replicas() -> tf.distribute.ReplicaContext | None:
+    """The replica context of a data-parallel step (inside ``strategy.run`` over several workers), else None."""
+    ctx = tf.distribute.get_replica_context()
+    return ctx if ctx is not None and ctx.num_replicas_in_sync > 1 else None
+
+
 class ParamDictModel:
     framework = "tf"
     input_keys: tuple[str, ...] = ()  # the staged tuple, in order
@@ -46,6 +52,7 @@ class ParamDictModel:
                 self.params.update({tables.model_name(k): v for k, v in self.emb.variables_by_name().items()})
             self._vars = list(self.params.values())
             self.optimizer = Optimizer(optimizer, lr, self._vars)
+        self.signature = signature
         self._train = tf.function(self._train_step, input_signature=signature)
         self._loss_fn = tf.function(self._loss, input_signature=signature)
         self._trace_inference()
@@ -86,9 +93,14 @@ class ParamDictModel:
                          if k in batch or k not in self.optional_keys)
 
     def _train_step(self, *inputs: tf.Tensor) -> tf.Tensor:
+        """Loss, gradients, update. Run per replica by MultiWorkerMirroredStrategy (``distributed_retrieval``),
+        the gradients are first averaged over the workers (dense all-reduced, IndexedSlices all-gathered)."""
         with tf.GradientTape() as tape:
             loss = self._loss(*inputs)
         grads = tape.gradient(loss, self._vars)
+        ctx = replicas()
+        if ctx is not None:
+            grads = ctx.all_reduce(tf.distribute.ReduceOp.MEAN, grads)
         self.optimizer.apply(list(zip(grads, self._vars, strict=True)))
         return loss
 

@@ -21,7 +21,7 @@ from recsys_impls.models.two_tower import (
     initial_params,
     table_set,
 )
-from recsys_impls.tf_impl.param_model import ParamDictModel, tf_device
+from recsys_impls.tf_impl.param_model import ParamDictModel, replicas, tf_device
 
 
 class TFTwoTower(ParamDictModel):
@@ -60,15 +60,33 @@ class TFTwoTower(ParamDictModel):
     def _loss(self, user_ids, user_mask, item_ids, item_mask, items, log_q) -> tf.Tensor:  # noqa: ANN001
         u = self.tower("user", user_ids, user_mask)
         v = self.tower("item", item_ids, item_mask)
+        v, log_q, every, first = self.in_batch_items(v, log_q, items)
         logits = tf.matmul(u, v, transpose_b=True) / self.cfg.temperature
         if self.cfg.logq_correction:
             logits = logits - log_q[None, :]
         n = tf.shape(items)[0]
-        same = tf.logical_and(tf.equal(items[:, None], items[None, :]),
-                              tf.logical_not(tf.cast(tf.eye(n), tf.bool)))
+        own = tf.range(n) + first  # each query's positive among the batch's items
+        same = tf.logical_and(tf.equal(items[:, None], every[None, :]),
+                              tf.logical_not(tf.cast(tf.one_hot(own, tf.shape(every)[0]), tf.bool)))
         logits = tf.where(same, tf.constant(MASKED_LOGIT, tf.float32), logits)
-        ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.range(n), logits=logits)
+        ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=own, logits=logits)
         return tf.reduce_mean(ce)
+
+    @staticmethod
+    def in_batch_items(v: tf.Tensor, log_q: tf.Tensor, items: tf.Tensor) -> tuple[tf.Tensor, ...]:
+        """The batch's negatives: (item vectors, their log q, item ids, the first local row's column). One
+        process: its own batch. Per replica of a data-parallel step: every worker's items, gathered with the
+        replica context's all_gather (which has a gradient: each worker's share of it flows back to the
+        worker that computed the vectors), so each query sees the global batch's negatives exactly as one
+        process on the whole batch does."""
+        ctx = replicas()
+        if ctx is None:
+            return v, log_q, items, tf.constant(0, tf.int32)
+        first = tf.cast(ctx.replica_id_in_sync_group, tf.int32) * tf.shape(items)[0]
+        # identity: the step's inputs have no device, and a collective places its result on its input's
+        # ("destinations can not be empty"); a copy made inside the replica has the replica's
+        log_q, items = tf.identity(log_q), tf.identity(items)
+        return ctx.all_gather(v, axis=0), ctx.all_gather(log_q, axis=0), ctx.all_gather(items, axis=0), first
 
     def encode(self, name: str, ids: np.ndarray, mask: np.ndarray, chunk: int = 8192) -> np.ndarray:
         with tf.device(self.device):

@@ -3,6 +3,8 @@
 Reads ``RUN_DIR/job.json`` (scenario + plan), trains in the plan's mode (``ddp`` or ``sharded``) on this
 rank's slice of every global batch, evaluates on its slice of the eval split (gathered on rank 0) and
 writes ``RUN_DIR/rank{R}.json``. Any exception lands in ``rank{R}.error`` so the launcher can name the rank.
+Retrieval models (two-tower, NeuMF) run ``retrieval_runner.run_rank`` instead, with the DDP model of
+``distributed_retrieval``.
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ def _run(run_dir: Path, rank: int, world: int) -> None:
     torch.set_num_threads(threads)
     torch.manual_seed(ctx.scenario.train.seed)
     dc.init_process_group(ctx.scenario.device.device, float(job.get("collective_timeout_s", 120)))
+    if ctx.scenario.model.spec.task == "retrieval":
+        _retrieval(ctx, threads)
+        return
     ctx.phase("data")
     scenario, data = dc.prepare_data(ctx.scenario)
     device = dc.local_device(scenario.device.device)
@@ -124,6 +129,22 @@ def _run(run_dir: Path, rank: int, world: int) -> None:
     ctx.write_result(result)
     ctx.phase("done")
     dist.barrier()
+    dist.destroy_process_group()
+
+
+def _retrieval(ctx: Any, threads: int) -> None:
+    """A retrieval model's rank (two-tower, NeuMF): ``retrieval_runner.run_rank`` with the DDP model."""
+    from dataclasses import replace
+
+    import torch.distributed as dist
+
+    from recsys_impls.retrieval_runner import run_rank
+    from recsys_impls.torch_impl import distributed_common as dc
+    from recsys_impls.torch_impl.distributed_retrieval import TorchComm
+
+    d = ctx.scenario.device
+    ctx.scenario = replace(ctx.scenario, device=replace(d, device=dc.local_device(d.device), threads=threads))
+    run_rank(ctx, TorchComm())
     dist.destroy_process_group()
 
 

@@ -37,6 +37,7 @@ class ParamDictModel:
         self.params = {k: torch.nn.Parameter(torch.tensor(v, device=self.device)) for k, v in initial.items()}
         self._is_table = is_table
         self._optimizer, self._lr = optimizer, lr
+        self.ddp: Any = None  # DistributedDataParallel over the parameters (``distributed_retrieval``)
         self._reset_optimizers()
 
     def lookup(self, table: str, ids: torch.Tensor) -> torch.Tensor:
@@ -83,9 +84,12 @@ class ParamDictModel:
         return {k: torch.as_tensor(v).to(self.device) for k, v in batch.items()}
 
     def train_step(self, staged: dict[str, torch.Tensor]) -> None:
+        """Zero-grad, backward, step; data parallel, the loss goes through DDP's forward, so its backward
+        averages the gradients over the ranks (sparse table rows as sparse tensors)."""
         for opt in self.optimizers:
             opt.zero_grad(set_to_none=True)
-        self._loss(staged).backward()
+        with torch.sparse.check_sparse_tensor_invariants(enable=False):
+            (self._loss if self.ddp is None else self.ddp)(staged).backward()
         for opt in self.optimizers:
             opt.step()
 

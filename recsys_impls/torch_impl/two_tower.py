@@ -48,17 +48,37 @@ class TorchTwoTower(ParamDictModel):
                 x = torch.relu(x)
         return x / torch.clamp(torch.linalg.vector_norm(x, dim=1, keepdim=True), min=NORM_EPS)
 
+    def in_batch_items(self, v: torch.Tensor, log_q: torch.Tensor,
+                       items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+        """The batch's negatives: (item vectors, their log q, item ids, the first local row's column). One
+        process: its own batch. Data parallel (``self.ddp``): every rank's items, gathered with a
+        differentiable all-gather, so each query sees the global batch's negatives exactly as one process
+        on the whole batch does (its backward sums every rank's gradient into the items' own rank)."""
+        if self.ddp is None:
+            return v, log_q, items, 0
+        import torch.distributed as dist
+        import torch.distributed.nn.functional as dnf
+
+        world, rank = dist.get_world_size(), dist.get_rank()
+        lq = [torch.empty_like(log_q) for _ in range(world)]
+        ids = [torch.empty_like(items) for _ in range(world)]
+        dist.all_gather(lq, log_q)
+        dist.all_gather(ids, items)
+        return torch.cat(dnf.all_gather(v)), torch.cat(lq), torch.cat(ids), rank * items.numel()
+
     def _loss(self, s: dict[str, torch.Tensor]) -> torch.Tensor:
         u = self.tower("user", s["user_ids"], s["user_mask"])
         v = self.tower("item", s["item_ids"], s["item_mask"])
+        v, log_q, every, first = self.in_batch_items(v, s["log_q"], s["items"])
         logits = u @ v.T / self.cfg.temperature
         if self.cfg.logq_correction:
-            logits = logits - s["log_q"].unsqueeze(0)
+            logits = logits - log_q.unsqueeze(0)
         items = s["items"]
-        same = (items.unsqueeze(1) == items.unsqueeze(0)) & ~torch.eye(items.numel(), dtype=torch.bool,
-                                                                       device=items.device)
+        rows = torch.arange(items.numel(), device=items.device)
+        same = items.unsqueeze(1) == every.unsqueeze(0)
+        same[rows, rows + first] = False  # the positive itself
         logits = logits.masked_fill(same, MASKED_LOGIT)
-        return F.cross_entropy(logits, torch.arange(items.numel(), device=items.device))
+        return F.cross_entropy(logits, rows + first)
 
     @torch.no_grad()
     def encode(self, name: str, ids: np.ndarray, mask: np.ndarray, chunk: int = 8192) -> np.ndarray:
