@@ -89,10 +89,9 @@ def _check_compressed(out: dict, run_dir: Path, sc) -> None:  # noqa: ANN001
     assert 0.0 <= out["quality"]["auc"] <= 1.0
 
 
-@pytest.mark.parametrize("compression", ["hash:0.3", "tt:2"])
-def test_ddp_compressed_equals_single_process(tmp_path: Path, compression: str) -> None:
-    # hash: one fused smaller table; tt: three core tables per feature, combined per id before pooling
-    sc = _compressed("torch", "ddp:2", compression)
+def test_ddp_tt_equals_single_process(tmp_path: Path) -> None:
+    # three core tables per feature, combined per id before pooling (hash: in the baseline test below)
+    sc = _compressed("torch", "ddp:2", "tt:2")
     out = run_distributed(sc, timeout_s=240, run_dir=tmp_path, job_extra={"dump_params": True})
     _check_compressed(out, tmp_path, sc)
 
@@ -104,18 +103,31 @@ def test_tf_mwms_compressed_equals_single_process(tmp_path: Path) -> None:
     _check_compressed(out, tmp_path, sc)
 
 
-@pytest.mark.parametrize("sharding, compression", [("table-wise", "none"), ("row-wise", "none"),
-                                                   ("row-wise", "hash:0.3"), ("row-wise", "qr:4:add"),
-                                                   ("row-wise", "mixed-dim:0.3")])
-def test_sharded_predictions_equal_unsharded(tmp_path: Path, sharding: str, compression: str) -> None:
-    """A compressed stage's TorchRec tables (hash: bucket counts; qr:add: quotient and remainder tables
-    summed after pooling; mixed-dim: per-feature widths, projected after pooling), ids mapped before the
-    KJT, predict what the one-process compressed model predicts for the same weights."""
+def _check_sharded_predictions(sc, params: dict[str, np.ndarray], run_dir: Path) -> None:  # noqa: ANN001
+    """The sharded run's eval predictions (rank slices, gathered) equal the one-process model's with
+    ``params``."""
+    from recsys_impls import registry
+    from recsys_impls.parallel.shards import eval_slice, prepare_data
+
+    sharded = np.load(run_dir / "predictions.npy")
+    single_sc, data = prepare_data(replace(sc, parallel="none"))
+    impl = registry.build(replace(single_sc, parallel="none"))
+    impl.set_params(params)
+    expected = np.concatenate([impl.predict(eval_slice(data.eval, r, 2)) for r in range(2)])
+    assert sharded.shape == expected.shape
+    np.testing.assert_allclose(sharded, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("compression", ["none", "hash:0.3"])
+def test_sharded_predictions_equal_unsharded(tmp_path: Path, compression: str) -> None:
+    """Loaded weights, row-wise: the TorchRec tables (hash: bucket counts, ids mapped before the KJT)
+    predict what the one-process model predicts; table-wise, qr:add and mixed-dim are checked on their
+    trained weights below."""
     pytest.importorskip("torchrec")
     from recsys_impls.compression import model_state as ms
     from recsys_impls.compression.spec import parse_compression
 
-    sc = replace(_scenario("torch", f"sharded:2:{sharding}"), compression=compression)
+    sc = replace(_scenario("torch", "sharded:2:row-wise"), compression=compression)
     rng = np.random.default_rng(3)
     start = ms.initial_params(sc.model, parse_compression(compression), 7)
     params = {k: (v + rng.normal(0, 0.05, v.shape)).astype(np.float32) for k, v in start.items()}
@@ -123,17 +135,7 @@ def test_sharded_predictions_equal_unsharded(tmp_path: Path, sharding: str, comp
     run_dir = tmp_path / "run"
     run_distributed(sc, timeout_s=240, run_dir=run_dir,
                     job_extra={"predict_only": True, "load_params": str(tmp_path / "params.npz")})
-    sharded = np.load(run_dir / "predictions.npy")
-    from recsys_impls import registry
-    from recsys_impls.parallel.shards import eval_slice, prepare_data
-
-    single_sc, data = prepare_data(replace(sc, parallel="none"))
-    impl = registry.build(replace(single_sc, parallel="none"))
-    impl.set_params(params)
-    ev = [eval_slice(data.eval, r, 2) for r in range(2)]
-    expected = np.concatenate([impl.predict(e) for e in ev])
-    assert sharded.shape == expected.shape
-    np.testing.assert_allclose(sharded, expected, atol=1e-5)
+    _check_sharded_predictions(sc, params, run_dir)
 
 
 @pytest.mark.parametrize("compression", ["qr:4:add", "mixed-dim:0.3"])
@@ -145,7 +147,8 @@ def test_sharded_compressed_training_equals_single_process(tmp_path: Path, compr
     sc = _compressed("torch", "sharded:2:row-wise", compression)
     out = run_distributed(sc, timeout_s=240, run_dir=tmp_path, job_extra={"dump_params": True})
     _check_compressed(out, tmp_path, sc)
-    mapping = out["parallel"]["sharding_plan"]["id_mapping"]
+    _check_sharded_predictions(sc, _params(tmp_path, 0), tmp_path)  # qr: summed after pooling; mixed-dim:
+    mapping = out["parallel"]["sharding_plan"]["id_mapping"]  # projected after pooling
     names = ["emb.0.q", "emb.0.r"] if compression.startswith("qr") else ["emb.2 [800, 3]"]
     assert all(n in mapping for n in names), mapping
 
@@ -176,6 +179,7 @@ def test_sharded_training_moves_tables_and_reports_plan(tmp_path: Path) -> None:
     for f in range(sc.model.num_tables):
         np.testing.assert_array_equal(p0[f"emb.{f}"], p1[f"emb.{f}"])
         assert not np.array_equal(p0[f"emb.{f}"], init[f"emb.{f}"]), f"table {f} did not train"
+    _check_sharded_predictions(sc, p0, tmp_path)  # whole tables, after they moved
     plan = out["parallel"]["sharding_plan"]
     assert sum(plan["measured_bytes_per_rank"]) == sum(n * 8 * 4 for n in sc.model.table_sizes)
     assert out["parallel"]["imbalance"]["bytes"] >= 1.0
@@ -185,7 +189,7 @@ def test_sharded_training_moves_tables_and_reports_plan(tmp_path: Path) -> None:
 def test_worker_failure_names_rank_and_leaves_no_orphans(tmp_path: Path, fault: str) -> None:
     sc = _scenario("torch", "ddp:2")
     with pytest.raises(launch.WorkerFailed) as err:
-        run_distributed(sc, timeout_s=20 if fault.startswith("hang") else 120, run_dir=tmp_path,
+        run_distributed(sc, timeout_s=12 if fault.startswith("hang") else 120, run_dir=tmp_path,
                         env={launch.FAULT_ENV: fault})
     msg = str(err.value)
     assert "rank 1" in msg, msg
@@ -215,19 +219,29 @@ def test_tf_mwms_two_workers_agree(tmp_path: Path) -> None:
         np.testing.assert_allclose(p0[name], ref, atol=2e-5, err_msg=name)
 
 
-def test_distributed_compressed_run_has_its_fp32_baseline(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_distributed_compressed_run_has_its_fp32_baseline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A data parallel compressed run trains its fp32 baseline with the same launcher, plan and data: the
     section's baseline AUC is the plain model's on the global batches (one process, same eval set), and the
     quality changes are the record's figures minus the baseline's, as in the one-process section."""
     from recsys_impls import registry
     from recsys_impls.compression import section
     from recsys_impls.metrics import all_metrics
+    from recsys_impls.parallel import run as run_mod
     from recsys_impls.parallel.run import run_parallel
     from recsys_impls.parallel.shards import prepare_data
 
     monkeypatch.setattr(section, "_BASELINES", {})
-    sc = _compressed("torch", "ddp:2", "hash:0.3")
+    launch_one = run_mod.run_distributed
+
+    def keep_compressed_run(sc, timeout_s=None, run_dir=None, job_extra=None, env=None):  # noqa: ANN001, ANN202
+        if sc.compression != "none":  # the compressed run's weights, for the one-process check
+            return launch_one(sc, timeout_s, tmp_path, {"dump_params": True}, env)
+        return launch_one(sc, timeout_s, run_dir, job_extra, env)
+
+    monkeypatch.setattr(run_mod, "run_distributed", keep_compressed_run)
+    sc = _compressed("torch", "ddp:2", "hash:0.3")  # one fused smaller table
     rec = run_parallel(sc, baseline=False, timeout_s=240)
+    _check_compressed(rec, tmp_path, sc)
     comp = rec["compression"]
     assert "baseline_reason" not in comp
     for key in ("auc", "logloss"):

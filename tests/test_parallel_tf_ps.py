@@ -1,7 +1,7 @@
 """TensorFlow sharded embeddings on ParameterServerStrategy (chief + workers + ps on loopback, tiny model):
-the sharded model predicts what the unsharded TFDLRM predicts for the same parameters, training moves
-every table and reports per-ps load, one worker + one ps trains exactly like one process, and a failing
-chief ends the run naming it with no server left behind."""
+the sharded model predicts what the unsharded TFDLRM predicts for the same parameters (loaded, table-wise;
+trained, row-wise), training moves every table and reports per-ps load, one worker + one ps trains exactly
+like one process, and a failing chief ends the run naming it with no server left behind."""
 
 from __future__ import annotations
 
@@ -43,9 +43,15 @@ def _single(sc):  # noqa: ANN001, ANN202
     return registry.build(replace(single_sc, parallel="none")), data
 
 
-@pytest.mark.parametrize("sharding", ["table-wise", "row-wise"])
-def test_ps_sharded_predictions_equal_unsharded(tmp_path: Path, sharding: str) -> None:
-    sc = _scenario(f"sharded:2:{sharding}")
+def _unsharded_predictions(sc, params: dict[str, np.ndarray]) -> np.ndarray:  # noqa: ANN001
+    impl, data = _single(sc)
+    impl.set_params(params)
+    return impl.predict(data.eval)
+
+
+def test_ps_table_wise_predictions_equal_unsharded(tmp_path: Path) -> None:
+    """Loaded parameters (not trained ones): the ps hold exactly what was loaded, whole tables on both ps."""
+    sc = _scenario("sharded:2:table-wise")
     rng = np.random.default_rng(5)
     params = {k: (v + rng.normal(0, 0.05, v.shape)).astype(np.float32)
               for k, v in initial_params(sc.model, 11).items()}
@@ -55,17 +61,10 @@ def test_ps_sharded_predictions_equal_unsharded(tmp_path: Path, sharding: str) -
     r0 = out["ranks"][0]
     assert max(r0["loaded_max_abs_diff"].values()) == 0.0  # what the ps hold is what was loaded
     layout = r0["layout"]
-    if sharding == "row-wise":  # every table split over both ps, rows covered exactly once
-        for f, parts in enumerate(layout):
-            assert sorted(p[0] for p in parts) == [0, 1]
-            assert sum(p[2] for p in parts) == sc.model.table_sizes[f]
-    else:  # whole tables, both ps used
-        assert all(len(parts) == 1 for parts in layout)
-        assert {parts[0][0] for parts in layout} == {0, 1}
+    assert all(len(parts) == 1 for parts in layout)
+    assert {parts[0][0] for parts in layout} == {0, 1}
     sharded = np.load(tmp_path / "run" / "predictions.npy")
-    impl, data = _single(sc)
-    impl.set_params(params)
-    expected = impl.predict(data.eval)
+    expected = _unsharded_predictions(sc, params)
     assert sharded.shape == expected.shape
     np.testing.assert_allclose(sharded, expected, atol=1e-5)
 
@@ -74,6 +73,12 @@ def test_ps_training_moves_every_table_and_reports_load(tmp_path: Path) -> None:
     sc = _scenario("sharded:2:row-wise", optimizer="adagrad", learning_rate=0.05)
     out = run_distributed(sc, timeout_s=150, run_dir=tmp_path, job_extra={"dump_params": True})
     params = dict(np.load(tmp_path / "rank0.params.npz"))
+    # the trained row-wise model predicts what the unsharded model predicts with its weights
+    expected = _unsharded_predictions(sc, params)
+    np.testing.assert_allclose(np.load(tmp_path / "predictions.npy"), expected, atol=1e-5)
+    for f, parts in enumerate(out["parallel"]["sharding_plan"]["shard_layout"]):  # every table on both ps,
+        assert sorted(p[0] for p in parts) == [0, 1]  # its rows covered exactly once
+        assert sum(p[2] for p in parts) == sc.model.table_sizes[f]
     init = initial_params(sc.model, sc.train.seed)
     for f in range(sc.model.num_tables):
         assert not np.array_equal(params[f"emb.{f}"], init[f"emb.{f}"]), f"table {f} did not train"

@@ -114,7 +114,8 @@ def test_prefetch_queue_holds_a_bounded_number_of_batches_whatever_the_steps(str
         gc.collect()
         assert src.made == steps
         maxima.append(src.max_alive)
-    assert maxima[0] == maxima[1] <= 3 + 2, maxima  # queue + the one in production + the one taken
+    # queue + the one in production + the one taken, however many steps (an unbounded queue holds ~steps)
+    assert max(maxima) <= 3 + 2, maxima
 
 
 def test_a_failure_in_the_worker_reaches_the_consumer(stream):

@@ -113,8 +113,9 @@ def _chief(run_dir: Path, num_workers: int) -> None:
     q = metrics.all_metrics(labels, probs)
     q["eval_samples"] = int(labels.shape[0])
     params = impl.get_params()
-    if job.get("dump_params"):
+    if job.get("dump_params"):  # the trained weights and what they predicted
         np.savez(run_dir / "rank0.params.npz", **params)
+        np.save(run_dir / "predictions.npy", probs)
     sizes = impl.storage_bytes()
     placed = np.array([p["table_bytes"] for p in report["per_ps"]], dtype=np.float64)
     our_plan.update({
@@ -124,6 +125,7 @@ def _chief(run_dir: Path, num_workers: int) -> None:
         "measured_bytes_per_rank": [int(b) for b in placed],
         "measured_bytes_imbalance": float(placed.max() / placed.mean()) if placed.mean() else 1.0,
         "measured": report,
+        "shard_layout": impl.embeddings.shard_layout(),
     })
     from recsys_impls.record import rank_result
     from recsys_impls.threads import record_section

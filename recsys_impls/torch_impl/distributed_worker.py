@@ -107,8 +107,10 @@ def _run(run_dir: Path, rank: int, world: int) -> None:
     params = impl.get_params()  # collective for the sharded model: every rank takes part
     prints: list[Any] = [None] * world
     dist.all_gather_object(prints, dc.fingerprint(params) if params is not None else None)
-    if job.get("dump_params") and params is not None:
+    if job.get("dump_params") and params is not None:  # the trained weights and what they predicted
         np.savez(run_dir / f"rank{rank}.params.npz", **params)
+        if gathered is not None:
+            np.save(run_dir / "predictions.npy", gathered[0])
     local = split.shares[rank] if balance.adaptive and mode == "ddp" else batches[0].batch_size
     from recsys_impls.measure.host import peak_rss_bytes
     from recsys_impls.record import rank_result
