@@ -255,14 +255,20 @@ def test_threads_conflict_after_initialisation_is_reported() -> None:
 
 
 def test_threads_honoured_in_a_fresh_process() -> None:
-    code = ("from recsys_impls.config import *; from recsys_impls.tf_impl.model import TFDLRM; "
+    """Also: TensorFlow started through the package skips its eager Keras import (no Keras, scikit-learn or
+    pandas loaded), and Keras still imports afterwards for code that wants it."""
+    code = ("import sys; from recsys_impls.config import *; from recsys_impls.tf_impl.model import TFDLRM; "
             "m = TFDLRM(Scenario(framework='tf', model=ModelConfig(table_sizes=(5,), embedding_dim=4, "
             "bottom_mlp=(4,), top_mlp=(1,)), device=DeviceConfig(threads=1))); "
-            "d = m.describe(); print(d['intra_op_threads'], d['inter_op_threads'])")
+            "d = m.describe(); print(d['intra_op_threads'], d['inter_op_threads']); "
+            "print(sorted(m for m in ('keras', 'sklearn', 'pandas') if m in sys.modules)); "
+            "import tensorflow as tf; print(tf.keras.optimizers.SGD.__module__.split('.')[0])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.split()[-2:] == ["1", "1"]
+    lines = out.stdout.strip().splitlines()
+    assert lines[-3].split() == ["1", "1"]
+    assert lines[-2] == "[]" and lines[-1] == "keras"
 
 
 def test_xla_matches_plain_graph() -> None:

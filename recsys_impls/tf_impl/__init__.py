@@ -40,3 +40,7 @@ import os
 # TensorFlow's C++ start-up chatter (CUDA probing, oneDNN notices) drowns the CLI's output; keep
 # warnings and errors. Set before TensorFlow is imported; an explicit user setting wins.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from recsys_impls.tf_impl import skip_keras  # noqa: E402
+
+skip_keras.install()
