@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from recsys_impls import threads
+from recsys_impls import hugepages, threads
 from recsys_impls.config import Scenario
 from recsys_impls.data.interactions import Interactions, SyntheticInteractionsConfig, load_interactions, oracle_vectors
 from recsys_impls.errors import ScenarioUnsupported
@@ -28,6 +28,7 @@ from recsys_impls.measure.loop import sync_each_step_on, timed_loop
 from recsys_impls.metrics_retrieval import hit_ratio_ndcg, retrieval_quality
 from recsys_impls.models import retrieval as models
 from recsys_impls.record import Record, timestamp
+from recsys_impls.runner import device_memory_reason, energy_section
 
 SERVING_K = 100
 QUERY_BATCH = 256
@@ -70,13 +71,13 @@ def _query_batches(impl: Any, data: Interactions) -> tuple[np.ndarray, np.ndarra
     return users, items, batches
 
 
-def _serving_two_tower(impl: Any, data: Interactions, t: Any, device: str) -> tuple[dict, dict]:
+def _serving_two_tower(impl: Any, data: Interactions, t: Any, device: str, window: list) -> tuple[dict, dict]:
     users, items, batches = _query_batches(impl, data)
     res = timed_loop(lambda q: impl.retrieve(q, SERVING_K), batches, warmup=1, start=0, steps=len(batches),
-                     sync=impl.synchronize, sync_each_step=sync_each_step_on(device))
+                     sync=impl.synchronize, sync_each_step=sync_each_step_on(device), window=window)
     n = QUERY_BATCH * len(batches)
-    serving = {"k": SERVING_K, "corpus_items": int(items.shape[0]), "query_batch": QUERY_BATCH, "queries": n,
-               "seconds": res.seconds, "batch_ms": res.stats(),
+    serving = {"samples": n, "k": SERVING_K, "corpus_items": int(items.shape[0]), "query_batch": QUERY_BATCH,
+               "queries": n, "seconds": res.seconds, "batch_ms": res.stats(),
                "queries_per_s": n / res.seconds if res.seconds else None,
                "how": "one matmul of the query batch against the encoded corpus, then top-k, on the device"}
     singles = [impl.stage_queries(users[i : i + 1]) for i in range(min(t.latency_batches, users.shape[0]))]
@@ -95,14 +96,14 @@ def _pair_batches(impl: Any, data: Interactions, t: Any) -> tuple[np.ndarray, np
     return users, items, [impl.stage({"users": fu[s : s + bs], "items": fi[s : s + bs]}) for s in range(0, fu.size, bs)]
 
 
-def _serving_neumf(impl: Any, data: Interactions, t: Any, device: str) -> tuple[dict, dict]:
+def _serving_neumf(impl: Any, data: Interactions, t: Any, device: str, window: list) -> tuple[dict, dict]:
     users, items, batches = _pair_batches(impl, data, t)
     fu = users.reshape(-1)
     bs = t.batch_size
     res = timed_loop(impl.infer, batches, warmup=1, start=0, steps=len(batches), sync=impl.synchronize,
-                     sync_each_step=sync_each_step_on(device))
-    serving = {"pairs": int(fu.size), "batch_size": bs, "seconds": res.seconds, "batch_ms": res.stats(),
-               "pairs_per_s": fu.size / res.seconds if res.seconds else None}
+                     sync_each_step=sync_each_step_on(device), window=window)
+    serving = {"samples": int(fu.size), "pairs": int(fu.size), "batch_size": bs, "seconds": res.seconds,
+               "batch_ms": res.stats(), "pairs_per_s": fu.size / res.seconds if res.seconds else None}
     per_user = users.shape[1]
     singles = [impl.stage({"users": users[i], "items": items[i]}) for i in range(min(t.latency_batches,
                                                                                      users.shape[0]))]
@@ -147,13 +148,7 @@ def check_axes(scenario: Scenario) -> Any:
                                                   ("balance", scenario.balance, "static")) if v not in ("", off)]
         if par.distributed and faulted:
             spec.require_axis("parallel:faults", " ".join(faulted))
-    plan = compression_plan(scenario)
-    d = scenario.device
-    if (d.precision, d.compile, d.pinned_memory) != ("fp32", "none", False):
-        raise ScenarioUnsupported(f"model {arch}: --precision {d.precision}, --compile {d.compile}, --pinned-memory "
-                                  f"{d.pinned_memory}: retrieval models run in fp32 without compile modes or pinned "
-                                  "buffers (yet); --device cpu, cuda[:N] or GPU:N is supported")
-    return plan
+    return compression_plan(scenario)
 
 
 def _model(scenario: Scenario, data: Interactions | None) -> tuple[Any, Interactions, Any]:
@@ -166,7 +161,7 @@ def _model(scenario: Scenario, data: Interactions | None) -> tuple[Any, Interact
     _apply_threads(scenario)
     data = data or load_data(scenario)
     impl = models.build(arch, scenario.framework, cfg, data, t.optimizer, t.learning_rate, t.seed,
-                        scenario.device.device, plan=plan)
+                        scenario.device, plan=plan)
     return cfg, data, impl
 
 
@@ -229,10 +224,11 @@ def prepared_steps(scenario: Scenario, phase: str = "train", max_steps: int | No
     return impl, staged[:max_steps] if max_steps is not None else staged, step
 
 
-def evaluate(scenario: Scenario, cfg: Any, data: Interactions, impl: Any) -> dict[str, Any]:
+def evaluate(scenario: Scenario, cfg: Any, data: Interactions, impl: Any, energy_window: Any = None) -> dict[str, Any]:
     """After training: the size section (a compressed model finalized into its stored form first), the
     held-out quality beside the popularity baseline and the achievable figure, and serving (throughput and
-    single-query latency). What one process records, and what rank 0 of a data-parallel run records."""
+    single-query latency; ``energy_window``: an NVML window over the serving loop). What one process records,
+    and what rank 0 of a data-parallel run records."""
     arch, t, device = scenario.model.arch, scenario.train, scenario.device.device
     size, master = _bytes(impl.get_params(), TABLES), None
     plan = compression_plan(scenario)
@@ -242,14 +238,15 @@ def evaluate(scenario: Scenario, cfg: Any, data: Interactions, impl: Any) -> dic
         post_training = plan.precision != "fp32" or bool(plan_layout(plan).trained_as)
         size, master = _to_stored(arch, cfg, data, impl, plan, t.seed, post_training)
     quality = models.quality(arch, impl, data, t.seed)
+    window = [energy_window] if energy_window is not None else []
     reach = achievable(arch, data, t.seed)
     if reach is not None:
         quality["achievable"] = reach
     if arch == "two-tower":
-        serving, latency = _serving_two_tower(impl, data, t, device)
+        serving, latency = _serving_two_tower(impl, data, t, device, window)
         throughput = {"queries_per_s": serving["queries_per_s"], "infer_samples_per_s": serving["queries_per_s"]}
     else:
-        serving, latency = _serving_neumf(impl, data, t, device)
+        serving, latency = _serving_neumf(impl, data, t, device, window)
         throughput = {"infer_samples_per_s": serving["pairs_per_s"]}
     return {"size": size, "master_quality": master, "quality": quality, "serving": serving, "latency_ms": latency,
             "throughput": throughput}
@@ -340,13 +337,21 @@ def run_retrieval(scenario: Scenario, progress: bool = False, data: Interactions
     staged = [impl.stage(b) for b in batches]
     impl.synchronize()
     stage_s = time.perf_counter() - t0
+    sampler = nvml.NvmlSampler()
+    idle_watts = sampler.measure_idle(seconds=1.0) if sampler.available else None
     host_w = host.host_window()
+    train_w, serve_w = (sampler.window(), sampler.window()) if sampler.available else (None, None)
     res = timed_loop(impl.train_step, staged, warmup=t.warmup_steps, steps=t.steps, sync=impl.synchronize,
-                     sync_each_step=sync_each_step_on(device), window=[host_w], progress=progress, desc="train")
+                     sync_each_step=sync_each_step_on(device), window=[host_w] + ([train_w] if train_w else []),
+                     progress=progress, desc="train")
     train = res.summary(t.batch_size) | {"steps": t.warmup_steps + t.steps, "batch_size": t.batch_size,
                                          "epochs": epochs, "distinct_batches": len(staged), "stage_seconds": stage_s,
                                          "final_loss": impl.loss(staged[(t.warmup_steps + t.steps - 1) % len(staged)])}
-    ev = evaluate(scenario, cfg, data, impl)
+    ev = evaluate(scenario, cfg, data, impl, serve_w)
+    sampler.close()
+    energy = {"train": energy_section(train_w, t.steps * t.batch_size) | {"idle_watts": idle_watts},
+              "infer": energy_section(serve_w, ev["serving"]["samples"]) | {"idle_watts": idle_watts},
+              } if sampler.available else nvml.null_summary(sampler.reason)
     throughput = {"train_samples_per_s": res.summary(t.batch_size)["samples_per_s"], **ev["throughput"],
                   "input_conversion_in_timed_window": False}
     sc = scenario.to_dict()
@@ -354,9 +359,10 @@ def run_retrieval(scenario: Scenario, progress: bool = False, data: Interactions
     record = Record.new(
         sc, quality=ev["quality"], train=train, infer=ev["serving"], serving=ev["serving"], throughput=throughput,
         latency_ms=ev["latency_ms"], size=ev["size"],
-        memory={"peak_host_rss_bytes": host.peak_rss_bytes(), "peak_device_bytes": None,
-                "peak_device_bytes_reason": "not measured for retrieval models"},
-        energy=nvml.null_summary("not sampled for retrieval models"),
+        memory={"peak_host_rss_bytes": host.peak_rss_bytes(), "huge_pages": hugepages.record_section(),
+                "peak_device_bytes": None, "peak_device_bytes_reason": device_memory_reason(scenario)},
+        energy=energy,
+        implementation=impl.describe(),
         cpu={"train": res.windows[0].summary(), **host.cpu_energy_status()},
         data=data_section(data),
         roofline={"reason": "no analytic work model for retrieval models"},

@@ -160,7 +160,8 @@ def latency(impl: Recommender, batches: list[Batch]) -> dict[str, Any]:
     return out
 
 
-def _energy(window: Any, samples: int) -> dict[str, Any]:
+def energy_section(window: Any, samples: int) -> dict[str, Any]:
+    """One phase's NVML energy figures (``nvml`` window) per sample, or why none were sampled."""
     if window is None:
         return {"joules": None, "reason": "energy not sampled"}
     return window.summary(samples=samples)
@@ -228,11 +229,11 @@ def run_scenario(
             "peak_host_rss_bytes": host.peak_rss_bytes(),
             "huge_pages": hugepages.record_section(),
             "peak_device_bytes": device_mem,
-            **({} if device_mem is not None else {"peak_device_bytes_reason": _device_memory_reason(scenario)}),
+            **({} if device_mem is not None else {"peak_device_bytes_reason": device_memory_reason(scenario)}),
         },
         energy={
-            "train": _energy(tr["energy_window"], tr["timed_samples"]) | {"idle_watts": idle_watts},
-            "infer": _energy(inf["energy_window"], inf["samples"]) | {"idle_watts": idle_watts},
+            "train": energy_section(tr["energy_window"], tr["timed_samples"]) | {"idle_watts": idle_watts},
+            "infer": energy_section(inf["energy_window"], inf["samples"]) | {"idle_watts": idle_watts},
         } if sampler.available else nvml.null_summary(sampler.reason),
         # Host side of the timed training window: CPU seconds, utilisation, RAPL joules or the reason.
         cpu={"train": tr["host_window"], **host.cpu_energy_status()},
@@ -254,7 +255,8 @@ def run_scenario(
     return record.cleaned()
 
 
-def _device_memory_reason(scenario: Scenario) -> str:
+def device_memory_reason(scenario: Scenario) -> str:
+    """Why a record has no peak device memory figure."""
     if scenario.device.device == "cpu":
         return "device is cpu: no device memory in use (host memory is peak_host_rss_bytes)"
     return "the implementation did not report device memory"

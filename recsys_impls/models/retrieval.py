@@ -69,8 +69,9 @@ def tower_shape(data: Interactions, side: str) -> TowerShape:
 
 
 def build(name: str, framework: str, cfg: Any, data: Interactions, optimizer: str, lr: float, seed: int,
-          device: str = "cpu", plan: Any = None) -> Any:
-    """The backend's model for ``data`` (initialised from the shared seeded parameters); ``plan``: a
+          device: Any = "cpu", plan: Any = None) -> Any:
+    """The backend's model for ``data`` (initialised from the shared seeded parameters); ``device``: a
+    ``--device`` value or the scenario's DeviceConfig (precision, compile mode, pinned staging); ``plan``: a
     compression plan whose layout its tables take (``models.retrieval_tables``)."""
     entry = model_entry(name)
     if framework not in entry.backends:

@@ -47,7 +47,7 @@ class MWMSComm:
 
         t = scenario.train
         return data_parallel(models.build(arch, "tf", cfg, data, t.optimizer, t.learning_rate, t.seed,
-                                          scenario.device.device, plan=plan), self.strategy)
+                                          scenario.device, plan=plan), self.strategy)
 
     def barrier(self) -> None:
         self.collectives.barrier()

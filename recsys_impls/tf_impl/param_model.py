@@ -5,6 +5,10 @@ the optimizer of ``optim`` over all of them (tables' ``IndexedSlices`` gradients
 parameters to and from numpy by name, and a training step and loss traced once with a fixed signature.
 A compressed model's tables are one embedding stage built from the compression layout registry (the
 ranking models' ``CompressedTables``), read row by row.
+
+GPU settings are the ranking models' (``runtime.configure``): each model's dense part (``dense_parts``)
+computes in the compute dtype (bf16/fp16 under AMP; the variables stay fp32), fp16 with dynamic loss
+scaling, TF32 on or off, and ``xla`` jit-compiles the dense parts; lookups and updates stay outside XLA.
 """
 
 from __future__ import annotations
@@ -14,7 +18,16 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from recsys_impls.config import DeviceConfig
+from recsys_impls.tf_impl import runtime
+from recsys_impls.tf_impl.loss_scale import DynamicLossScale
 from recsys_impls.tf_impl.optim import Optimizer
+
+
+def replicas() -> tf.distribute.ReplicaContext | None:
+    """The replica context of a data-parallel step (inside ``strategy.run`` over several workers), else None."""
+    ctx = tf.distribute.get_replica_context()
+    return ctx if ctx is not None and ctx.num_replicas_in_sync > 1 else None
 
 
 def tf_device(device: str) -> str:
@@ -24,20 +37,24 @@ def tf_device(device: str) -> str:
     return f"/GPU:{device.partition(':')[2] or 0}"
 
 
-def replicas() -> tf.distribute.ReplicaContext | None:
-    """The replica context of a data-parallel step (inside ``strategy.run`` over several workers), else None."""
-    ctx = tf.distribute.get_replica_context()
-    return ctx if ctx is not None and ctx.num_replicas_in_sync > 1 else None
+def configure(device: str | DeviceConfig) -> runtime.Runtime:
+    """The TensorFlow runtime of a ``--device`` value or a scenario's DeviceConfig (``runtime.configure``)."""
+    return runtime.configure(device if isinstance(device, DeviceConfig) else DeviceConfig(device))
 
 
 class ParamDictModel:
     framework = "tf"
     input_keys: tuple[str, ...] = ()  # the staged tuple, in order
     optional_keys: tuple[str, ...] = ()  # keys a batch may lack (e.g. labels at inference)
+    dense_parts: tuple[str, ...] = ()  # methods computed in the compute dtype and jit-compiled under xla
 
-    def __init__(self, initial: dict[str, np.ndarray], optimizer: str, lr: float, device: str,
+    def __init__(self, initial: dict[str, np.ndarray], optimizer: str, lr: float, setup: runtime.Runtime,
                  signature: list[tf.TensorSpec], tables: Any = None, plan: Any = None, seed: int = 0) -> None:
-        self.device = tf_device(device)
+        self.runtime = setup
+        self.device = setup.device
+        self.compute_dtype = setup.compute_dtype
+        for name in self.dense_parts if setup.xla else ():
+            setattr(self, name, tf.function(getattr(self, name), jit_compile=True))
         self.tables, self.plan, self.emb = tables, plan, None
         with tf.device(self.device):
             if tables is not None:
@@ -52,6 +69,7 @@ class ParamDictModel:
                 self.params.update({tables.model_name(k): v for k, v in self.emb.variables_by_name().items()})
             self._vars = list(self.params.values())
             self.optimizer = Optimizer(optimizer, lr, self._vars)
+            self.loss_scale = DynamicLossScale() if setup.loss_scaling else None
         self.signature = signature
         self._train = tf.function(self._train_step, input_signature=signature)
         self._loss_fn = tf.function(self._loss, input_signature=signature)
@@ -92,16 +110,28 @@ class ParamDictModel:
             return tuple(tf.identity(tf.constant(batch[k])) for k in self.input_keys
                          if k in batch or k not in self.optional_keys)
 
+    def cast(self, *tensors: tf.Tensor) -> list[tf.Tensor]:
+        """``tensors`` in the compute dtype (the dense parts' inputs and weights)."""
+        return [tf.cast(t, self.compute_dtype) for t in tensors]
+
     def _train_step(self, *inputs: tf.Tensor) -> tf.Tensor:
-        """Loss, gradients, update. Run per replica by MultiWorkerMirroredStrategy (``distributed_retrieval``),
-        the gradients are first averaged over the workers (dense all-reduced, IndexedSlices all-gathered)."""
+        """Loss, gradients (scaled and unscaled with fp16), update. Run per replica by
+        MultiWorkerMirroredStrategy (``distributed_retrieval``), the gradients are first averaged over the
+        workers (dense all-reduced, IndexedSlices all-gathered)."""
         with tf.GradientTape() as tape:
             loss = self._loss(*inputs)
-        grads = tape.gradient(loss, self._vars)
+            scaled = loss * self.loss_scale.scale if self.loss_scale is not None else loss
+        grads = tape.gradient(scaled, self._vars)
         ctx = replicas()
         if ctx is not None:
             grads = ctx.all_reduce(tf.distribute.ReduceOp.MEAN, grads)
-        self.optimizer.apply(list(zip(grads, self._vars, strict=True)))
+        if self.loss_scale is None:
+            self.optimizer.apply(list(zip(grads, self._vars, strict=True)))
+            return loss
+        grads, finite = self.loss_scale.unscale(grads)
+        if finite:
+            self.optimizer.apply(list(zip(grads, self._vars, strict=True)))
+        self.loss_scale.update(finite)
         return loss
 
     def train_step(self, staged: tuple[tf.Tensor, ...]) -> None:
@@ -116,3 +146,9 @@ class ParamDictModel:
     def synchronize(self) -> None:
         if self.device != "/CPU:0":
             tf.test.experimental.sync_devices()
+
+    def describe(self) -> dict[str, Any]:
+        """The record's ``implementation``: the runtime's facts, jit-compiled parts, optimizer."""
+        return {**self.runtime.facts, "device": self.device, "compiled": list(self.dense_parts) if self.runtime.xla
+                else [], "optimizer": self.optimizer.kind, "steps": "tf.function, fixed input signatures",
+                "train_traces": self._train.experimental_get_tracing_count()}

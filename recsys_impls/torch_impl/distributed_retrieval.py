@@ -57,7 +57,7 @@ def build(arch: str, cfg: Any, data: Any, scenario: Any, plan: Any) -> Any:
 
     t = scenario.train
     return data_parallel(models.build(arch, "torch", cfg, data, t.optimizer, t.learning_rate, t.seed,
-                                      scenario.device.device, plan=plan))
+                                      scenario.device, plan=plan))
 
 
 class TorchComm:

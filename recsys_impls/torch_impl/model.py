@@ -144,7 +144,7 @@ class TorchDLRM(Recommender):
         self.settings: TorchSettings = resolve(scenario.device)
         self.device = self.settings.device
         self.net = build_net(scenario, self._make_embeddings()).to(self.device)
-        self._dense_fn = self._compile(self.net.dense_arch)
+        self._dense_fn = self.settings.compiled(self.net.dense_arch)
         self._graphs = None
         if self.settings.compile == "cuda-graphs":
             from recsys_impls.torch_impl.graphs import GraphedInference
@@ -173,14 +173,6 @@ class TorchDLRM(Recommender):
             fill(f, start, chunk)
         self._load_dense(spec.initial_dense(cfg, seed))
         self._make_optimizers()
-
-    def _compile(self, module: nn.Module) -> Any:
-        mode = self.settings.compile
-        if mode == "torch-compile":
-            return torch.compile(module)
-        if mode == "torch-compile-max-autotune":
-            return torch.compile(module, mode="max-autotune")
-        return module
 
     def _make_optimizers(self) -> None:
         """Sparse optimizer for embedding tables, a fused or foreach one for the rest (optim.py); fresh state."""

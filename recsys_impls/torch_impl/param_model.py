@@ -4,6 +4,11 @@ The retrieval models share everything but their loss: tables (row-sparse gradien
 optimizers of ``optim`` and the rest the dense ones; parameters move to and from numpy by name; a
 training step is zero-grad, backward, step. A compressed model's tables are one embedding stage built
 from the compression layout registry (the ranking models' ``CompressedEmbeddings``), read row by row.
+
+GPU settings are the ranking models' (``settings.TorchSettings``): autocast around every forward
+(``amp-bf16``, ``amp-fp16`` with GradScaler loss scaling), TF32 on or off, page-locked staging, and
+torch.compile of each model's dense part (``dense_parts``); the lookups stay eager so the tables keep
+row-sparse gradients. CUDA graphs replay the ranking models' inference step only.
 """
 
 from __future__ import annotations
@@ -14,7 +19,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from recsys_impls.config import DeviceConfig
+from recsys_impls.errors import ScenarioUnsupported
+from recsys_impls.torch_impl.embeddings import to_device
 from recsys_impls.torch_impl.optim import make_optimizers
+from recsys_impls.torch_impl.settings import TorchSettings, resolve
 
 
 class ParamDictModel:
@@ -22,10 +31,17 @@ class ParamDictModel:
     ``CompressedEmbeddings`` stage (``self.emb``) that the model reads rows from with ``lookup``."""
 
     framework = "torch"
+    dense_parts: tuple[str, ...] = ()  # methods that torch.compile takes (no lookups inside)
 
     def __init__(self, initial: dict[str, np.ndarray], is_table: Callable[[str], bool], optimizer: str, lr: float,
-                 device: str = "cpu", tables: Any = None, plan: Any = None, seed: int = 0) -> None:
-        self.device = torch.device(device)
+                 device: str | DeviceConfig = "cpu", tables: Any = None, plan: Any = None, seed: int = 0) -> None:
+        self.settings: TorchSettings = resolve(device if isinstance(device, DeviceConfig) else DeviceConfig(device))
+        if self.settings.compile == "cuda-graphs":
+            raise ScenarioUnsupported("compile cuda-graphs: CUDA graphs replay the ranking models' inference step; "
+                                      "the retrieval models take none, torch-compile, torch-compile-max-autotune")
+        self.device = self.settings.device
+        for name in self.dense_parts:
+            setattr(self, name, self.settings.compiled(getattr(self, name)))
         self.tables, self.plan, self.emb = tables, plan, None
         if tables is not None:
             from recsys_impls.models import retrieval_tables as rt
@@ -60,6 +76,7 @@ class ParamDictModel:
             sparse += self.emb.sparse_parameters()
             dense += list(self.emb.dense)
         self.optimizers = make_optimizers(self._optimizer, self._lr, sparse, dense)
+        self._scaler = torch.amp.GradScaler(self.device.type) if self.settings.uses_grad_scaler else None
 
     def _loss(self, staged: dict[str, torch.Tensor]) -> torch.Tensor:
         raise NotImplementedError
@@ -81,21 +98,39 @@ class ParamDictModel:
         self._reset_optimizers()
 
     def stage(self, batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
-        return {k: torch.as_tensor(v).to(self.device) for k, v in batch.items()}
+        return {k: to_device(np.asarray(v), self.device, self.settings.pinned_memory) for k, v in batch.items()}
 
     def train_step(self, staged: dict[str, torch.Tensor]) -> None:
-        """Zero-grad, backward, step; data parallel, the loss goes through DDP's forward, so its backward
-        averages the gradients over the ranks (sparse table rows as sparse tensors)."""
-        for opt in self.optimizers:
-            opt.zero_grad(set_to_none=True)
-        with torch.sparse.check_sparse_tensor_invariants(enable=False):
-            (self._loss if self.ddp is None else self.ddp)(staged).backward()
-        for opt in self.optimizers:
-            opt.step()
+        """Zero-grad, forward under autocast, backward, step (through the loss scaler with amp-fp16); data
+        parallel, the loss goes through DDP's forward, so its backward averages the gradients over the ranks
+        (sparse table rows as sparse tensors)."""
+        with self.settings.math_mode():
+            for opt in self.optimizers:
+                opt.zero_grad(set_to_none=True)
+            with self.settings.autocast():
+                loss = (self._loss if self.ddp is None else self.ddp)(staged)
+            with torch.sparse.check_sparse_tensor_invariants(enable=False):
+                if self._scaler is None:
+                    loss.backward()
+                    for opt in self.optimizers:
+                        opt.step()
+                else:
+                    self._scaler.scale(loss).backward()
+                    for opt in self.optimizers:
+                        self._scaler.step(opt)
+                    self._scaler.update()
 
     @torch.no_grad()
     def loss(self, staged: dict[str, torch.Tensor]) -> float:
-        return float(self._loss(staged))
+        with self.settings.math_mode(), self.settings.autocast():
+            return float(self._loss(staged))
+
+    def describe(self) -> dict[str, Any]:
+        """The record's ``implementation``: device and math settings, compiled parts, optimizers."""
+        return {**self.settings.describe(), "compiled": list(self.dense_parts) if self.settings.compile != "none"
+                else [], "optimizers": [type(o).__name__ for o in self.optimizers],
+                "embedding_gradient": "row-sparse (F.embedding sparse=True)" if self.emb is None
+                else "the compressed stage's (CompressedEmbeddings)"}
 
     def to_numpy(self, value: Any) -> np.ndarray:
         return value.detach().cpu().numpy()

@@ -72,6 +72,14 @@ class TorchSettings:
         finally:
             torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
 
+    def compiled(self, fn: Any) -> Any:
+        """``fn`` (a module or function) under the chosen torch.compile mode; itself for the other modes."""
+        if self.compile == "torch-compile":
+            return torch.compile(fn)
+        if self.compile == "torch-compile-max-autotune":
+            return torch.compile(fn, mode="max-autotune")
+        return fn
+
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "device": str(self.device),

@@ -2,8 +2,9 @@
 
 Each tower's table is looked up with ``F.embedding(sparse=True)`` so the table gets row-sparse gradients
 and the sparse optimizers of ``optim`` (the MLPs use the dense ones); with a compression plan the tables
-are the layout's stage (``ParamDictModel.lookup``). Serving: the item corpus is
-encoded once and kept as one [items, out] tensor; a query batch is one matmul and ``torch.topk``.
+are the layout's stage (``ParamDictModel.lookup``). The dense part (``tower_mlp``: each tower's MLP and
+normalisation) is what torch.compile takes. Serving: the item corpus is encoded once and kept as one
+[items, out] tensor in the compute dtype (bf16/fp16 under AMP); a query batch is one matmul and ``torch.topk``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from recsys_impls.config import DeviceConfig
 from recsys_impls.models.two_tower import (
     MASKED_LOGIT,
     NORM_EPS,
@@ -22,14 +24,17 @@ from recsys_impls.models.two_tower import (
     initial_params,
     table_set,
 )
+from recsys_impls.torch_impl.embeddings import to_device
 from recsys_impls.torch_impl.param_model import ParamDictModel
 
 
 class TorchTwoTower(ParamDictModel):
     """Two towers as plain parameters: ``x @ w + b`` with the [in, out] weights of the neutral spec."""
 
+    dense_parts = ("tower_mlp",)
+
     def __init__(self, cfg: TwoTowerConfig, user: TowerShape, item: TowerShape, optimizer: str, lr: float,
-                 seed: int = 0, device: str = "cpu", plan: Any = None) -> None:
+                 seed: int = 0, device: str | DeviceConfig = "cpu", plan: Any = None) -> None:
         self.cfg, self.shapes = cfg, {"user": user, "item": item}
         super().__init__(initial_params(cfg, user, item, seed), lambda k: k.endswith(".table"), optimizer, lr, device,
                          tables=table_set(cfg, user, item) if plan is not None else None, plan=plan, seed=seed)
@@ -40,12 +45,16 @@ class TorchTwoTower(ParamDictModel):
         emb = self.lookup(f"{name}.table", ids) * mask.unsqueeze(-1)
         p = self.pool[name]
         pooled = torch.einsum("bld,lf->bfd", emb, p) / torch.clamp(mask @ p, min=1.0).unsqueeze(-1)
-        x = pooled.reshape(ids.shape[0], -1)
+        return self.tower_mlp(name, pooled.reshape(ids.shape[0], -1))
+
+    def tower_mlp(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        """The tower's MLP on its pooled features, then L2 normalisation in fp32."""
         layers = len(self.cfg.tower_mlp)
         for i in range(layers):
             x = torch.addmm(self.params[f"{name}.b{i}"], x, self.params[f"{name}.w{i}"])
             if i < layers - 1:
                 x = torch.relu(x)
+        x = x.float()
         return x / torch.clamp(torch.linalg.vector_norm(x, dim=1, keepdim=True), min=NORM_EPS)
 
     def in_batch_items(self, v: torch.Tensor, log_q: torch.Tensor,
@@ -82,20 +91,26 @@ class TorchTwoTower(ParamDictModel):
 
     @torch.no_grad()
     def encode(self, name: str, ids: np.ndarray, mask: np.ndarray, chunk: int = 8192) -> np.ndarray:
-        """Tower outputs of many entities, as numpy [n, out]."""
-        outs = [self.tower(name, torch.as_tensor(ids[i : i + chunk], device=self.device),
-                           torch.as_tensor(mask[i : i + chunk], device=self.device)).cpu().numpy()
-                for i in range(0, ids.shape[0], chunk)]
+        """Tower outputs of many entities, as numpy [n, out] (float32)."""
+        with self.settings.math_mode(), self.settings.autocast():
+            outs = [self.tower(name, torch.as_tensor(ids[i : i + chunk], device=self.device),
+                               torch.as_tensor(mask[i : i + chunk], device=self.device)).cpu().numpy()
+                    for i in range(0, ids.shape[0], chunk)]
         return np.concatenate(outs) if outs else np.zeros((0, self.cfg.tower_mlp[-1]), np.float32)
 
-    # serving: brute-force top-k over a staged corpus
+    # serving: brute-force top-k over a staged corpus, in the compute dtype
+    def _serving_tensor(self, vecs: np.ndarray) -> torch.Tensor:
+        t = to_device(np.ascontiguousarray(vecs, np.float32), self.device, self.settings.pinned_memory)
+        return t.to(self.settings.autocast_dtype or torch.float32)
+
     def stage_corpus(self, item_vecs: np.ndarray) -> None:
-        self.corpus = torch.as_tensor(np.ascontiguousarray(item_vecs, np.float32), device=self.device)
+        self.corpus = self._serving_tensor(item_vecs)
 
     def stage_queries(self, user_vecs: np.ndarray) -> torch.Tensor:
-        return torch.as_tensor(np.ascontiguousarray(user_vecs, np.float32), device=self.device)
+        return self._serving_tensor(user_vecs)
 
     @torch.no_grad()
     def retrieve(self, queries: torch.Tensor, k: int) -> torch.Tensor:
         assert self.corpus is not None, "stage_corpus first"
-        return torch.topk(queries @ self.corpus.T, k, dim=1, sorted=True).indices
+        with self.settings.math_mode():
+            return torch.topk(queries @ self.corpus.T, k, dim=1, sorted=True).indices
