@@ -1,5 +1,7 @@
-"""GPU suite: framework x device setting (precision, compilation, CUDA graphs, pinned memory, XLA) x ranking
-model (``model`` parameter, from the model registry; a quick run times dlrm only).
+"""GPU suite: framework x device setting (precision, compilation, CUDA graphs, pinned memory, XLA) x model
+(``model`` parameter, from the model registry; a quick run times dlrm only). The record-reading classes
+(speed, energy, memory) take every model, retrieval ones included; the per-step timings (TrainStep,
+InferBatch) step the ranking models' batches and take those.
 
 Settings are named in recsys_impls/gpu_settings.py (``cuda`` means PyTorch's ``cuda`` and
 TensorFlow's ``GPU:0``); CPU settings use the tiny preset, GPU settings the DLRM reference shape.
@@ -20,6 +22,7 @@ FRAMEWORKS = ["torch", "tf"]
 SETTINGS = list(gs.SETTINGS)
 OVERHEAD_SETTINGS = ["cpu-fp32", "cuda-fp32"]
 MODELS = bs.ranking_models()  # from the model registry (numpy-only: no framework imported here)
+RECORD_MODELS = bs.all_models()  # the record classes: ranking and retrieval models
 
 
 def _run_all(self):
@@ -34,13 +37,13 @@ def _run_all(self):
 
     records = {}
     for framework in FRAMEWORKS:
-        combos = [(framework, s, m) for m in MODELS for s in SETTINGS]
+        combos = [(framework, s, m) for m in RECORD_MODELS for s in SETTINGS]
         records.update(bs.record_grid("gpu", ("framework", "setting", "model"), combos, build))
         _release_device_memory(framework)
     return records
 
 
-_run_all.timeout = 3600 * len(MODELS)
+_run_all.timeout = 3600 * len(RECORD_MODELS)
 
 
 def _release_device_memory(framework):
@@ -71,7 +74,7 @@ def _finite(value, what, reason):
 class GpuRun:
     """Training and inference speed per setting, from each pair's record (latency, AUC: in the record)."""
 
-    params = [FRAMEWORKS, SETTINGS, MODELS]
+    params = [FRAMEWORKS, SETTINGS, RECORD_MODELS]
     param_names = ["framework", "setting", "model"]
     timeout = 3600
     setup_cache = _run_all
@@ -93,7 +96,7 @@ class GpuRun:
 class GpuEnergy:
     """NVML energy and power of the timed training and inference windows (skipped without NVML)."""
 
-    params = [FRAMEWORKS, SETTINGS, MODELS]
+    params = [FRAMEWORKS, SETTINGS, RECORD_MODELS]
     param_names = ["framework", "setting", "model"]
     timeout = 3600
     setup_cache = _run_all
@@ -124,7 +127,7 @@ class GpuEnergy:
 class GpuMemory:
     """Peak device memory: the framework allocator's figure, else NVML's (skipped when neither)."""
 
-    params = [FRAMEWORKS, SETTINGS, MODELS]
+    params = [FRAMEWORKS, SETTINGS, RECORD_MODELS]
     param_names = ["framework", "setting", "model"]
     timeout = 3600
     setup_cache = _run_all

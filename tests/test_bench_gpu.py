@@ -60,9 +60,12 @@ def test_asv_discovery_imports_neither_torch_nor_tensorflow(tmp_path: Path) -> N
 def test_params_are_fixed_lists_not_machine_dependent() -> None:
     assert bench_gpu.SETTINGS == list(gs.SETTINGS)
     assert bench_gpu.FRAMEWORKS == ["torch", "tf"]
-    for cls in (bench_gpu.GpuRun, bench_gpu.GpuEnergy, bench_gpu.GpuMemory, bench_gpu.TrainStep, bench_gpu.InferBatch):
+    for cls in (bench_gpu.GpuRun, bench_gpu.GpuEnergy, bench_gpu.GpuMemory):
+        assert cls.params == [bench_gpu.FRAMEWORKS, bench_gpu.SETTINGS, bench_gpu.RECORD_MODELS]
+    for cls in (bench_gpu.TrainStep, bench_gpu.InferBatch):
         assert cls.params == [bench_gpu.FRAMEWORKS, bench_gpu.SETTINGS, bench_gpu.MODELS]
     assert bench_gpu.MODELS == bs.ranking_models() and {"dlrm", "dcnv2"} <= set(bench_gpu.MODELS)
+    assert bench_gpu.RECORD_MODELS == bs.all_models() and {"two-tower", "neumf"} <= set(bench_gpu.RECORD_MODELS)
     for cls in (bench_gpu.GpuEnergy, bench_gpu.GpuMemory):  # one setup_cache, so every pair runs once
         assert cls.setup_cache is bench_gpu.GpuRun.setup_cache
     for cls in (bench_gpu.GpuRun, bench_gpu.GpuEnergy, bench_gpu.GpuMemory, bench_gpu.SamplerOverhead):
@@ -103,22 +106,23 @@ def test_cuda_settings_skip_with_the_reason_in_setup(monkeypatch: pytest.MonkeyP
     cuda = [s for s in gs.SETTINGS if gs.is_gpu(s)]
     monkeypatch.setattr(bench_gpu, "SETTINGS", cuda)
     records = bench_gpu.GpuRun().setup_cache()  # every pair skips before any framework work
-    assert set(records) == {(f, s, m) for f in bench_gpu.FRAMEWORKS for s in cuda for m in bench_gpu.MODELS}
+    assert set(records) == {(f, s, m) for f in bench_gpu.FRAMEWORKS for s in cuda for m in bench_gpu.RECORD_MODELS}
     for (framework, setting, model), rec in records.items():
         assert rec["status"] == "skipped" and rec["error"].startswith(setting)
         for cls in (bench_gpu.GpuRun, bench_gpu.GpuEnergy, bench_gpu.GpuMemory):
             with pytest.raises(NotImplementedError, match=setting):
                 cls().setup(records, framework, setting, model)
         for cls in (bench_gpu.TrainStep, bench_gpu.InferBatch):
-            with pytest.raises(NotImplementedError, match="GPU|XLA|PyTorch|pinned"):
-                cls().setup(framework, setting, model)
+            if model in bench_gpu.MODELS:
+                with pytest.raises(NotImplementedError, match="GPU|XLA|PyTorch|pinned"):
+                    cls().setup(framework, setting, model)
 
 
 def test_quick_run_skips_models_other_than_dlrm_before_any_work(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(bs.QUICK_ENV, "1")
     monkeypatch.setattr(bench_gpu, "SETTINGS", ["cpu-fp32"])
-    others = [m for m in bench_gpu.MODELS if m != bs.QUICK_MODEL]
-    monkeypatch.setattr(bench_gpu, "MODELS", others)
+    others = [m for m in bench_gpu.RECORD_MODELS if m != bs.QUICK_MODEL]
+    monkeypatch.setattr(bench_gpu, "RECORD_MODELS", others)
     records = bench_gpu.GpuRun().setup_cache()
     assert set(records) == {(f, "cpu-fp32", m) for f in bench_gpu.FRAMEWORKS for m in others}
     for (framework, setting, model), rec in records.items():
@@ -182,12 +186,17 @@ def test_cpu_setting_runs_end_to_end_in_the_suite(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(bench_gpu, "FRAMEWORKS", ["torch"])
     monkeypatch.setattr(bench_gpu, "SETTINGS", ["cpu-fp32"])
     monkeypatch.setattr(bench_gpu, "MODELS", ["dlrm"])
+    monkeypatch.setattr(bench_gpu, "RECORD_MODELS", ["dlrm", "neumf"])
     monkeypatch.setattr(gs, "CPU_TRAIN", dict(gs.CPU_TRAIN, steps=20, eval_samples=2000))
     records = bench_gpu.GpuRun().setup_cache()
     key = ("torch", "cpu-fp32", "dlrm")
     run = bench_gpu.GpuRun()
     run.setup(records, *key)
     assert run.track_train_seconds_per_sample(records, *key) > 0
+    retrieval = ("torch", "cpu-fp32", "neumf")  # a retrieval model's record under the same setting
+    run.setup(records, *retrieval)
+    assert run.track_infer_seconds_per_sample(records, *retrieval) > 0
+    assert records[retrieval]["implementation"]["precision"] == "fp32"
     if NO_GPU:
         with pytest.raises(NotImplementedError, match="energy"):
             bench_gpu.GpuEnergy().setup(records, *key)
@@ -201,7 +210,7 @@ def test_cpu_setting_runs_end_to_end_in_the_suite(monkeypatch: pytest.MonkeyPatc
     assert 0 <= over.track_sampler_thread_cpu_fraction(results, *key[:2]) < 1
     assert results[key[:2]]["nvml_available"] is (not NO_GPU)
     saved = list((tmp_path / ".asv" / "records" / "pytest-bench-gpu").rglob("gpu--*.json"))
-    assert len(saved) == 1 and json.loads(saved[0].read_text())["asv"]["params"]["setting"] == "cpu-fp32"
+    assert len(saved) == 2 and {json.loads(f.read_text())["asv"]["params"]["model"] for f in saved} == {"dlrm", "neumf"}
 
 
 def _run_script(args: list[str], tmp: Path, timeout: int = 420, **env: str) -> subprocess.CompletedProcess[str]:

@@ -67,8 +67,8 @@ def assert_same_model(a: object, b: object, arch: str, start: dict, atol: float,
 
 @pytest.mark.parametrize(("framework", "arch"), list(BACKENDS))
 def test_amp_bf16_computes_the_fp32_model_in_bf16(framework: str, arch: str) -> None:
-    bf16, start = build(framework, arch, DeviceConfig(precision="amp-bf16", threads=1))
-    fp32, _ = build(framework, arch, DeviceConfig(threads=1))
+    bf16, start = build(framework, arch, DeviceConfig(precision="amp-bf16"))
+    fp32, _ = build(framework, arch, DeviceConfig())
     got, want = outputs(bf16, arch), outputs(fp32, arch)
     assert np.abs(got - want).max() > 0  # the dense part really ran in bf16
     assert_same_model(bf16, fp32, arch, start, atol=3e-2, step_rtol=0.1)
@@ -78,16 +78,16 @@ def test_amp_bf16_computes_the_fp32_model_in_bf16(framework: str, arch: str) -> 
 
 @pytest.mark.parametrize("arch", ["two-tower", "neumf"])
 def test_xla_matches_eager(arch: str) -> None:
-    xla, start = build("tf", arch, DeviceConfig(compile="xla", threads=1))
-    eager, _ = build("tf", arch, DeviceConfig(threads=1))
+    xla, start = build("tf", arch, DeviceConfig(compile="xla"))
+    eager, _ = build("tf", arch, DeviceConfig())
     assert_same_model(xla, eager, arch, start, atol=1e-5, step_rtol=1e-4)
     assert xla.describe()["compiled"] == list(xla.dense_parts) and eager.describe()["compiled"] == []
 
 
 @pytest.mark.slow
 def test_torch_compile_matches_eager() -> None:
-    compiled, start = build("torch", "neumf", DeviceConfig(compile="torch-compile", threads=1))
-    eager, _ = build("torch", "neumf", DeviceConfig(threads=1))
+    compiled, start = build("torch", "neumf", DeviceConfig(compile="torch-compile"))
+    eager, _ = build("torch", "neumf", DeviceConfig())
     assert_same_model(compiled, eager, "neumf", start, atol=1e-5, step_rtol=1e-4)
     assert compiled.describe()["compiled"] == ["head"]
 
@@ -102,7 +102,7 @@ def test_two_tower_serves_in_the_compute_dtype() -> None:
     queries = rng.normal(size=(64, 8)).astype(np.float32)
     found = {}
     for precision in ("fp32", "amp-bf16"):
-        impl, _ = build("torch", "two-tower", DeviceConfig(precision=precision, threads=1))
+        impl, _ = build("torch", "two-tower", DeviceConfig(precision=precision))
         impl.stage_corpus(corpus)
         assert impl.corpus.dtype == (torch.bfloat16 if precision == "amp-bf16" else torch.float32)
         found[precision] = impl.to_numpy(impl.retrieve(impl.stage_queries(queries), 10))
