@@ -72,8 +72,8 @@ _GETTERS = {
 
 
 @pytest.mark.parametrize("framework", ["torch", "tf"])
-@pytest.mark.parametrize("intra", [1, 2])
-def test_construction_applies_the_settings(framework, intra):
+def test_construction_applies_the_settings(framework):
+    intra = 1  # differs from both frameworks' default (every CPU) on any machine with more than one core
     out = _python(_BUILD.format(fw=framework, threads=intra, getters=_GETTERS[framework]))
     assert out["live"] == [intra, 1]
     rec = out["record"]

@@ -33,7 +33,7 @@ SMALL = ModelConfig(num_dense=5, table_sizes=(7, 40, 3, 25), embedding_dim=4, bo
 def _scenario(optimizer: str = "sgd", lr: float = 0.1, config: ModelConfig = SMALL, **device: object) -> Scenario:
     return Scenario(
         model=config, train=TrainConfig(batch_size=16, optimizer=optimizer, learning_rate=lr, seed=3),
-        device=DeviceConfig(**device),
+        device=DeviceConfig(**{"threads": 1, **device}),  # one thread: tiny ops, and no spinning under load
     ).validate()
 
 
@@ -266,15 +266,12 @@ def test_static_padded_inputs_pool_like_the_original() -> None:
 
 @pytest.mark.slow
 def test_torch_compile_on_cpu_matches_eager() -> None:
+    """The compiled dense arch predicts what eager does (compiled training steps: the retrieval models'
+    test, which goes through the same ``TorchSettings.compiled``)."""
     eager = TorchDLRM(_scenario())
     compiled = TorchDLRM(_scenario(compile="torch-compile"))
     batch = _batch(SMALL, 16, seed=10)
     np.testing.assert_allclose(compiled.predict(batch), eager.predict(batch), atol=1e-5)
-    for m in (eager, compiled):
-        m.train_step(m.stage(batch))
-    got, want = compiled.get_params(), eager.get_params()
-    for k in want:
-        np.testing.assert_allclose(got[k], want[k], atol=1e-5, err_msg=k)
     assert compiled.describe()["compile"] == "torch-compile"
 
 
