@@ -37,6 +37,7 @@ from recsys_impls.data.batch import Batch
 from recsys_impls.errors import ScenarioUnsupported
 from recsys_impls.torch_impl.compress_model import CompressedTorchDLRM
 from recsys_impls.torch_impl.model import StagedBatch, TorchDLRM
+from recsys_impls.torch_impl.optim import backward_and_step
 
 
 def _allreduce_mean(bucket: dist.GradBucket) -> torch.futures.Future[torch.Tensor]:
@@ -137,18 +138,7 @@ class DDPTorchDLRM(TorchDLRM):
             loss = F.binary_cross_entropy_with_logits(self._logits(staged), staged.labels)
             if self.loss_weight != 1.0:
                 loss = loss * self.loss_weight
-            with torch.sparse.check_sparse_tensor_invariants(enable=False):
-                if self._scaler is None:
-                    loss.backward()
-                    t_bwd = time.perf_counter()
-                    for opt in self._opts:
-                        opt.step()
-                else:
-                    self._scaler.scale(loss).backward()
-                    t_bwd = time.perf_counter()
-                    for opt in self._opts:
-                        self._scaler.step(opt)
-                    self._scaler.update()
+            t_bwd = backward_and_step(loss, self._opts, self._scaler)
         if not self.timed:
             return
         self.synchronize()

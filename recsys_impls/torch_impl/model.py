@@ -25,7 +25,7 @@ from recsys_impls.errors import ScenarioUnsupported
 from recsys_impls.init_params import check_params, initial_params, param_shapes
 from recsys_impls.torch_impl.embeddings import EmbeddingBags, build_embeddings, to_device
 from recsys_impls.torch_impl.mlp import build_mlp
-from recsys_impls.torch_impl.optim import make_optimizers
+from recsys_impls.torch_impl.optim import backward_and_step, make_optimizers
 from recsys_impls.torch_impl.settings import TorchSettings, resolve
 
 
@@ -204,17 +204,7 @@ class TorchDLRM(Recommender):
             for p in self._params:
                 p.grad = None
             loss = F.binary_cross_entropy_with_logits(self._logits(staged), staged.labels)
-            # Sparse gradients come from our own embedding_bag call: skip torch's invariant checks.
-            with torch.sparse.check_sparse_tensor_invariants(enable=False):
-                if self._scaler is None:
-                    loss.backward()
-                    for opt in self._opts:
-                        opt.step()
-                else:
-                    self._scaler.scale(loss).backward()
-                    for opt in self._opts:
-                        self._scaler.step(opt)
-                    self._scaler.update()
+            backward_and_step(loss, self._opts, self._scaler)
 
     def infer(self, staged: StagedBatch) -> torch.Tensor:
         with self.settings.math_mode():

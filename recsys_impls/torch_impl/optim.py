@@ -15,6 +15,7 @@ per tensor; on CPU foreach Adagrad runs four separate ops per tensor: on the dcn
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 
 import torch
@@ -118,3 +119,24 @@ def make_optimizers(
     else:
         raise ValueError(f"optimizer {name!r}: accepted: sgd, adagrad")
     return opts
+
+
+def backward_and_step(loss: torch.Tensor, optimizers: Iterable[torch.optim.Optimizer],
+                      scaler: torch.amp.GradScaler | None = None) -> float:
+    """Backward, then one step of every optimizer; with a GradScaler (amp-fp16) the loss is scaled, a step
+    with inf/NaN gradients is skipped and the scale updated. Sparse gradients come from our own lookups, so
+    torch's sparse invariant checks are skipped. Returns ``time.perf_counter()`` when backward ended (the
+    data-parallel step splits its compute there)."""
+    with torch.sparse.check_sparse_tensor_invariants(enable=False):
+        if scaler is None:
+            loss.backward()
+            done = time.perf_counter()
+            for opt in optimizers:
+                opt.step()
+        else:
+            scaler.scale(loss).backward()
+            done = time.perf_counter()
+            for opt in optimizers:
+                scaler.step(opt)
+            scaler.update()
+    return done

@@ -22,7 +22,7 @@ import torch
 from recsys_impls.config import DeviceConfig
 from recsys_impls.errors import ScenarioUnsupported
 from recsys_impls.torch_impl.embeddings import to_device
-from recsys_impls.torch_impl.optim import make_optimizers
+from recsys_impls.torch_impl.optim import backward_and_step, make_optimizers
 from recsys_impls.torch_impl.settings import TorchSettings, resolve
 
 
@@ -109,16 +109,7 @@ class ParamDictModel:
                 opt.zero_grad(set_to_none=True)
             with self.settings.autocast():
                 loss = (self._loss if self.ddp is None else self.ddp)(staged)
-            with torch.sparse.check_sparse_tensor_invariants(enable=False):
-                if self._scaler is None:
-                    loss.backward()
-                    for opt in self.optimizers:
-                        opt.step()
-                else:
-                    self._scaler.scale(loss).backward()
-                    for opt in self.optimizers:
-                        self._scaler.step(opt)
-                    self._scaler.update()
+            backward_and_step(loss, self.optimizers, self._scaler)
 
     @torch.no_grad()
     def loss(self, staged: dict[str, torch.Tensor]) -> float:
