@@ -160,7 +160,8 @@ def _balance_section(scenario: Scenario, plan: ParallelPlan, results: list[dict[
 
 
 _RANK_KEYS = ("rank", "role", "samples_per_s", "step_ms_mean", "step_ms_p50", "seconds", "local_bytes",
-              "variable_bytes", "local_lookups_per_batch", "final_loss", "peak_rss_bytes")
+              "variable_bytes", "local_lookups_per_batch", "final_loss", "peak_rss_bytes", "rss_by_phase",
+              "rss_peak_phase")
 
 
 def _per_rank(results: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -104,6 +104,7 @@ def _run(run_dir: Path, rank: int, world: int) -> None:
     probs = np.concatenate([impl.to_numpy(impl.infer(impl.stage(c))) for c in chunks])
     labels = np.concatenate([c.labels for c in chunks])
     gathered = dc.gather_predictions(probs, labels)
+    ctx.phase("fingerprint")
     params = impl.get_params()  # collective for the sharded model: every rank takes part
     prints: list[Any] = [None] * world
     dist.all_gather_object(prints, dc.fingerprint(params) if params is not None else None)
