@@ -21,6 +21,7 @@ averaged like the MLPs, applies to the pooled row). Other layouts are refused
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -42,7 +43,17 @@ from recsys_impls.data.batch import Batch
 from recsys_impls.errors import ScenarioUnsupported
 from recsys_impls.init_params import initial_params
 from recsys_impls.parallel import planner
+from recsys_impls.parallel.shards import (
+    assemble_block,
+    block_pieces,
+    combine_digests,
+    param_digest,
+    row_blocks,
+    update_digest,
+)
 from recsys_impls.torch_impl.model import build_dense_arch
+
+FINGERPRINT_BLOCK_BYTES = 64 << 20  # a split table travels to its hasher in row blocks of about this size
 
 
 @dataclass(frozen=True)
@@ -322,21 +333,86 @@ class ShardedDLRM:
     def get_params(self) -> dict[str, np.ndarray]:
         """Full parameters on every rank (a collective: all ranks must call it). Gathered table by table, so
         the pickled shards in flight are one table's, not every table's beside the result."""
+        params = self._gathered(None)
+        assert params is not None
+        return params
+
+    def gather_params(self, dst: int = 0) -> dict[str, np.ndarray] | None:
+        """Full parameters on rank ``dst`` only, None on the others (a collective): what a dump needs,
+        without every rank holding a copy of every table."""
+        return self._gathered(dst)
+
+    def _gathered(self, dst: int | None) -> dict[str, np.ndarray] | None:
+        """The full parameters on ``dst`` (None: on every rank), table by table."""
         local = self._local_shards()
+        here = dst is None or dst == self.rank
         out: dict[str, np.ndarray] = {}
         for k, tb in enumerate(self.tables):
             mine = [(off, t.detach().cpu().numpy()) for table, off, t in local if table == k]  # pickling copies
-            parts: list[Any] = [None] * self.world
-            dist.all_gather_object(parts, mine)
-            full = np.zeros((tb.rows, tb.dim), np.float32)
-            for rank_parts in parts:
-                for (r0, c0), arr in rank_parts:
-                    full[r0:r0 + arr.shape[0], c0:c0 + arr.shape[1]] = arr
-            out[tb.name] = full
+            parts: list[Any] | None = [None] * self.world if here else None
+            if dst is None:
+                dist.all_gather_object(parts, mine)
+            else:
+                dist.gather_object(mine, parts, dst=dst)
+            if parts is not None:
+                out[tb.name] = assemble_block([(r0, c0, a) for p in parts for (r0, c0), a in p], 0, tb.rows,
+                                              tb.dim)
             del parts
+        if not here:
+            return None
         for name, t in self._dense().items():
             out[name] = t.detach().cpu().numpy().copy()
         return out
+
+    def fingerprint(self, block_bytes: int = FINGERPRINT_BLOCK_BYTES) -> str:
+        """``shards.fingerprint`` of the full parameters (a collective), with no rank gathering them: each
+        table is hashed by one rank, where it lies whole, or streamed to its first holder in row blocks of
+        about ``block_bytes``; the table digests are shared and each rank adds its own dense replica's. So the
+        ranks' values agree exactly when their dense replicas are identical, and each equals the fingerprint
+        of the full parameter dict (``get_params``)."""
+        digests = self._table_digests(block_bytes)
+        digests.update({name: param_digest(t.detach().cpu().numpy()).hexdigest()
+                        for name, t in self._dense().items()})
+        return combine_digests(digests)
+
+    def _shard_layout(self) -> list[list[tuple[int, int, int, int, int]]]:
+        """Per table, (rank, row offset, column offset, rows, columns) of its shards on every rank (a collective)."""
+        mine = [(table, r0, c0, *t.shape) for table, (r0, c0), t in self._local_shards()]
+        parts: list[Any] = [None] * self.world
+        dist.all_gather_object(parts, mine)
+        out: list[list[tuple[int, int, int, int, int]]] = [[] for _ in self.tables]
+        for rank, part in enumerate(parts):
+            for table, r0, c0, rows, cols in part:
+                out[table].append((rank, r0, c0, rows, cols))
+        return out
+
+    def _table_digests(self, block_bytes: int) -> dict[str, str]:
+        """Every table's sha256 of its rows in order (a collective), hashed where it lies whole or streamed
+        to one rank block by block (``shards.row_blocks``)."""
+        layout = self._shard_layout()
+        local = self._local_shards()
+        mine: dict[str, str] = {}
+        for k, tb in enumerate(self.tables):
+            whole = [s[0] for s in layout[k] if s[1:] == (0, 0, tb.rows, tb.dim)]
+            hasher = whole[0] if whole else min((s[0] for s in layout[k]), default=0)
+            shards = [(r0, c0, t) for table, (r0, c0), t in local if table == k]
+            h = hashlib.sha256() if self.rank == hasher else None
+            for a, b in row_blocks(tb.rows, tb.dim, block_bytes):
+                if whole and h is None:
+                    continue  # another rank holds the table whole and hashes it: nothing travels
+                pieces = [(r0, c0, t.detach().cpu().numpy()) for r0, c0, t in block_pieces(shards, a, b)]
+                if whole:
+                    update_digest(h, assemble_block(pieces, a, b, tb.dim))
+                    continue
+                got: list[Any] | None = [None] * self.world if h is not None else None
+                dist.gather_object(pieces, got, dst=hasher)
+                if h is not None and got is not None:
+                    update_digest(h, assemble_block([p for part in got for p in part], a, b, tb.dim))
+            if h is not None:
+                mine[tb.name] = h.hexdigest()
+        parts: list[Any] = [None] * self.world
+        dist.all_gather_object(parts, mine)
+        return {name: digest for part in parts for name, digest in part.items()}
 
     def storage_bytes(self) -> dict[str, int]:
         """Plain: the fp32 tables and MLPs. A compressed stage: the serialized bytes of its stored form, as
