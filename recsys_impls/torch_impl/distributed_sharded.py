@@ -6,8 +6,10 @@ Parameters import from / export to the shared numpy dict (names per base.py), so
 predictions can be checked against the unsharded TorchDLRM for the same weights. Table-wise placement
 comes from our LPT planner (recsys_impls.parallel.planner) and is handed to TorchRec as an explicit
 per-table plan. On CPU the stock sharder offers no row-wise sharding; ``CPUShardingSharder`` adds it.
-Embedding tables train with TorchRec's fused optimizer (applied in backward); the dense arch with a
-keyed PyTorch optimizer.
+Embedding tables train with TorchRec's fused optimizer (applied in backward: only the looked-up rows
+change, no gradient is kept); a table whose shard width FBGEMM does not take (not a multiple of 4, e.g.
+mixed-dim's narrow ones) gets TorchRec's dense kernel and trains with the dense arch's keyed PyTorch
+optimizer.
 
 Compression: a layout whose table groups are plain tables looked up by mapped ids and whose combine
 commutes with sum pooling is sharded as one TorchRec table per table group, with the ids mapped on the
@@ -30,7 +32,9 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
+from torch.distributed._shard.sharded_tensor import ShardedTensor
 from torchrec import EmbeddingBagCollection, EmbeddingBagConfig, KeyedJaggedTensor
+from torchrec.distributed.embedding_types import EmbeddingComputeKernel
 from torchrec.distributed.embeddingbag import EmbeddingBagCollectionSharder
 from torchrec.distributed.model_parallel import DistributedModelParallel
 from torchrec.distributed.sharding_plan import column_wise, construct_module_sharding_plan, row_wise, table_wise
@@ -220,20 +224,32 @@ class ShardedDLRM:
     def _module_plan(self, ebc: EmbeddingBagCollection, sharding: str) -> ShardingPlan | None:
         if sharding == "auto":
             return self._torchrec_planner_plan(ebc)
+        kernels = self.compute_kernels(sharding)
         if sharding == "table-wise":
-            gens = {f"t{f}": table_wise(rank=r) for f, r in enumerate(self.our_plan["assignment"])}
+            gens = {f"t{f}": table_wise(rank=r, compute_kernel=kernels[f])
+                    for f, r in enumerate(self.our_plan["assignment"])}
         elif sharding == "row-wise":
-            gens = {f"t{k}": row_wise() for k in range(len(self.tables))}
+            gens = {f"t{k}": row_wise(compute_kernel=kernels[k]) for k in range(len(self.tables))}
         else:
             bad = sorted({t.dim for t in self.tables if t.dim % self.world})
             if bad:
                 raise ScenarioUnsupported(
                     f"column-wise over {self.world} ranks needs every table width ({', '.join(map(str, bad))}) "
                     "divisible by the world size")
-            gens = {f"t{k}": column_wise(ranks=list(range(self.world))) for k in range(len(self.tables))}
+            gens = {f"t{k}": column_wise(ranks=list(range(self.world)), compute_kernel=kernels[k])
+                    for k in range(len(self.tables))}
         mp = construct_module_sharding_plan(ebc, gens, sharder=self.sharder, local_size=self.world,
                                             world_size=self.world, device_type=self.device.type)
         return ShardingPlan({"ebc": mp})
+
+    def compute_kernels(self, sharding: str) -> list[str]:
+        """TorchRec's kernel for each table of an explicit plan: FUSED (the looked-up rows updated in
+        backward by the fused optimizer) where FBGEMM takes the shard's width (a multiple of 4), else
+        DENSE, which keeps a table-sized gradient and updates every row with the dense optimizer. Left to
+        choose, TorchRec gives DENSE to every table without an in-backward optimizer."""
+        parts = self.world if sharding == "column-wise" else 1
+        return [EmbeddingComputeKernel.FUSED.value if (t.dim // parts) % 4 == 0 else EmbeddingComputeKernel.DENSE.value
+                for t in self.tables]
 
     def _torchrec_planner_plan(self, ebc: EmbeddingBagCollection) -> ShardingPlan:
         from torchrec.distributed.planner import EmbeddingShardingPlanner, Topology
@@ -458,21 +474,30 @@ class ShardedDLRM:
         return out
 
     def export_state(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-        """Full parameters and the optimizer's per-parameter state (numpy, every rank): a collective."""
+        """Full parameters and the optimizer's per-parameter state (numpy, every rank): a collective. The
+        tables' state (the fused optimizer's, sharded like the tables) is gathered whole."""
         params = self.get_params()
-        mine: dict[str, np.ndarray] = {}
+        state: dict[str, np.ndarray] = {}
+        tables: dict[str, tuple[tuple[int, ...], list[tuple[list[int], np.ndarray]]]] = {}
         for name, p in self.opt.params.items():
-            if ".embedding_bags." in name and p.numel() == 0:
-                continue  # a placeholder for a table another rank holds: its state is the owner's
-            state = self.opt.state.get(p, {})
-            for key, value in state.items():
-                if isinstance(value, torch.Tensor):
-                    mine[f"{name}|{key}"] = value.detach().cpu().numpy().copy()
+            for key, value in self.opt.state.get(p, {}).items():
+                if isinstance(value, ShardedTensor):
+                    tables[f"{name}|{key}"] = (tuple(value.size()), [
+                        (list(sh.metadata.shard_offsets), sh.tensor.detach().cpu().numpy())
+                        for sh in value.local_shards()])
+                elif not isinstance(value, torch.Tensor):
+                    continue
+                elif ".embedding_bags." not in name:
+                    state[f"{name}|{key}"] = value.detach().cpu().numpy().copy()
+                elif p.numel():  # a whole table's state on its owner (other ranks hold an empty placeholder)
+                    tables[f"{name}|{key}"] = (tuple(value.shape), [([0] * value.dim(), value.detach().cpu().numpy())])
         parts: list[Any] = [None] * self.world
-        dist.all_gather_object(parts, {k: v for k, v in mine.items() if ".embedding_bags." in k})
-        state = {k: v for k, v in mine.items() if ".embedding_bags." not in k}
-        for p in parts:
-            state.update(p)
+        dist.all_gather_object(parts, tables)
+        for part in parts:
+            for key, (shape, pieces) in part.items():
+                full = state.setdefault(key, np.zeros(shape, pieces[0][1].dtype if pieces else np.float32))
+                for off, arr in pieces:
+                    full[tuple(slice(o, o + n) for o, n in zip(off, arr.shape, strict=True))] = arr
         return params, state
 
     def import_state(self, params: dict[str, np.ndarray], state: dict[str, np.ndarray]) -> None:
@@ -482,8 +507,14 @@ class ShardedDLRM:
             for name, p in self.opt.params.items():
                 for key, value in self.opt.state.get(p, {}).items():
                     saved = state.get(f"{name}|{key}")
-                    fits = isinstance(value, torch.Tensor) and saved is not None and saved.shape == tuple(value.shape)
-                    if fits:
+                    if not isinstance(value, torch.Tensor) or saved is None or saved.shape != tuple(value.size()):
+                        continue
+                    if isinstance(value, ShardedTensor):
+                        for sh in value.local_shards():
+                            off = sh.metadata.shard_offsets
+                            part = saved[tuple(slice(o, o + n) for o, n in zip(off, sh.tensor.shape, strict=True))]
+                            sh.tensor.copy_(torch.from_numpy(np.ascontiguousarray(part)))
+                    else:
                         value.copy_(torch.from_numpy(saved))
 
     # --- figures for the record ----------------------------------------------------------------
@@ -497,6 +528,8 @@ class ShardedDLRM:
         dist.all_gather_object(placed, (self.local_bytes(), mine))
         report = dict(self.our_plan)
         report["executed_by"] = "torchrec DistributedModelParallel"
+        if self.sharding != "auto":
+            report["compute_kernels"] = self.compute_kernels(self.sharding)
         report["placement_source"] = ("TorchRec EmbeddingShardingPlanner" if self.sharding == "auto"
                                       else f"recsys planner ({self.sharding})")
         measured = np.array([b for b, _ in placed], dtype=np.float64)
