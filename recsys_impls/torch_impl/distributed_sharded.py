@@ -446,9 +446,10 @@ class ShardedDLRM:
     # --- re-planning ---------------------------------------------------------------------------
     def probe_table_seconds(self, batches: list[Batch], repeats: int = 3) -> dict[int, float]:
         """Measured work of every table this rank holds whole (table-wise), per global batch: the lookup
-        (sum-pooled embedding_bag), its backward and the optimizer's update of the table, timed on a copy
-        of the table with the real ids of ``batches`` (median over batches and repeats). The copy keeps
-        the training untouched."""
+        (sum-pooled embedding_bag), its backward and the optimizer's update of the looked-up rows (a sparse
+        gradient, as the fused kernel that trains the table has no table-sized one), timed on a copy of the
+        table with the real ids of ``batches`` (median over batches and repeats). The copy keeps the
+        training untouched."""
         import time
 
         out: dict[int, float] = {}
@@ -467,7 +468,7 @@ class ShardedDLRM:
                 for _ in range(repeats):
                     t0 = time.perf_counter()
                     opt.zero_grad()
-                    F.embedding_bag(ids, weight, offsets, mode="sum").sum().backward()
+                    F.embedding_bag(ids, weight, offsets, mode="sum", sparse=True).sum().backward()
                     opt.step()
                     times.append(time.perf_counter() - t0)
             out[table] = float(np.median(times))
