@@ -122,7 +122,7 @@ def _consistency(scenario: Scenario, plan: ParallelPlan, results: list[dict[str,
     if not prints or any(p is None for p in prints):
         return {"replicas_identical": None, "replicas_identical_reason": "no parameter fingerprints reported"}
     scope = ("every parameter of every replica" if plan.data_parallel else
-             "each rank's dense (data-parallel) replica plus the gathered table shards")
+             "each rank's dense (data-parallel) replica plus every table's digest, hashed where its shards are")
     return {"replicas_identical": len(set(prints)) == 1, "replica_sha256": list(prints), "replica_sha256_scope": scope}
 
 
