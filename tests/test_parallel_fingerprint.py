@@ -68,6 +68,7 @@ def _rank(rank: int, world: int, port: int, out: str) -> None:
     import torch.distributed as dist
 
     from recsys_impls.config import build_scenario
+    from recsys_impls.parallel.shards import prepare_data
     from recsys_impls.torch_impl.distributed_sharded import ShardedDLRM
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
@@ -76,7 +77,10 @@ def _rank(rank: int, world: int, port: int, out: str) -> None:
     for sharding in ("table-wise", "row-wise", "column-wise"):
         sc = build_scenario({"model": {"table_sizes": [300, 50, 800, 120], "embedding_dim": 8,
                                        "bottom_mlp": [16, 8], "top_mlp": [16, 1]},
+                             "train": {"batch_size": 64, "steps": 1, "eval_samples": 64},
                              "scenario": {"framework": "torch", "parallel": f"sharded:{world}:{sharding}"}})
+        sc, data = prepare_data(sc)
+        probe = data.train.split(64)[0]
         impl = ShardedDLRM(sc, sharding, rank, world)
         full = impl.get_params()
         dumped = impl.gather_params(0)
@@ -85,6 +89,9 @@ def _rank(rank: int, world: int, port: int, out: str) -> None:
         assert (dumped is None) == (rank != 0), sharding
         if dumped is not None:
             assert fingerprint(dumped) == first, sharding
+        if sharding == "table-wise":  # the timing probe updates the tables it times, then puts them back
+            assert impl.probe_table_seconds([probe], repeats=2), "no table probed"
+            assert impl.fingerprint() == first
         t = impl._local_shards()[-1][2] if rank == 1 else None
         with torch.no_grad():
             if t is not None:

@@ -447,32 +447,47 @@ class ShardedDLRM:
     def probe_table_seconds(self, batches: list[Batch], repeats: int = 3) -> dict[int, float]:
         """Measured work of every table this rank holds whole (table-wise), per global batch: the lookup
         (sum-pooled embedding_bag), its backward and the optimizer's update of the looked-up rows (a sparse
-        gradient, as the fused kernel that trains the table has no table-sized one), timed on a copy of the
-        table with the real ids of ``batches`` (median over batches and repeats). The copy keeps the
-        training untouched."""
-        import time
-
+        gradient, as the fused kernel that trains the table has no table-sized one), timed on the table
+        itself with the real ids of ``batches`` (median over batches and repeats). The rows the probe
+        updates are saved first and put back after it, so training is untouched and no copy of the table
+        is made."""
         out: dict[int, float] = {}
-        lr = self.scenario.train.learning_rate
         for table, (r0, c0), t in self._local_shards():
             if r0 or c0 or t.shape[0] != self.tables[table].rows:
                 continue  # a part of a table: not a table-wise placement
-            weight = t.detach().clone().requires_grad_(True)
-            opt = (torch.optim.SGD([weight], lr=lr) if self.scenario.train.optimizer == "sgd"
-                   else torch.optim.Adagrad([weight], lr=lr, eps=1e-10))
-            times = []
-            for b in map(self.mapped, batches):
-                ids = torch.from_numpy(np.ascontiguousarray(b.feature_ids(table), dtype=np.int64))
-                lengths = torch.from_numpy(np.ascontiguousarray(b.lengths[table], dtype=np.int64))
-                offsets = torch.cat([lengths.new_zeros(1), torch.cumsum(lengths, 0)[:-1]])
+            bags = [self._probe_bag(b, table) for b in map(self.mapped, batches)]
+            touched = torch.unique(torch.cat([ids for ids, _ in bags])).to(t.device)
+            with torch.no_grad():
+                saved = t[touched].clone()
+                out[table] = self._timed_updates(t.detach().requires_grad_(True), bags, repeats)
+                t[touched] = saved
+        return out
+
+    @staticmethod
+    def _probe_bag(batch: Batch, table: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(ids, bag offsets) of one table in a (mapped) batch."""
+        ids = torch.from_numpy(np.ascontiguousarray(batch.feature_ids(table), dtype=np.int64))
+        lengths = torch.from_numpy(np.ascontiguousarray(batch.lengths[table], dtype=np.int64))
+        return ids, torch.cat([lengths.new_zeros(1), torch.cumsum(lengths, 0)[:-1]])
+
+    def _timed_updates(self, weight: torch.Tensor, bags: list[tuple[torch.Tensor, torch.Tensor]],
+                       repeats: int) -> float:
+        """Median seconds of lookup + backward + optimizer step on ``weight`` (updated in place)."""
+        import time
+
+        lr = self.scenario.train.learning_rate
+        opt = (torch.optim.SGD([weight], lr=lr) if self.scenario.train.optimizer == "sgd"
+               else torch.optim.Adagrad([weight], lr=lr, eps=1e-10))
+        times = []
+        with torch.enable_grad():
+            for ids, offsets in bags:
                 for _ in range(repeats):
                     t0 = time.perf_counter()
                     opt.zero_grad()
                     F.embedding_bag(ids, weight, offsets, mode="sum", sparse=True).sum().backward()
                     opt.step()
                     times.append(time.perf_counter() - t0)
-            out[table] = float(np.median(times))
-        return out
+        return float(np.median(times))
 
     def export_state(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         """Full parameters and the optimizer's per-parameter state (numpy, every rank): a collective. The

@@ -276,8 +276,8 @@ def _sharded_phases(impl: Any, staged: list[Any], train: Any, scenario: Any, ran
 
 
 _PROBE = ("each table's lookup (sum-pooled embedding_bag over the global batch's ids), backward (sparse: the "
-          "looked-up rows) and optimizer update, timed on its owner on a copy of the table (median of 3 batches "
-          "x 3 repeats)")
+          "looked-up rows) and optimizer update, timed on its owner on the table itself, whose updated rows "
+          "are put back (median of 3 batches x 3 repeats)")
 
 
 def _resumed(impl: Any, factor: float | None) -> Any:
