@@ -417,8 +417,9 @@ class ShardedDLRM:
                 if whole and h is None:
                     continue  # another rank holds the table whole and hashes it: nothing travels
                 pieces = [(r0, c0, t.detach().cpu().numpy()) for r0, c0, t in block_pieces(shards, a, b)]
-                if whole:
-                    update_digest(h, assemble_block(pieces, a, b, tb.dim))
+                if whole:  # the rows as they lie (a view), unless the rank holds the table in pieces
+                    one = len(pieces) == 1 and pieces[0][1] == 0 and pieces[0][2].shape[1] == tb.dim
+                    update_digest(h, pieces[0][2] if one else assemble_block(pieces, a, b, tb.dim))
                     continue
                 got: list[Any] | None = [None] * self.world if h is not None else None
                 dist.gather_object(pieces, got, dst=hasher)
