@@ -17,6 +17,26 @@ def test_peak_rss_covers_a_touched_allocation() -> None:
     assert host.peak_rss_bytes(children=True) >= 0
 
 
+def test_rss_now_is_at_most_the_peak() -> None:
+    now = host.rss_bytes()
+    assert now is not None and 0 < now <= host.peak_rss_bytes()
+
+
+def test_phase_memory_names_the_phase_where_the_peak_rose(monkeypatch: pytest.MonkeyPatch) -> None:
+    # peak so far, then rss, read at the end of each phase: "build" raised the peak, "train" fell back
+    readings = iter([100, 90, 300, 280, 300, 120])
+    monkeypatch.setattr(host, "peak_rss_bytes", lambda: next(readings))
+    monkeypatch.setattr(host, "rss_bytes", lambda: next(readings))
+    memory = host.PhaseMemory()
+    for name in ("data", "build", "train"):
+        memory.enter(name)
+    got = memory.section()  # closes "train"
+    assert got["rss_peak_phase"] == "build"
+    assert got["rss_by_phase"] == {"data": {"peak_so_far_bytes": 100, "end_bytes": 90},
+                                   "build": {"peak_so_far_bytes": 300, "end_bytes": 280},
+                                   "train": {"peak_so_far_bytes": 300, "end_bytes": 120}}
+
+
 def test_cpu_time_grows_with_work() -> None:
     t0 = host.cpu_time_s()
     x = 0

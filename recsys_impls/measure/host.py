@@ -21,16 +21,26 @@ from typing import Any
 POWERCAP_ROOT = "/sys/class/powercap"
 
 
-def _vm_hwm_bytes(status_path: str = "/proc/self/status") -> int | None:
-    """Peak resident set size ("high water mark") from /proc, in bytes; None where unavailable."""
+def _status_bytes(field: str, status_path: str = "/proc/self/status") -> int | None:
+    """One kB field of /proc's status file (``VmHWM``, ``VmRSS``), in bytes; None where unavailable."""
     try:
         with open(status_path) as fh:
             for line in fh:
-                if line.startswith("VmHWM:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1]) * 1024  # reported in kB
     except OSError:
         return None
     return None
+
+
+def _vm_hwm_bytes(status_path: str = "/proc/self/status") -> int | None:
+    """Peak resident set size ("high water mark") from /proc, in bytes; None where unavailable."""
+    return _status_bytes("VmHWM", status_path)
+
+
+def rss_bytes() -> int | None:
+    """Resident memory of this process now (VmRSS), in bytes; None where /proc is unavailable."""
+    return _status_bytes("VmRSS")
 
 
 def peak_rss_bytes(children: bool = False) -> int:
@@ -221,3 +231,34 @@ def cpu_energy_status(reader: RaplReader | None = None) -> dict[str, Any]:
     """
     reader = reader or RaplReader()
     return {"rapl_available": reader.available, "cpu_energy_reason": reader.reason}
+
+
+class PhaseMemory:
+    """Resident memory at the end of each phase of a process: where its peak RSS was reached.
+
+    The peak is the process's high water mark so far (it is never reset, so ``peak_rss_bytes`` keeps its
+    meaning); the phase in which it last rose is ``peak_phase``.
+    """
+
+    def __init__(self) -> None:
+        self.current: str | None = None
+        self.phases: dict[str, dict[str, int | None]] = {}
+
+    def enter(self, name: str) -> None:
+        """Close the running phase (its figures are read now) and start ``name``."""
+        self.close()
+        self.current = name
+
+    def close(self) -> None:
+        if self.current is not None:
+            self.phases[self.current] = {"peak_so_far_bytes": peak_rss_bytes(), "end_bytes": rss_bytes()}
+
+    def peak_phase(self) -> str | None:
+        """The first phase at whose end the peak so far had reached its final value."""
+        top = max((p["peak_so_far_bytes"] or 0 for p in self.phases.values()), default=0)
+        return next((n for n, p in self.phases.items() if (p["peak_so_far_bytes"] or 0) == top), None)
+
+    def section(self) -> dict[str, Any]:
+        """The figures to date (the running phase closed at this moment), for a rank's result."""
+        self.close()
+        return {"rss_by_phase": dict(self.phases), "rss_peak_phase": self.peak_phase()}

@@ -122,7 +122,7 @@ def _consistency(scenario: Scenario, plan: ParallelPlan, results: list[dict[str,
     if not prints or any(p is None for p in prints):
         return {"replicas_identical": None, "replicas_identical_reason": "no parameter fingerprints reported"}
     scope = ("every parameter of every replica" if plan.data_parallel else
-             "each rank's dense (data-parallel) replica plus the gathered table shards")
+             "each rank's dense (data-parallel) replica plus every table's digest, hashed where its shards are")
     return {"replicas_identical": len(set(prints)) == 1, "replica_sha256": list(prints), "replica_sha256_scope": scope}
 
 
@@ -160,7 +160,8 @@ def _balance_section(scenario: Scenario, plan: ParallelPlan, results: list[dict[
 
 
 _RANK_KEYS = ("rank", "role", "samples_per_s", "step_ms_mean", "step_ms_p50", "seconds", "local_bytes",
-              "variable_bytes", "local_lookups_per_batch", "final_loss", "peak_rss_bytes")
+              "variable_bytes", "local_lookups_per_batch", "final_loss", "peak_rss_bytes", "rss_by_phase",
+              "rss_peak_phase")
 
 
 def _per_rank(results: list[dict[str, Any]]) -> list[dict[str, Any]]:

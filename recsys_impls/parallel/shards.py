@@ -44,10 +44,59 @@ def eval_slice(eval_batch: Batch, rank: int, world: int) -> Batch:
     return eval_batch.slice(rank * per, (rank + 1) * per)
 
 
-def fingerprint(params: dict[str, np.ndarray]) -> str:
-    """A hash of every parameter's exact bytes: equal fingerprints mean bit-identical replicas."""
+def param_digest(value: np.ndarray) -> Any:
+    """A running sha256 of one parameter's exact fp32 bytes (row-major), to be extended block by block."""
     h = hashlib.sha256()
-    for name in sorted(params):
+    update_digest(h, value)
+    return h
+
+
+def update_digest(h: Any, block: np.ndarray) -> None:
+    """Extend ``h`` by the fp32 bytes of ``block``: hashing the row blocks of a table in order gives the
+    digest of the whole table."""
+    h.update(np.ascontiguousarray(block, dtype=np.float32).reshape(-1).view(np.uint8))
+
+
+def combine_digests(digests: dict[str, str]) -> str:
+    """The model's fingerprint from its parameters' hex digests (name and digest, in name order)."""
+    h = hashlib.sha256()
+    for name in sorted(digests):
         h.update(name.encode())
-        h.update(np.ascontiguousarray(params[name], dtype=np.float32).tobytes())
+        h.update(bytes.fromhex(digests[name]))
     return h.hexdigest()
+
+
+def fingerprint(params: dict[str, np.ndarray]) -> str:
+    """A hash of every parameter's name and exact bytes: equal fingerprints mean bit-identical parameters.
+
+    It hashes each parameter on its own first (``param_digest``), so a model whose tables are split over
+    ranks gets the same value from per-table digests streamed where the shards are, without any rank
+    holding the whole model (``ShardedDLRM.fingerprint``).
+    """
+    return combine_digests({name: param_digest(value).hexdigest() for name, value in params.items()})
+
+
+def row_blocks(rows: int, dim: int, block_bytes: int) -> list[tuple[int, int]]:
+    """[start, stop) row ranges of about ``block_bytes`` of fp32 each: the unit a split table is streamed in,
+    so no rank holds more than one block of a table it does not own."""
+    step = max(1, block_bytes // max(1, 4 * dim))
+    return [(a, min(a + step, rows)) for a in range(0, rows, step)]
+
+
+def block_pieces(shards: list[tuple[int, int, Any]], start: int, stop: int) -> list[tuple[int, int, Any]]:
+    """The parts of one table's shards ((row offset, column offset, rows)) inside rows [start, stop), as
+    (row offset, column offset, slice); slices of a tensor or an array, whichever the shards are."""
+    out = []
+    for r0, c0, t in shards:
+        lo, hi = max(start, r0), min(stop, r0 + t.shape[0])
+        if lo < hi:
+            out.append((lo, c0, t[lo - r0:hi - r0]))
+    return out
+
+
+def assemble_block(pieces: list[tuple[int, int, np.ndarray]], start: int, stop: int, dim: int) -> np.ndarray:
+    """Rows [start, stop) of a table from the pieces every rank sent (``block_pieces``)."""
+    block = np.zeros((stop - start, dim), np.float32)
+    for r0, c0, arr in pieces:
+        block[r0 - start:r0 - start + arr.shape[0], c0:c0 + arr.shape[1]] = arr
+    return block

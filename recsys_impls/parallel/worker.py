@@ -37,10 +37,14 @@ class WorkerContext:
         job = json.loads((self.run_dir / JOB_FILE).read_text())
         self.job = job
         self.scenario = Scenario.from_dict(job["scenario"])
+        from recsys_impls.measure.host import PhaseMemory
+
+        self.memory = PhaseMemory()
 
     def phase(self, name: str) -> None:
         """Record the phase this rank has reached (the launcher quotes it when the run hangs)."""
         (self.run_dir / f"rank{self.rank}.phase").write_text(name)
+        self.memory.enter(name)
         fault = os.environ.get(FAULT_ENV, "")
         if fault and name == os.environ.get(FAULT_ENV + "_PHASE", "train"):
             kind, _, rank = fault.partition(":")
@@ -54,9 +58,11 @@ class WorkerContext:
                     os.kill(os.getpid(), signal.SIGKILL)
 
     def write_result(self, result: dict[str, Any]) -> None:
-        """This rank's result (a ``record.rank_result``), written atomically for the launcher."""
+        """This rank's result (a ``record.rank_result``) with its memory by phase, written atomically for
+        the launcher."""
         from recsys_impls.record import Record
 
+        result.update(self.memory.section())
         Record(result).save(self.run_dir / f"rank{self.rank}.json")
 
 

@@ -6,8 +6,10 @@ Parameters import from / export to the shared numpy dict (names per base.py), so
 predictions can be checked against the unsharded TorchDLRM for the same weights. Table-wise placement
 comes from our LPT planner (recsys_impls.parallel.planner) and is handed to TorchRec as an explicit
 per-table plan. On CPU the stock sharder offers no row-wise sharding; ``CPUShardingSharder`` adds it.
-Embedding tables train with TorchRec's fused optimizer (applied in backward); the dense arch with a
-keyed PyTorch optimizer.
+Embedding tables train with TorchRec's fused optimizer (applied in backward: only the looked-up rows
+change, no gradient is kept); a table whose shard width FBGEMM does not take (not a multiple of 4, e.g.
+mixed-dim's narrow ones) gets TorchRec's dense kernel and trains with the dense arch's keyed PyTorch
+optimizer.
 
 Compression: a layout whose table groups are plain tables looked up by mapped ids and whose combine
 commutes with sum pooling is sharded as one TorchRec table per table group, with the ids mapped on the
@@ -21,6 +23,7 @@ averaged like the MLPs, applies to the pooled row). Other layouts are refused
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -29,7 +32,9 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
+from torch.distributed._shard.sharded_tensor import ShardedTensor
 from torchrec import EmbeddingBagCollection, EmbeddingBagConfig, KeyedJaggedTensor
+from torchrec.distributed.embedding_types import EmbeddingComputeKernel
 from torchrec.distributed.embeddingbag import EmbeddingBagCollectionSharder
 from torchrec.distributed.model_parallel import DistributedModelParallel
 from torchrec.distributed.sharding_plan import column_wise, construct_module_sharding_plan, row_wise, table_wise
@@ -42,7 +47,17 @@ from recsys_impls.data.batch import Batch
 from recsys_impls.errors import ScenarioUnsupported
 from recsys_impls.init_params import initial_params
 from recsys_impls.parallel import planner
+from recsys_impls.parallel.shards import (
+    assemble_block,
+    block_pieces,
+    combine_digests,
+    param_digest,
+    row_blocks,
+    update_digest,
+)
 from recsys_impls.torch_impl.model import build_dense_arch
+
+FINGERPRINT_BLOCK_BYTES = 64 << 20  # a split table travels to its hasher in row blocks of about this size
 
 
 @dataclass(frozen=True)
@@ -209,20 +224,32 @@ class ShardedDLRM:
     def _module_plan(self, ebc: EmbeddingBagCollection, sharding: str) -> ShardingPlan | None:
         if sharding == "auto":
             return self._torchrec_planner_plan(ebc)
+        kernels = self.compute_kernels(sharding)
         if sharding == "table-wise":
-            gens = {f"t{f}": table_wise(rank=r) for f, r in enumerate(self.our_plan["assignment"])}
+            gens = {f"t{f}": table_wise(rank=r, compute_kernel=kernels[f])
+                    for f, r in enumerate(self.our_plan["assignment"])}
         elif sharding == "row-wise":
-            gens = {f"t{k}": row_wise() for k in range(len(self.tables))}
+            gens = {f"t{k}": row_wise(compute_kernel=kernels[k]) for k in range(len(self.tables))}
         else:
             bad = sorted({t.dim for t in self.tables if t.dim % self.world})
             if bad:
                 raise ScenarioUnsupported(
                     f"column-wise over {self.world} ranks needs every table width ({', '.join(map(str, bad))}) "
                     "divisible by the world size")
-            gens = {f"t{k}": column_wise(ranks=list(range(self.world))) for k in range(len(self.tables))}
+            gens = {f"t{k}": column_wise(ranks=list(range(self.world)), compute_kernel=kernels[k])
+                    for k in range(len(self.tables))}
         mp = construct_module_sharding_plan(ebc, gens, sharder=self.sharder, local_size=self.world,
                                             world_size=self.world, device_type=self.device.type)
         return ShardingPlan({"ebc": mp})
+
+    def compute_kernels(self, sharding: str) -> list[str]:
+        """TorchRec's kernel for each table of an explicit plan: FUSED (the looked-up rows updated in
+        backward by the fused optimizer) where FBGEMM takes the shard's width (a multiple of 4), else
+        DENSE, which keeps a table-sized gradient and updates every row with the dense optimizer. Left to
+        choose, TorchRec gives DENSE to every table without an in-backward optimizer."""
+        parts = self.world if sharding == "column-wise" else 1
+        return [EmbeddingComputeKernel.FUSED.value if (t.dim // parts) % 4 == 0 else EmbeddingComputeKernel.DENSE.value
+                for t in self.tables]
 
     def _torchrec_planner_plan(self, ebc: EmbeddingBagCollection) -> ShardingPlan:
         from torchrec.distributed.planner import EmbeddingShardingPlanner, Topology
@@ -322,21 +349,87 @@ class ShardedDLRM:
     def get_params(self) -> dict[str, np.ndarray]:
         """Full parameters on every rank (a collective: all ranks must call it). Gathered table by table, so
         the pickled shards in flight are one table's, not every table's beside the result."""
+        params = self._gathered(None)
+        assert params is not None
+        return params
+
+    def gather_params(self, dst: int = 0) -> dict[str, np.ndarray] | None:
+        """Full parameters on rank ``dst`` only, None on the others (a collective): what a dump needs,
+        without every rank holding a copy of every table."""
+        return self._gathered(dst)
+
+    def _gathered(self, dst: int | None) -> dict[str, np.ndarray] | None:
+        """The full parameters on ``dst`` (None: on every rank), table by table."""
         local = self._local_shards()
+        here = dst is None or dst == self.rank
         out: dict[str, np.ndarray] = {}
         for k, tb in enumerate(self.tables):
             mine = [(off, t.detach().cpu().numpy()) for table, off, t in local if table == k]  # pickling copies
-            parts: list[Any] = [None] * self.world
-            dist.all_gather_object(parts, mine)
-            full = np.zeros((tb.rows, tb.dim), np.float32)
-            for rank_parts in parts:
-                for (r0, c0), arr in rank_parts:
-                    full[r0:r0 + arr.shape[0], c0:c0 + arr.shape[1]] = arr
-            out[tb.name] = full
+            parts: list[Any] | None = [None] * self.world if here else None
+            if dst is None:
+                dist.all_gather_object(parts, mine)
+            else:
+                dist.gather_object(mine, parts, dst=dst)
+            if parts is not None:
+                out[tb.name] = assemble_block([(r0, c0, a) for p in parts for (r0, c0), a in p], 0, tb.rows,
+                                              tb.dim)
             del parts
+        if not here:
+            return None
         for name, t in self._dense().items():
             out[name] = t.detach().cpu().numpy().copy()
         return out
+
+    def fingerprint(self, block_bytes: int = FINGERPRINT_BLOCK_BYTES) -> str:
+        """``shards.fingerprint`` of the full parameters (a collective), with no rank gathering them: each
+        table is hashed by one rank, where it lies whole, or streamed to its first holder in row blocks of
+        about ``block_bytes``; the table digests are shared and each rank adds its own dense replica's. So the
+        ranks' values agree exactly when their dense replicas are identical, and each equals the fingerprint
+        of the full parameter dict (``get_params``)."""
+        digests = self._table_digests(block_bytes)
+        digests.update({name: param_digest(t.detach().cpu().numpy()).hexdigest()
+                        for name, t in self._dense().items()})
+        return combine_digests(digests)
+
+    def _shard_layout(self) -> list[list[tuple[int, int, int, int, int]]]:
+        """Per table, (rank, row offset, column offset, rows, columns) of its shards on every rank (a collective)."""
+        mine = [(table, r0, c0, *t.shape) for table, (r0, c0), t in self._local_shards()]
+        parts: list[Any] = [None] * self.world
+        dist.all_gather_object(parts, mine)
+        out: list[list[tuple[int, int, int, int, int]]] = [[] for _ in self.tables]
+        for rank, part in enumerate(parts):
+            for table, r0, c0, rows, cols in part:
+                out[table].append((rank, r0, c0, rows, cols))
+        return out
+
+    def _table_digests(self, block_bytes: int) -> dict[str, str]:
+        """Every table's sha256 of its rows in order (a collective), hashed where it lies whole or streamed
+        to one rank block by block (``shards.row_blocks``)."""
+        layout = self._shard_layout()
+        local = self._local_shards()
+        mine: dict[str, str] = {}
+        for k, tb in enumerate(self.tables):
+            whole = [s[0] for s in layout[k] if s[1:] == (0, 0, tb.rows, tb.dim)]
+            hasher = whole[0] if whole else min((s[0] for s in layout[k]), default=0)
+            shards = [(r0, c0, t) for table, (r0, c0), t in local if table == k]
+            h = hashlib.sha256() if self.rank == hasher else None
+            for a, b in row_blocks(tb.rows, tb.dim, block_bytes):
+                if whole and h is None:
+                    continue  # another rank holds the table whole and hashes it: nothing travels
+                pieces = [(r0, c0, t.detach().cpu().numpy()) for r0, c0, t in block_pieces(shards, a, b)]
+                if whole:  # the rows as they lie (a view), unless the rank holds the table in pieces
+                    one = len(pieces) == 1 and pieces[0][1] == 0 and pieces[0][2].shape[1] == tb.dim
+                    update_digest(h, pieces[0][2] if one else assemble_block(pieces, a, b, tb.dim))
+                    continue
+                got: list[Any] | None = [None] * self.world if h is not None else None
+                dist.gather_object(pieces, got, dst=hasher)
+                if h is not None and got is not None:
+                    update_digest(h, assemble_block([p for part in got for p in part], a, b, tb.dim))
+            if h is not None:
+                mine[tb.name] = h.hexdigest()
+        parts: list[Any] = [None] * self.world
+        dist.all_gather_object(parts, mine)
+        return {name: digest for part in parts for name, digest in part.items()}
 
     def storage_bytes(self) -> dict[str, int]:
         """Plain: the fp32 tables and MLPs. A compressed stage: the serialized bytes of its stored form, as
@@ -354,49 +447,74 @@ class ShardedDLRM:
     # --- re-planning ---------------------------------------------------------------------------
     def probe_table_seconds(self, batches: list[Batch], repeats: int = 3) -> dict[int, float]:
         """Measured work of every table this rank holds whole (table-wise), per global batch: the lookup
-        (sum-pooled embedding_bag), its backward and the optimizer's update of the table, timed on a copy
-        of the table with the real ids of ``batches`` (median over batches and repeats). The copy keeps
-        the training untouched."""
-        import time
-
+        (sum-pooled embedding_bag), its backward and the optimizer's update of the looked-up rows (a sparse
+        gradient, as the fused kernel that trains the table has no table-sized one), timed on the table
+        itself with the real ids of ``batches`` (median over batches and repeats). The rows the probe
+        updates are saved first and put back after it, so training is untouched and no copy of the table
+        is made."""
         out: dict[int, float] = {}
-        lr = self.scenario.train.learning_rate
         for table, (r0, c0), t in self._local_shards():
             if r0 or c0 or t.shape[0] != self.tables[table].rows:
                 continue  # a part of a table: not a table-wise placement
-            weight = t.detach().clone().requires_grad_(True)
-            opt = (torch.optim.SGD([weight], lr=lr) if self.scenario.train.optimizer == "sgd"
-                   else torch.optim.Adagrad([weight], lr=lr, eps=1e-10))
-            times = []
-            for b in map(self.mapped, batches):
-                ids = torch.from_numpy(np.ascontiguousarray(b.feature_ids(table), dtype=np.int64))
-                lengths = torch.from_numpy(np.ascontiguousarray(b.lengths[table], dtype=np.int64))
-                offsets = torch.cat([lengths.new_zeros(1), torch.cumsum(lengths, 0)[:-1]])
+            bags = [self._probe_bag(b, table) for b in map(self.mapped, batches)]
+            touched = torch.unique(torch.cat([ids for ids, _ in bags])).to(t.device)
+            with torch.no_grad():
+                saved = t[touched].clone()
+                out[table] = self._timed_updates(t.detach().requires_grad_(True), bags, repeats)
+                t[touched] = saved
+        return out
+
+    @staticmethod
+    def _probe_bag(batch: Batch, table: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(ids, bag offsets) of one table in a (mapped) batch."""
+        ids = torch.from_numpy(np.ascontiguousarray(batch.feature_ids(table), dtype=np.int64))
+        lengths = torch.from_numpy(np.ascontiguousarray(batch.lengths[table], dtype=np.int64))
+        return ids, torch.cat([lengths.new_zeros(1), torch.cumsum(lengths, 0)[:-1]])
+
+    def _timed_updates(self, weight: torch.Tensor, bags: list[tuple[torch.Tensor, torch.Tensor]],
+                       repeats: int) -> float:
+        """Median seconds of lookup + backward + optimizer step on ``weight`` (updated in place)."""
+        import time
+
+        lr = self.scenario.train.learning_rate
+        opt = (torch.optim.SGD([weight], lr=lr) if self.scenario.train.optimizer == "sgd"
+               else torch.optim.Adagrad([weight], lr=lr, eps=1e-10))
+        times = []
+        with torch.enable_grad():
+            for ids, offsets in bags:
                 for _ in range(repeats):
                     t0 = time.perf_counter()
                     opt.zero_grad()
-                    F.embedding_bag(ids, weight, offsets, mode="sum").sum().backward()
+                    F.embedding_bag(ids, weight, offsets, mode="sum", sparse=True).sum().backward()
                     opt.step()
                     times.append(time.perf_counter() - t0)
-            out[table] = float(np.median(times))
-        return out
+        return float(np.median(times))
 
     def export_state(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-        """Full parameters and the optimizer's per-parameter state (numpy, every rank): a collective."""
+        """Full parameters and the optimizer's per-parameter state (numpy, every rank): a collective. The
+        tables' state (the fused optimizer's, sharded like the tables) is gathered whole."""
         params = self.get_params()
-        mine: dict[str, np.ndarray] = {}
+        state: dict[str, np.ndarray] = {}
+        tables: dict[str, tuple[tuple[int, ...], list[tuple[list[int], np.ndarray]]]] = {}
         for name, p in self.opt.params.items():
-            if ".embedding_bags." in name and p.numel() == 0:
-                continue  # a placeholder for a table another rank holds: its state is the owner's
-            state = self.opt.state.get(p, {})
-            for key, value in state.items():
-                if isinstance(value, torch.Tensor):
-                    mine[f"{name}|{key}"] = value.detach().cpu().numpy().copy()
+            for key, value in self.opt.state.get(p, {}).items():
+                if isinstance(value, ShardedTensor):
+                    tables[f"{name}|{key}"] = (tuple(value.size()), [
+                        (list(sh.metadata.shard_offsets), sh.tensor.detach().cpu().numpy())
+                        for sh in value.local_shards()])
+                elif not isinstance(value, torch.Tensor):
+                    continue
+                elif ".embedding_bags." not in name:
+                    state[f"{name}|{key}"] = value.detach().cpu().numpy().copy()
+                elif p.numel():  # a whole table's state on its owner (other ranks hold an empty placeholder)
+                    tables[f"{name}|{key}"] = (tuple(value.shape), [([0] * value.dim(), value.detach().cpu().numpy())])
         parts: list[Any] = [None] * self.world
-        dist.all_gather_object(parts, {k: v for k, v in mine.items() if ".embedding_bags." in k})
-        state = {k: v for k, v in mine.items() if ".embedding_bags." not in k}
-        for p in parts:
-            state.update(p)
+        dist.all_gather_object(parts, tables)
+        for part in parts:
+            for key, (shape, pieces) in part.items():
+                full = state.setdefault(key, np.zeros(shape, pieces[0][1].dtype if pieces else np.float32))
+                for off, arr in pieces:
+                    full[tuple(slice(o, o + n) for o, n in zip(off, arr.shape, strict=True))] = arr
         return params, state
 
     def import_state(self, params: dict[str, np.ndarray], state: dict[str, np.ndarray]) -> None:
@@ -406,8 +524,14 @@ class ShardedDLRM:
             for name, p in self.opt.params.items():
                 for key, value in self.opt.state.get(p, {}).items():
                     saved = state.get(f"{name}|{key}")
-                    fits = isinstance(value, torch.Tensor) and saved is not None and saved.shape == tuple(value.shape)
-                    if fits:
+                    if not isinstance(value, torch.Tensor) or saved is None or saved.shape != tuple(value.size()):
+                        continue
+                    if isinstance(value, ShardedTensor):
+                        for sh in value.local_shards():
+                            off = sh.metadata.shard_offsets
+                            part = saved[tuple(slice(o, o + n) for o, n in zip(off, sh.tensor.shape, strict=True))]
+                            sh.tensor.copy_(torch.from_numpy(np.ascontiguousarray(part)))
+                    else:
                         value.copy_(torch.from_numpy(saved))
 
     # --- figures for the record ----------------------------------------------------------------
@@ -421,6 +545,8 @@ class ShardedDLRM:
         dist.all_gather_object(placed, (self.local_bytes(), mine))
         report = dict(self.our_plan)
         report["executed_by"] = "torchrec DistributedModelParallel"
+        if self.sharding != "auto":
+            report["compute_kernels"] = self.compute_kernels(self.sharding)
         report["placement_source"] = ("TorchRec EmbeddingShardingPlanner" if self.sharding == "auto"
                                       else f"recsys planner ({self.sharding})")
         measured = np.array([b for b, _ in placed], dtype=np.float64)

@@ -104,11 +104,10 @@ def _run(run_dir: Path, rank: int, world: int) -> None:
     probs = np.concatenate([impl.to_numpy(impl.infer(impl.stage(c))) for c in chunks])
     labels = np.concatenate([c.labels for c in chunks])
     gathered = dc.gather_predictions(probs, labels)
-    params = impl.get_params()  # collective for the sharded model: every rank takes part
-    prints: list[Any] = [None] * world
-    dist.all_gather_object(prints, dc.fingerprint(params) if params is not None else None)
-    if job.get("dump_params") and params is not None:  # the trained weights and what they predicted
-        np.savez(run_dir / f"rank{rank}.params.npz", **params)
+    ctx.phase("fingerprint")
+    prints = _fingerprints(impl, mode, world)
+    if job.get("dump_params"):  # the trained weights and what they predicted
+        _dump_params(impl, mode, run_dir, rank)
         if gathered is not None:
             np.save(run_dir / "predictions.npy", gathered[0])
     local = split.shares[rank] if balance.adaptive and mode == "ddp" else batches[0].batch_size
@@ -132,6 +131,31 @@ def _run(run_dir: Path, rank: int, world: int) -> None:
     ctx.phase("done")
     dist.barrier()
     dist.destroy_process_group()
+
+
+def _fingerprints(impl: Any, mode: str, world: int) -> list[Any]:
+    """Every rank's parameter fingerprint (a collective). Sharded: streamed table by table, so no rank
+    holds the whole model for it; DDP: of the replica's own parameters."""
+    import torch.distributed as dist
+
+    from recsys_impls.torch_impl import distributed_common as dc
+
+    if mode == "sharded":
+        mine = impl.fingerprint()
+    else:
+        params = impl.get_params()
+        mine = dc.fingerprint(params) if params is not None else None
+    prints: list[Any] = [None] * world
+    dist.all_gather_object(prints, mine)
+    return prints
+
+
+def _dump_params(impl: Any, mode: str, run_dir: Path, rank: int) -> None:
+    """``rank{R}.params.npz``: every DDP replica's parameters; the sharded model's, gathered, on rank 0 only
+    (a collective there: the other ranks send their shards)."""
+    params = impl.gather_params(0) if mode == "sharded" else impl.get_params()
+    if params is not None:
+        np.savez(run_dir / f"rank{rank}.params.npz", **params)
 
 
 def _retrieval(ctx: Any, threads: int) -> None:
@@ -251,8 +275,9 @@ def _sharded_phases(impl: Any, staged: list[Any], train: Any, scenario: Any, ran
     }
 
 
-_PROBE = ("each table's lookup (sum-pooled embedding_bag over the global batch's ids), backward and optimizer "
-          "update, timed on its owner on a copy of the table (median of 3 batches x 3 repeats)")
+_PROBE = ("each table's lookup (sum-pooled embedding_bag over the global batch's ids), backward (sparse: the "
+          "looked-up rows) and optimizer update, timed on its owner on the table itself, whose updated rows "
+          "are put back (median of 3 batches x 3 repeats)")
 
 
 def _resumed(impl: Any, factor: float | None) -> Any:
