@@ -4,6 +4,8 @@ scale after ``growth_interval`` finite steps in a row."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import tensorflow as tf
 
 
@@ -41,3 +43,20 @@ class DynamicLossScale(tf.Module):
         else:
             self.scale.assign(tf.maximum(self.scale * 0.5, 1.0))
             self.good_steps.assign(0)
+
+
+def scaled_loss(loss: tf.Tensor, loss_scale: DynamicLossScale | None) -> tf.Tensor:
+    """The loss to differentiate: multiplied by the scale under fp16, else itself."""
+    return loss * loss_scale.scale if loss_scale is not None else loss
+
+
+def apply_scaled(grads: list, loss_scale: DynamicLossScale | None, apply: Callable[[list], None]) -> None:
+    """``apply(grads)``; under fp16 the gradients are unscaled first, a step with inf/NaN in them is
+    skipped and the scale adjusted (call inside a tf.function)."""
+    if loss_scale is None:
+        apply(grads)
+        return
+    grads, finite = loss_scale.unscale(grads)
+    if finite:
+        apply(grads)
+    loss_scale.update(finite)

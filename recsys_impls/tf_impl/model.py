@@ -23,7 +23,7 @@ from recsys_impls.data.batch import Batch
 from recsys_impls.init_params import check_params, initial_params, param_shapes
 from recsys_impls.tf_impl import runtime
 from recsys_impls.tf_impl.embeddings import EmbeddingComponent, make_embeddings, serialized_nbytes
-from recsys_impls.tf_impl.loss_scale import DynamicLossScale
+from recsys_impls.tf_impl.loss_scale import DynamicLossScale, apply_scaled, scaled_loss
 from recsys_impls.tf_impl.mlp import MLP, make_mlp
 from recsys_impls.tf_impl.optim import Optimizer
 
@@ -169,15 +169,9 @@ class TFDLRM(Recommender):
         variables = self.trainable_variables
         with tf.GradientTape() as tape:
             loss = self.compute_loss(labels, self.forward(dense, ids, lengths))
-            scaled = loss * self.loss_scale.scale if self.loss_scale is not None else loss
+            scaled = scaled_loss(loss, self.loss_scale)
         grads = tape.gradient(scaled, variables)
-        if self.loss_scale is None:
-            self.apply_gradients(grads, variables)
-        else:
-            grads, finite = self.loss_scale.unscale(grads)
-            if finite:
-                self.apply_gradients(grads, variables)
-            self.loss_scale.update(finite)
+        apply_scaled(grads, self.loss_scale, lambda g: self.apply_gradients(g, variables))
         return loss
 
     def _predict_graph(self, dense: tf.Tensor, ids: tf.Tensor, lengths: tf.Tensor) -> tf.Tensor:

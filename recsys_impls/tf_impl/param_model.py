@@ -20,7 +20,7 @@ import tensorflow as tf
 
 from recsys_impls.config import DeviceConfig
 from recsys_impls.tf_impl import runtime
-from recsys_impls.tf_impl.loss_scale import DynamicLossScale
+from recsys_impls.tf_impl.loss_scale import DynamicLossScale, apply_scaled, scaled_loss
 from recsys_impls.tf_impl.optim import Optimizer
 
 
@@ -120,18 +120,12 @@ class ParamDictModel:
         workers (dense all-reduced, IndexedSlices all-gathered)."""
         with tf.GradientTape() as tape:
             loss = self._loss(*inputs)
-            scaled = loss * self.loss_scale.scale if self.loss_scale is not None else loss
+            scaled = scaled_loss(loss, self.loss_scale)
         grads = tape.gradient(scaled, self._vars)
         ctx = replicas()
         if ctx is not None:
             grads = ctx.all_reduce(tf.distribute.ReduceOp.MEAN, grads)
-        if self.loss_scale is None:
-            self.optimizer.apply(list(zip(grads, self._vars, strict=True)))
-            return loss
-        grads, finite = self.loss_scale.unscale(grads)
-        if finite:
-            self.optimizer.apply(list(zip(grads, self._vars, strict=True)))
-        self.loss_scale.update(finite)
+        apply_scaled(grads, self.loss_scale, lambda g: self.optimizer.apply(list(zip(g, self._vars, strict=True))))
         return loss
 
     def train_step(self, staged: tuple[tf.Tensor, ...]) -> None:
