@@ -28,7 +28,7 @@ from recsys_impls.measure.loop import sync_each_step_on, timed_loop
 from recsys_impls.metrics_retrieval import hit_ratio_ndcg, retrieval_quality
 from recsys_impls.models import retrieval as models
 from recsys_impls.record import Record, timestamp
-from recsys_impls.runner import device_memory_reason, energy_section
+from recsys_impls.runner import device_memory_reason, energy_record
 
 SERVING_K = 100
 QUERY_BATCH = 256
@@ -349,10 +349,8 @@ def run_retrieval(scenario: Scenario, progress: bool = False, data: Interactions
                                          "final_loss": impl.loss(staged[(t.warmup_steps + t.steps - 1) % len(staged)])}
     ev = evaluate(scenario, cfg, data, impl, serve_w)
     sampler.close()
-    energy = {"train": energy_section(train_w, t.steps * t.batch_size) | {"idle_watts": idle_watts},
-              "infer": energy_section(serve_w, ev["serving"]["samples"]) | {"idle_watts": idle_watts},
-              } if sampler.available else nvml.null_summary(sampler.reason)
-    throughput = {"train_samples_per_s": res.summary(t.batch_size)["samples_per_s"], **ev["throughput"],
+    energy = energy_record(sampler, idle_watts, (train_w, train["timed_samples"]), (serve_w, ev["serving"]["samples"]))
+    throughput = {"train_samples_per_s": train["samples_per_s"], **ev["throughput"],
                   "input_conversion_in_timed_window": False}
     sc = scenario.to_dict()
     sc["model"].update(resolved_model(arch, cfg, data))

@@ -167,6 +167,16 @@ def energy_section(window: Any, samples: int) -> dict[str, Any]:
     return window.summary(samples=samples)
 
 
+def energy_record(sampler: nvml.NvmlSampler, idle_watts: float | None, train: tuple[Any, int],
+                  infer: tuple[Any, int]) -> dict[str, Any]:
+    """The record's ``energy``: training and inference as (window, samples), each with the idle power
+    measured before them; NVML's reason where the sampler has no GPU."""
+    if not sampler.available:
+        return nvml.null_summary(sampler.reason)
+    return {"train": energy_section(*train) | {"idle_watts": idle_watts},
+            "infer": energy_section(*infer) | {"idle_watts": idle_watts}}
+
+
 def evaluate(impl: Recommender, eval_batch: Batch, batch_size: int,
              sampler: nvml.NvmlSampler | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """Quality on the eval split and inference throughput over it."""
@@ -231,10 +241,8 @@ def run_scenario(
             "peak_device_bytes": device_mem,
             **({} if device_mem is not None else {"peak_device_bytes_reason": device_memory_reason(scenario)}),
         },
-        energy={
-            "train": energy_section(tr["energy_window"], tr["timed_samples"]) | {"idle_watts": idle_watts},
-            "infer": energy_section(inf["energy_window"], inf["samples"]) | {"idle_watts": idle_watts},
-        } if sampler.available else nvml.null_summary(sampler.reason),
+        energy=energy_record(sampler, idle_watts, (tr["energy_window"], tr["timed_samples"]),
+                             (inf["energy_window"], inf["samples"])),
         # Host side of the timed training window: CPU seconds, utilisation, RAPL joules or the reason.
         cpu={"train": tr["host_window"], **host.cpu_energy_status()},
         data={"name": data.name, "train_samples": tr["distinct_batches"] * t.batch_size, "epochs": epochs,
